@@ -1,0 +1,104 @@
+"""``vidpolicy`` command line (see ../shared/CLI.md for the public interface).
+
+Every command builds its stage's config from flags (and optionally ``--config FILE.json``), runs it, and turns a
+`VidpolicyError` into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from vidpolicy.common.cli_args import add_config_args, config_from_args
+from vidpolicy.common.errors import VidpolicyError
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="replace a different run's output in --out")
+
+
+def _resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in --out (a rerun with the same config does this too)")
+
+
+def cmd_tokenizer_train(args):
+    from vidpolicy.tokenizer.config import TokenizerTrainConfig
+    from vidpolicy.tokenizer.train import train_tokenizer
+
+    train_tokenizer(config_from_args(TokenizerTrainConfig, args), overwrite=args.overwrite)
+
+
+def cmd_tokenizer_reconstruct(args):
+    from vidpolicy.tokenizer.reconstruct import reconstruct
+
+    reconstruct(args.tokenizer, args.video, args.out, fps=args.fps)
+
+
+def cmd_tokenize(args):
+    from vidpolicy.tokenizer.config import TokenizeConfig
+    from vidpolicy.tokenizer.tokenize import tokenize
+
+    tokenize(config_from_args(TokenizeConfig, args), overwrite=args.overwrite)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vidpolicy import __version__
+
+    parser = argparse.ArgumentParser(prog="vidpolicy", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vidpolicy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tok = sub.add_parser("tokenizer", help="train or inspect the VQ video tokenizer")
+    tsub = tok.add_subparsers(dest="subcommand", required=True)
+    from vidpolicy.tokenizer.config import TokenizeConfig, TokenizerTrainConfig
+
+    p = tsub.add_parser("train", help="train the 3D VQ-VAE on a folder of videos",
+                        description="Train the 3D VQ-VAE video tokenizer on a video corpus.")
+    add_config_args(p, TokenizerTrainConfig, required=("videos", "out"))
+    _overwrite(p)
+    _resume(p)
+    p.set_defaults(func=cmd_tokenizer_train)
+
+    p = tsub.add_parser("reconstruct", help="original | reconstruction mp4 of one video; prints PSNR / SSIM")
+    p.add_argument("--tokenizer", required=True, help="a `tokenizer train` run directory")
+    p.add_argument("--video", required=True, help="the video file to reconstruct")
+    p.add_argument("--out", required=True, help="output .mp4 (original left, reconstruction right)")
+    p.add_argument("--fps", type=float, default=None, help="sample the video at this frame rate")
+    p.set_defaults(func=cmd_tokenizer_reconstruct)
+
+    p = sub.add_parser("tokenize", help="video corpus or LeRobotDataset -> token shards + index.json",
+                       description="Tokenize every clip of a corpus into shards; resumable, multi-process.")
+    add_config_args(p, TokenizeConfig, required=("tokenizer", "out"))
+    _overwrite(p)
+    p.set_defaults(func=cmd_tokenize)
+
+    from vidpolicy import cli_stages
+
+    cli_stages.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except VidpolicyError as e:
+        from vidpolicy.common.trainer import TrainingDiverged
+
+        print(f"error: {e}", file=sys.stderr)
+        return 3 if isinstance(e, TrainingDiverged) else 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

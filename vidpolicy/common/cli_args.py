@@ -1,0 +1,68 @@
+"""Command-line flags generated from a stage's config dataclass, so flags, config.json and code never drift.
+
+Each field becomes ``--field-name`` with the help text from its metadata; ``--config FILE.json`` supplies a base
+config (strictly checked) that explicit flags override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import field
+from typing import Any
+
+from vidpolicy.common.config import from_dict, load_config, to_dict
+
+
+def opt(default: Any, help: str, **kw) -> Any:
+    """A config field with its ``--help`` text."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+def _base_type(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if args else str
+    return tp
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type, required: tuple[str, ...] = (),
+                    skip: tuple[str, ...] = ()) -> None:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.metadata.get("cli") is False:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        tp = _base_type(hints[f.name])
+        helptext = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if f.name not in required and default not in (None, "", [], ()):
+            helptext += f" (default: {default})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": helptext}
+        if f.name in required:
+            kwargs["required"] = True
+        origin = typing.get_origin(tp)
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif origin in (list, tuple):
+            (arg, *_) = typing.get_args(tp) or (str,)
+            kwargs.update(nargs="+", type=arg if arg in (int, float) else str)
+        elif tp in (int, float):
+            kwargs["type"] = tp
+            kwargs["metavar"] = "N" if tp is int else "X"
+        else:
+            kwargs["type"] = str
+        parser.add_argument(flag, **kwargs)
+    parser.add_argument("--config", dest="_config", default=None, metavar="FILE.json",
+                        help="start from this config.json (e.g. a previous run's); flags given here override it")
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **forced) -> Any:
+    base = to_dict(load_config(cls, args._config)) if getattr(args, "_config", None) else {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    return from_dict(cls, {**base, **given, **forced}, source=getattr(args, "_config", None) or "command line")

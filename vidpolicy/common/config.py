@@ -1,0 +1,144 @@
+"""Stage configs are dataclasses; each run saves its resolved config as ``config.json`` next to its output.
+
+Loading is strict: an unknown key or a value of the wrong type is a `VidpolicyError` naming it, so a typo in a
+config file fails loudly instead of silently training something else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.io import write_json
+
+C = TypeVar("C")
+
+# Fields a user may change when resuming a run (train longer, log more often) without it being "another run".
+RESUMABLE_FIELDS = frozenset({"max_steps", "resume", "overwrite", "log_every", "save_every", "num_workers"})
+
+
+def to_dict(cfg: Any) -> dict:
+    return {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+def _check_type(name: str, value: Any, tp: Any, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            try:
+                return _check_type(name, value, arg, source)
+            except VidpolicyError as e:
+                errors.append(e)
+        raise errors[0]
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is Any:
+        return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is bool or tp is str:
+        if isinstance(value, tp):
+            return value
+    elif tp is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+    elif origin in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            (arg, *_) = typing.get_args(tp) or (Any,)
+            items = [_check_type(name, v, arg, source) for v in value]
+            return tuple(items) if origin is tuple else items
+    elif origin is dict:
+        if isinstance(value, dict):
+            return value
+    else:
+        return value
+    raise VidpolicyError(f"{source}: config key '{name}' must be {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def from_dict(cls: type[C], data: dict, source: str = "config") -> C:
+    """Build a config dataclass from a dict, refusing unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise VidpolicyError(f"{source}: unknown config key(s) {', '.join(unknown)} for {cls.__name__}")
+    kwargs = {k: _check_type(k, v, hints[k], source) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_config(cls: type[C], path: str | Path) -> C:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise VidpolicyError(f"{path}: no such config file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise VidpolicyError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise VidpolicyError(f"{path}: config must be a JSON object")
+    return from_dict(cls, data, source=str(path))
+
+
+def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False) -> bool:
+    """Claim ``out`` for this run; return True when it continues the same run (resume).
+
+    A directory holding a different run's ``config.json`` is refused unless ``overwrite``; then it is wiped.
+    """
+    out = Path(out)
+    cfg_path = out / "config.json"
+    resuming = False
+    if cfg_path.exists():
+        try:
+            old = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = None
+        new = to_dict(cfg)
+        same = isinstance(old, dict) and _comparable(old) == _comparable(new)
+        if same and not overwrite:
+            resuming = True
+        elif overwrite:
+            shutil.rmtree(out)
+        else:
+            diff = _first_difference(old, new)
+            raise VidpolicyError(
+                f"{out}: holds a different run ({diff}); pass --overwrite to replace it or choose another --out"
+            )
+    elif out.exists() and any(out.iterdir()) and overwrite:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(cfg_path, to_dict(cfg))
+    return resuming
+
+
+def _comparable(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k not in RESUMABLE_FIELDS}
+
+
+def _first_difference(old: Any, new: dict) -> str:
+    if not isinstance(old, dict):
+        return "unreadable config.json"
+    old_c, new_c = _comparable(old), _comparable(new)
+    for k in sorted(set(old_c) | set(new_c)):
+        if old_c.get(k) != new_c.get(k):
+            return f"{k}: {old_c.get(k)!r} there, {new_c.get(k)!r} now"
+    return "config differs"

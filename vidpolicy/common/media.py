@@ -1,0 +1,72 @@
+"""Media out: H.264 mp4 (readable by decord), side-by-side panels, contact sheets, PSNR and SSIM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vidpolicy.common.io import atomic_path
+
+
+def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 10.0) -> Path:
+    """uint8 ``(t, h, w, 3)`` -> H.264 yuv420p mp4, written atomically (sizes padded to even)."""
+    import av
+
+    frames = np.asarray(frames, dtype=np.uint8)
+    t, h, w, _ = frames.shape
+    ph, pw = h + h % 2, w + w % 2
+    if (ph, pw) != (h, w):
+        frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=max(1, int(round(fps))))
+            stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
+            stream.options = {"crf": "18", "preset": "veryfast"}
+            for frame in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    return path
+
+
+def side_by_side(*panels: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Stack ``(t, h, w, 3)`` panels left to right (shorter ones hold their last frame; heights resized)."""
+    t = max(p.shape[0] for p in panels)
+    h = max(p.shape[1] for p in panels)
+    out = []
+    for p in panels:
+        if p.shape[0] < t:
+            p = np.concatenate([p, np.repeat(p[-1:], t - p.shape[0], 0)], 0)
+        if p.shape[1] != h:
+            x = torch.from_numpy(p).permute(0, 3, 1, 2).float()
+            x = F.interpolate(x, size=(h, round(p.shape[2] * h / p.shape[1])), mode="bilinear", align_corners=False)
+            p = x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+        out += [p, np.full((t, h, gap, 3), 255, np.uint8)]
+    return np.concatenate(out[:-1], axis=2)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 arrays, in dB."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM (Gaussian window 11, sigma 1.5) over frames and channels of two uint8 ``(t, h, w, 3)`` arrays."""
+    x = torch.from_numpy(a).double().permute(0, 3, 1, 2).reshape(-1, 1, *a.shape[1:3])
+    y = torch.from_numpy(b).double().permute(0, 3, 1, 2).reshape(-1, 1, *b.shape[1:3])
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
+    g = (g / g.sum())[:, None] @ (g / g.sum())[None, :]
+    w = g[None, None]
+    mu_x, mu_y = F.conv2d(x, w), F.conv2d(y, w)
+    sxx = F.conv2d(x * x, w) - mu_x**2
+    syy = F.conv2d(y * y, w) - mu_y**2
+    sxy = F.conv2d(x * y, w) - mu_x * mu_y
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return float(s.mean())

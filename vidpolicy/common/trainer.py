@@ -1,0 +1,209 @@
+"""One training loop for every stage: Accelerator, bf16 autocast, gradient accumulation, clipping, NaN guard,
+TensorBoard + JSONL metrics, progress bar with ETA, atomic checkpoints every N steps, and exact resume.
+
+A stage supplies ``compute(batch) -> (loss, logs)`` and a batch iterator; the loop does the rest. Checkpoints are
+``checkpoints/step-XXXXXXX/`` written by ``accelerator.save_state`` into a temporary directory and renamed, so a
+kill -9 mid-save leaves the previous checkpoint intact. Loading uses weights-only deserialisation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.io import write_json
+
+CKPT_RE = re.compile(r"^step-(\d{7})$")
+
+
+class TrainingDiverged(VidpolicyError):
+    """The loss went NaN/Inf and the policy says stop."""
+
+
+@dataclass
+class LoopSettings:
+    max_steps: int
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    save_every: int = 500
+    log_every: int = 10
+    keep_checkpoints: int = 2
+    nan_policy: str = "stop"  # "stop" or "skip"
+    max_skips: int = 20
+    mixed_precision: str = "bf16"
+
+
+def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
+    cpu = not torch.cuda.is_available()
+    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum, cpu=cpu)
+
+
+def list_checkpoints(out: Path) -> list[Path]:
+    root = Path(out) / "checkpoints"
+    if not root.exists():
+        return []
+    found = [p for p in root.iterdir() if CKPT_RE.match(p.name) and (p / "trainer_state.json").exists()]
+    return sorted(found, key=lambda p: p.name)
+
+
+class Trainer:
+    def __init__(self, out: Path, settings: LoopSettings, accelerator: Accelerator):
+        self.out, self.s, self.acc = Path(out), settings, accelerator
+        self.step = 0
+        self.skipped = 0
+        self.model = self.optimizer = self.scheduler = None
+        self._writer = None
+        self._extra_save: list[Callable[[Path], None]] = []
+        self._extra_load: list[Callable[[Path], None]] = []
+
+    # ---- set-up -------------------------------------------------------------------------------------------
+    def prepare(self, model, optimizer, scheduler=None):
+        objs = [model, optimizer] + ([scheduler] if scheduler is not None else [])
+        prepared = self.acc.prepare(*objs)
+        self.model, self.optimizer = prepared[0], prepared[1]
+        self.scheduler = prepared[2] if scheduler is not None else None
+        return prepared
+
+    def on_checkpoint(self, save: Callable[[Path], None], load: Callable[[Path], None]) -> None:
+        """Extra state (EMA weights, a timestep sampler) saved into and restored from each checkpoint dir."""
+        self._extra_save.append(save)
+        self._extra_load.append(load)
+
+    def resume(self) -> int:
+        """Load the newest complete checkpoint, if any; return the step to start from."""
+        ckpts = list_checkpoints(self.out)
+        if not ckpts:
+            return 0
+        ckpt = ckpts[-1]
+        self.acc.load_state(str(ckpt))
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        for load in self._extra_load:
+            load(ckpt)
+        self.step, self.skipped = int(state["step"]), int(state.get("skipped", 0))
+        self.acc.print(f"resumed from {ckpt} (step {self.step})")
+        return self.step
+
+    # ---- checkpoints ----------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        root = self.out / "checkpoints"
+        final = root / f"step-{self.step:07d}"
+        tmp = root / f".tmp-step-{self.step:07d}"
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        if self.acc.is_main_process:
+            for save in self._extra_save:
+                save(tmp)
+            write_json(tmp / "trainer_state.json", {"step": self.step, "skipped": self.skipped, "time": time.time()})
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in list_checkpoints(self.out)[: -self.s.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        return final
+
+    # ---- logging --------------------------------------------------------------------------------------------
+    def log(self, logs: dict[str, float]) -> None:
+        if not self.acc.is_main_process:
+            return
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.out / "logs"))
+        for k, v in logs.items():
+            self._writer.add_scalar(k, v, self.step)
+        with open(self.out / "logs" / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": self.step, **logs}) + "\n")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+    def _finite_everywhere(self, loss: torch.Tensor) -> bool:
+        flag = torch.tensor([float(torch.isfinite(loss.detach()).all())], device=self.acc.device)
+        return bool(self.acc.reduce(flag, reduction="min").item() > 0)
+
+    def fit(self, batches: Iterable, compute: Callable[[object], tuple[torch.Tensor, dict]],
+            after_step: Callable[[int], None] | None = None) -> None:
+        """Run optimizer steps ``self.step..max_steps``; ``batches`` yields ``grad_accum`` micro-batches per step."""
+        s = self.s
+        it: Iterator = iter(batches)
+        bar = tqdm(total=s.max_steps, initial=self.step, desc=self.out.name, disable=not self.acc.is_main_process,
+                   dynamic_ncols=True, unit="step")
+        sums: dict[str, float] = {}
+        count = 0
+        t0 = time.time()
+        while self.step < s.max_steps:
+            bad = False
+            for _ in range(s.grad_accum):
+                batch = next(it)
+                with self.acc.accumulate(self.model):
+                    with self.acc.autocast():
+                        loss, logs = compute(batch)
+                    if not self._finite_everywhere(loss):
+                        bad = True
+                        self.optimizer.zero_grad(set_to_none=True)
+                        continue
+                    self.acc.backward(loss)
+                    if self.acc.sync_gradients and not bad:
+                        logs["grad_norm"] = float(self.acc.clip_grad_norm_(self.model.parameters(), s.max_grad_norm))
+                    if not bad:
+                        self.optimizer.step()
+                        if self.scheduler is not None:
+                            self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                count += 1
+            if bad:
+                self._handle_nonfinite()
+                continue
+            self.step += 1
+            if after_step is not None:
+                after_step(self.step)
+            bar.update(1)
+            if self.step % s.log_every == 0 or self.step == s.max_steps:
+                logs = {k: v / max(count, 1) for k, v in sums.items()}
+                if self.scheduler is not None:
+                    logs["lr"] = self.scheduler.get_last_lr()[0]
+                logs["step_time_s"] = (time.time() - t0) / max(count / s.grad_accum, 1)
+                self.log(logs)
+                bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
+                sums, count, t0 = {}, 0, time.time()
+            if self.step % s.save_every == 0 or self.step == s.max_steps:
+                self.save_checkpoint()
+        bar.close()
+        self.close()
+
+    def _handle_nonfinite(self) -> None:
+        last = list_checkpoints(self.out)
+        where = f"last good checkpoint: {last[-1]}" if last else "no checkpoint saved yet"
+        if self.s.nan_policy == "skip" and self.skipped < self.s.max_skips:
+            self.skipped += 1
+            self.acc.print(f"warning: non-finite loss at step {self.step + 1}, batch skipped ({self.skipped} so far)")
+            return
+        raise TrainingDiverged(
+            f"{self.out}: non-finite loss at step {self.step + 1} ({self.skipped} skipped before); {where}"
+        )
+
+
+def warmup_cosine(optimizer, warmup: int, total: int):
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=max(total, 1))
+

@@ -1,0 +1,105 @@
+"""Clips: T consecutive frames of a video resampled to a target fps, as the tokenizer sees them.
+
+A video of ``n`` resampled frames yields clips starting at ``0, stride, 2*stride, ...`` while ``start + T <= n``.
+`VideoClipDataset` is map-style (DataLoader workers each keep a few decoders open).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vidpolicy.datasets.manifest import ManifestRow
+from vidpolicy.datasets.video import VideoError, VideoSource, resample_indices
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    frames: int = 4
+    size: int = 96
+    fps: float | None = None  # None: every native frame
+    stride: int | None = None  # in resampled frames; None: non-overlapping (= frames)
+
+    @property
+    def step(self) -> int:
+        return self.stride or self.frames
+
+
+def clip_starts(num_resampled: int, spec: ClipSpec) -> list[int]:
+    return list(range(0, num_resampled - spec.frames + 1, spec.step))
+
+
+def to_unit_range(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``(t, h, w, 3)`` -> float ``(3, t, h, w)`` in [-0.5, 0.5], the VQ-VAE's input range (as VideoGPT)."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255.0).sub_(0.5)
+    return x.permute(3, 0, 1, 2).contiguous()
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """float ``(3, t, h, w)`` in [-0.5, 0.5] -> uint8 ``(t, h, w, 3)``."""
+    x = (video.detach().float().clamp(-0.5, 0.5) + 0.5).mul(255.0).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def probe(path: Path, spec: ClipSpec, backend: str = "auto") -> tuple[ManifestRow, np.ndarray]:
+    """Open a file and lay out its clips; a file that cannot give one clip is skipped with the reason."""
+    try:
+        src = VideoSource(path, spec.size, backend=backend)
+    except VideoError as e:
+        return ManifestRow(str(path), "skipped", str(e)), np.zeros(0, dtype=np.int64)
+    info = src.info
+    idx = resample_indices(info.num_frames, info.fps, spec.fps)
+    row = ManifestRow(str(path), "ok", "", info.num_frames, round(info.fps, 3), info.width, info.height, 0, info.backend)
+    if len(idx) < spec.frames:
+        row.status, row.reason = "skipped", f"too short: {len(idx)} frame(s) at the sampled fps, a clip needs {spec.frames}"
+        return row, idx
+    row.clips = len(clip_starts(len(idx), spec))
+    return row, idx
+
+
+class VideoClipDataset(Dataset):
+    """Every clip of every readable file; ``dataset[i]`` is float ``(3, T, S, S)`` in [-0.5, 0.5]."""
+
+    def __init__(self, files: list[Path], spec: ClipSpec, backend: str = "auto", max_open: int = 4):
+        self.spec, self.backend, self.max_open = spec, backend, max_open
+        self.rows: list[ManifestRow] = []
+        self.files: list[Path] = []
+        self.frame_index: list[np.ndarray] = []
+        items = []
+        for path in files:
+            row, idx = probe(Path(path), spec, backend)
+            self.rows.append(row)
+            if row.status != "ok":
+                continue
+            fi = len(self.files)
+            self.files.append(Path(path))
+            self.frame_index.append(idx)
+            items.extend((fi, s) for s in clip_starts(len(idx), spec))
+        self.items = np.asarray(items, dtype=np.int64).reshape(-1, 2)
+        self._open: OrderedDict[int, VideoSource] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def source(self, fi: int) -> VideoSource:
+        if fi in self._open:
+            self._open.move_to_end(fi)
+            return self._open[fi]
+        src = VideoSource(self.files[fi], self.spec.size, backend=self.backend)
+        self._open[fi] = src
+        if len(self._open) > self.max_open:
+            self._open.popitem(last=False)
+        return src
+
+    def frames(self, i: int) -> np.ndarray:
+        fi, start = (int(v) for v in self.items[i])
+        native = self.frame_index[fi][start : start + self.spec.frames]
+        return self.source(fi).read(native)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return to_unit_range(self.frames(i))

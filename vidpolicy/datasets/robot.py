@@ -1,0 +1,158 @@
+"""Robot demonstrations from a LeRobotDataset v3 (a local root, or a hub id when online).
+
+`RobotEpisodes` gives per-episode frames (decoded with decord/torchcodec, resized and centre-cropped), actions,
+states and the task text. `RobotSamples` turns them into training samples: a history clip ending at step t, a
+future clip ``gap`` steps ahead, the action chunk ``a[t:t+H]`` and pad masks where these run past the episode.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.datasets.video import VideoError, VideoSource
+
+
+@dataclass
+class Episode:
+    index: int
+    length: int
+    task: str
+    video: Path
+    first_frame: int  # index of this episode's first frame inside ``video``
+
+
+def _open_meta(dataset: str | Path):
+    from lerobot.datasets.dataset_metadata import LeRobotDatasetMetadata
+
+    path = Path(dataset)
+    if path.exists():
+        if not (path / "meta" / "info.json").exists():
+            raise VidpolicyError(f"{path}: not a LeRobotDataset (no meta/info.json)")
+        return LeRobotDatasetMetadata(path.name, root=path)
+    return LeRobotDatasetMetadata(str(dataset))  # a hub id; needs the network
+
+
+class RobotEpisodes:
+    def __init__(self, dataset: str | Path, size: int = 96, camera: str | None = None, action_key: str = "action"):
+        try:
+            self.meta = meta = _open_meta(dataset)
+        except VidpolicyError:
+            raise
+        except Exception as e:
+            raise VidpolicyError(f"{dataset}: cannot open as a LeRobotDataset ({str(e).splitlines()[0][:160]})") from None
+        self.root, self.size, self.fps = Path(meta.root), size, float(meta.fps)
+        missing = [k for k in (action_key,) if k not in meta.features]
+        if not meta.video_keys:
+            missing.append("a video camera (observation.images.*)")
+        elif camera and camera not in meta.video_keys:
+            missing.append(camera)
+        if missing:
+            raise VidpolicyError(f"{self.root}: dataset lacks required key(s): {', '.join(missing)}")
+        self.camera = camera or meta.video_keys[0]
+        self.action_key = action_key
+        self.action_dim = int(meta.features[action_key]["shape"][0])
+        self.state_key = "observation.state" if "observation.state" in meta.features else None
+        self.frame_shape = tuple(meta.features[self.camera]["shape"])
+        self.episodes: list[Episode] = []
+        eps = meta.episodes
+        for i in range(len(eps)):
+            e = eps[i]
+            ep = int(e["episode_index"])
+            vfile = self.root / meta.get_video_file_path(ep, self.camera)
+            start = int(round(float(e[f"videos/{self.camera}/from_timestamp"]) * self.fps))
+            tasks = e.get("tasks") or [""]
+            self.episodes.append(Episode(ep, int(e["length"]), str(tasks[0]), vfile, start))
+        self._table = None
+        self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def _load_table(self):
+        if self._table is None:
+            import pyarrow.parquet as pq
+
+            files = sorted((self.root / "data").rglob("*.parquet"))
+            cols = ["episode_index", "frame_index", self.action_key] + ([self.state_key] if self.state_key else [])
+            table = pq.read_table(files, columns=cols) if len(files) == 1 else None
+            if table is None:
+                import pyarrow as pa
+
+                table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
+            ep = table.column("episode_index").to_numpy()
+            fr = table.column("frame_index").to_numpy()
+            order = np.lexsort((fr, ep))
+            act = np.stack(table.column(self.action_key).to_numpy(zero_copy_only=False)).astype(np.float32)[order]
+            st = (np.stack(table.column(self.state_key).to_numpy(zero_copy_only=False)).astype(np.float32)[order]
+                  if self.state_key else None)
+            ep = ep[order]
+            self._table = {}
+            for e in np.unique(ep):
+                sel = ep == e
+                self._table[int(e)] = (act[sel], st[sel] if st is not None else None)
+        return self._table
+
+    def actions(self, i: int) -> np.ndarray:
+        return self._load_table()[self.episodes[i].index][0]
+
+    def states(self, i: int) -> np.ndarray | None:
+        return self._load_table()[self.episodes[i].index][1]
+
+    def frames(self, i: int, cache: int = 8) -> np.ndarray:
+        """All frames of episode ``i`` as uint8 ``(length, size, size, 3)`` (a few episodes stay cached)."""
+        if i in self._frames:
+            self._frames.move_to_end(i)
+            return self._frames[i]
+        ep = self.episodes[i]
+        try:
+            src = VideoSource(ep.video, self.size)
+            frames = src.read(np.arange(ep.first_frame, ep.first_frame + ep.length))
+        except VideoError as e:
+            raise VidpolicyError(f"{ep.video}: episode {ep.index}: {e}") from None
+        self._frames[i] = frames
+        if len(self._frames) > cache:
+            self._frames.popitem(last=False)
+        return frames
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+
+def clip_indices(t: int, frames: int, length: int, frame_stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a clip of ``frames`` frames ending at step ``t`` (clamped into the episode) and a validity mask."""
+    raw = t - frame_stride * np.arange(frames - 1, -1, -1)
+    return np.clip(raw, 0, length - 1), (raw >= 0) & (raw < length)
+
+
+class RobotSamples(Dataset):
+    """Samples ``{history, future, actions, history_mask, future_mask, action_mask, instruction}`` for every step."""
+
+    def __init__(self, episodes: RobotEpisodes, frames: int = 4, gap: int = 20, horizon: int = 4, frame_stride: int = 1):
+        self.eps, self.frames, self.gap, self.horizon, self.frame_stride = episodes, frames, gap, horizon, frame_stride
+        self.items = np.asarray([(i, t) for i, e in enumerate(episodes.episodes) for t in range(e.length)], np.int64)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> dict:
+        i, t = (int(v) for v in self.items[k])
+        n = self.eps.episodes[i].length
+        video = self.eps.frames(i)
+        hist, hmask = clip_indices(t, self.frames, n, self.frame_stride)
+        fut, fmask = clip_indices(t + self.gap, self.frames, n, self.frame_stride)
+        steps = t + np.arange(self.horizon)
+        amask = steps < n
+        actions = self.eps.actions(i)[np.clip(steps, 0, n - 1)]
+        return {
+            "history": torch.from_numpy(video[hist]),
+            "future": torch.from_numpy(video[fut]),
+            "actions": torch.from_numpy(actions),
+            "history_mask": torch.from_numpy(hmask),
+            "future_mask": torch.from_numpy(fmask),
+            "action_mask": torch.from_numpy(amask),
+            "instruction": self.eps.episodes[i].task,
+        }

@@ -1,0 +1,53 @@
+"""Resolved configurations of ``vidpolicy tokenizer train`` and ``vidpolicy tokenize`` (saved as config.json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vidpolicy.common.cli_args import opt
+
+
+@dataclass
+class TokenizerTrainConfig:
+    videos: str = opt("", "directory of videos (searched recursively) or a .txt list of video paths")
+    out: str = opt("", "run directory: model/, checkpoints/, logs/, loss.png, manifest.csv, eval.json")
+    frames: int = opt(4, "frames per clip (4 -> one latent frame with x4 temporal down-sampling)")
+    size: int = opt(96, "clip side in pixels: shorter side resized to this, then centre-cropped")
+    fps: float | None = opt(None, "sample videos at this frame rate (default: every native frame)")
+    clip_stride: int | None = opt(None, "sampled frames between clip starts (default: --frames, no overlap)")
+    codebook_size: int = opt(2048, "number of codes (the paper: 2048)")
+    embedding_dim: int = opt(256, "code dimension (the paper: 256)")
+    hidden_channels: int = opt(128, "width of the 3D convolutions")
+    res_layers: int = opt(2, "residual blocks with axial attention in encoder and decoder")
+    attn_heads: int = opt(2, "heads of the axial attention")
+    downsample: tuple[int, int, int] = opt((4, 4, 4), "down-sampling factors over T H W (powers of two)")
+    ema_decay: float = opt(0.99, "EMA decay of the codebook")
+    commitment_weight: float = opt(0.25, "weight of the commitment loss")
+    max_steps: int = opt(2000, "optimizer steps in total (raise it and rerun to train longer)")
+    batch_size: int = opt(8, "clips per process per micro-batch")
+    grad_accum: int = opt(1, "micro-batches per optimizer step")
+    lr: float = opt(3e-4, "Adam learning rate")
+    max_grad_norm: float = opt(1.0, "gradient clipping norm")
+    mixed_precision: str = opt("bf16", "bf16 or no")
+    nan_policy: str = opt("stop", "on a NaN/Inf loss: stop (keep the last good checkpoint) or skip the batch")
+    save_every: int = opt(250, "checkpoint every N steps")
+    log_every: int = opt(10, "log scalars every N steps")
+    num_workers: int = opt(2, "DataLoader decode workers per process")
+    holdout_fraction: float = opt(0.1, "fraction of files (or clips) held out for the PSNR/SSIM evaluation")
+    seed: int = opt(0, "random seed")
+
+
+@dataclass
+class TokenizeConfig:
+    tokenizer: str = opt("", "a `tokenizer train` run directory (or its model/ directory)")
+    out: str = opt("", "token directory: shards/, index.json, manifest.csv")
+    videos: str | None = opt(None, "directory of videos or a .txt list (give this or --dataset)")
+    dataset: str | None = opt(None, "a LeRobotDataset root: tokenize its camera video episode by episode")
+    camera: str | None = opt(None, "LeRobot camera key (default: the first video key)")
+    manifest: str | None = opt(None, "CSV with a file column and a caption/instruction column")
+    fps: float | None = opt(None, "sample videos at this frame rate (default: every native frame)")
+    clip_stride: int | None = opt(None, "sampled frames between clip starts (default: clip length, no overlap)")
+    files_per_shard: int = opt(16, "input files (or episodes) per shard; a shard is the unit of resume")
+    batch_size: int = opt(32, "clips per encoder batch")
+    num_workers: int = opt(2, "decode workers")
+    tokenizer_sha: str = opt("", "fingerprint of the tokenizer weights (filled in automatically)", cli=False)

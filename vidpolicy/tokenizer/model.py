@@ -1,0 +1,163 @@
+"""`VideoTokenizer`: a VideoGPT-style 3D-convolution VQ-VAE.
+
+Strided 3D convolutions (kernel 4, stride 2) downsample T, H and W (default x4 each), residual blocks with axial
+attention over T, H and W, an EMA codebook (2048 x 256), and a mirror-image decoder of transposed convolutions.
+Pixels are in [-0.5, 0.5]; a 4-frame 96x96 clip becomes a 1x24x24 grid of tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from einops import rearrange
+
+from vidpolicy.tokenizer.quantizer import EMACodebook
+
+# VideoGPT divides the reconstruction MSE by the data variance of its corpus (0.06 for pixels in [-0.5, 0.5]).
+DATA_VARIANCE = 0.06
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    # GroupNorm instead of VideoGPT's BatchNorm: independent of batch size and of the number of processes.
+    return nn.GroupNorm(min(32, channels // 4), channels)
+
+
+class AxialAttention(nn.Module):
+    """Multi-head attention along T, H and W separately (each axis its own q, k, v), outputs summed."""
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = _norm(channels)
+        self.qkv = nn.ModuleList([nn.Conv3d(channels, 3 * channels, 1) for _ in range(3)])
+        self.out = nn.Conv3d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        y = self.norm(x)
+        total = 0
+        for axis, proj in enumerate(self.qkv):
+            if (t, h, w)[axis] == 1:
+                # attention over a length-1 axis is the identity on v
+                total = total + proj(y)[:, 2 * c :]
+                continue
+            q, k, v = proj(y).chunk(3, dim=1)
+            pattern = ["b (n c) t h w -> (b h w) n t c", "b (n c) t h w -> (b t w) n h c", "b (n c) t h w -> (b t h) n w c"][axis]
+            q, k, v = (rearrange(z, pattern, n=self.heads) for z in (q, k, v))
+            o = F.scaled_dot_product_attention(q, k, v)
+            back = ["(b h w) n t c -> b (n c) t h w", "(b t w) n h c -> b (n c) t h w", "(b t h) n w c -> b (n c) t h w"][axis]
+            total = total + rearrange(o, back, b=b, t=t, h=h, w=w)
+        return x + self.out(total)
+
+
+class ResidualBlock(nn.Module):
+    """VideoGPT's AttentionResidualBlock: norm-relu-conv3 (c -> c/2), norm-relu-conv1 (c/2 -> c), axial attention."""
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        self.conv = nn.Sequential(
+            _norm(channels), nn.SiLU(), nn.Conv3d(channels, channels // 2, 3, padding=1),
+            _norm(channels // 2), nn.SiLU(), nn.Conv3d(channels // 2, channels, 1),
+        )
+        self.attn = AxialAttention(channels, heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x + self.conv(x))
+
+
+def _strides(downsample: tuple[int, int, int]) -> list[tuple[int, int, int]]:
+    """Per-layer strides: log2(factor) stride-2 layers per axis, the rest stride 1."""
+    steps = [int(math.log2(d)) for d in downsample]
+    return [tuple(2 if i < s else 1 for s in steps) for i in range(max(steps))]
+
+
+def _kernel(stride: tuple[int, int, int]) -> tuple[int, int, int]:
+    return tuple(4 if s == 2 else 3 for s in stride)
+
+
+class VideoTokenizer(ModelMixin, ConfigMixin):
+    """``encode(video (b, 3, T, H, W)) -> tokens (b, t, h, w)``; ``decode(tokens) -> video``."""
+
+    @register_to_config
+    def __init__(
+        self,
+        frames: int = 4,
+        size: int = 96,
+        in_channels: int = 3,
+        hidden_channels: int = 128,
+        res_layers: int = 2,
+        attn_heads: int = 2,
+        embedding_dim: int = 256,
+        codebook_size: int = 2048,
+        downsample: tuple[int, int, int] = (4, 4, 4),
+        ema_decay: float = 0.99,
+        commitment_weight: float = 0.25,
+    ):
+        super().__init__()
+        for d in downsample:
+            if d < 1 or d & (d - 1):
+                raise ValueError(f"downsample factors must be powers of two, got {downsample}")
+        strides = _strides(tuple(downsample))
+        c = hidden_channels
+        enc = []
+        for i, s in enumerate(strides):
+            enc += [nn.Conv3d(in_channels if i == 0 else c, c, _kernel(s), stride=s, padding=1), nn.SiLU()]
+        enc += [nn.Conv3d(c, c, 3, padding=1)]
+        enc += [ResidualBlock(c, attn_heads) for _ in range(res_layers)]
+        enc += [_norm(c), nn.SiLU(), nn.Conv3d(c, embedding_dim, 1)]
+        self.encoder = nn.Sequential(*enc)
+        self.codebook = EMACodebook(codebook_size, embedding_dim, decay=ema_decay)
+        dec = [nn.Conv3d(embedding_dim, c, 1)]
+        dec += [ResidualBlock(c, attn_heads) for _ in range(res_layers)]
+        dec += [_norm(c), nn.SiLU()]
+        for i, s in enumerate(reversed(strides)):
+            last = i == len(strides) - 1
+            dec += [nn.ConvTranspose3d(c, in_channels if last else c, _kernel(s), stride=s, padding=1)]
+            if not last:
+                dec += [nn.SiLU()]
+        self.decoder = nn.Sequential(*dec)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        t, h, w = self.config.downsample
+        return (self.config.frames // t, self.config.size // h, self.config.size // w)
+
+    @property
+    def tokens_per_clip(self) -> int:
+        return math.prod(self.latent_shape)
+
+    def _quantize(self, video: torch.Tensor):
+        z = self.encoder(video)
+        b, d, t, h, w = z.shape
+        flat = rearrange(z, "b d t h w -> (b t h w) d")
+        z_q, idx, commit, stats = self.codebook(flat)
+        z_q = rearrange(z_q, "(b t h w) d -> b d t h w", b=b, t=t, h=h, w=w)
+        return z_q, idx.view(b, t, h, w), commit, stats
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """``video: (b, 3, T, H, W)`` in [-0.5, 0.5] -> ``tokens: (b, t, h, w)`` int64."""
+        z = self.encoder(video.to(self.dtype))
+        b, d, t, h, w = z.shape
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            idx = self.codebook.nearest(rearrange(z.float(), "b d t h w -> (b t h w) d"))
+        return idx.view(b, t, h, w)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens: (b, t, h, w)`` -> ``video: (b, 3, T, H, W)`` in about [-0.5, 0.5]."""
+        z_q = rearrange(self.codebook.lookup(tokens.long()), "b t h w d -> b d t h w")
+        return self.decoder(z_q.to(self.dtype))
+
+    def forward(self, video: torch.Tensor) -> dict:
+        """Training pass: reconstruction, the paper's loss (MSE/0.06 + 0.25 * commitment) and codebook stats."""
+        z_q, idx, commit, stats = self._quantize(video)
+        recon = self.decoder(z_q)
+        recon_loss = F.mse_loss(recon.float(), video.float()) / DATA_VARIANCE
+        loss = recon_loss + self.config.commitment_weight * commit
+        return {"loss": loss, "recon_loss": recon_loss, "commitment": commit, "recon": recon, "tokens": idx, **stats}

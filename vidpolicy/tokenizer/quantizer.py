@@ -1,0 +1,95 @@
+"""EMA vector quantiser with dead-code restarts (VQ-VAE-2 / VideoGPT), synchronised across processes.
+
+The codebook is updated by exponential moving averages of assigned encoder outputs (decay 0.99 as the paper), not
+by gradients; a code whose EMA usage falls below ``dead_threshold`` is re-initialised from a random encoder output
+of the current batch, so the whole codebook stays in use.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class EMACodebook(nn.Module):
+    def __init__(self, num_codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5, dead_threshold: float = 1.0):
+        super().__init__()
+        self.num_codes, self.dim, self.decay, self.eps, self.dead_threshold = num_codes, dim, decay, eps, dead_threshold
+        self.register_buffer("embed", torch.randn(num_codes, dim))
+        self.register_buffer("embed_avg", self.embed.clone())
+        self.register_buffer("cluster_size", torch.zeros(num_codes))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def _random_rows(self, z: torch.Tensor, n: int) -> torch.Tensor:
+        """n random rows of z (repeated with jitter when z has fewer rows); identical on every process."""
+        if z.shape[0] < n:
+            reps = (n + z.shape[0] - 1) // z.shape[0]
+            z = z.repeat(reps, 1) + 0.01 * torch.randn(z.shape[0] * reps, z.shape[1], device=z.device) / z.shape[1] ** 0.5
+        rows = z[torch.randperm(z.shape[0], device=z.device)[:n]].contiguous()
+        if _distributed():
+            dist.broadcast(rows, 0)
+        return rows
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        return F.embedding(indices, self.embed)
+
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code for each row of ``z: (n, d)``."""
+        dist_sq = z.pow(2).sum(1, keepdim=True) - 2 * z @ self.embed.t() + self.embed.pow(2).sum(1)[None]
+        return dist_sq.argmin(1)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """``z: (n, d)`` -> (straight-through z_q, indices (n,), commitment loss, stats)."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z = z.float()
+            if self.training and not bool(self.initialized):
+                with torch.no_grad():
+                    rows = self._random_rows(z, self.num_codes)
+                    self.embed.copy_(rows)
+                    self.embed_avg.copy_(rows)
+                    self.cluster_size.fill_(1.0)
+                    self.initialized.fill_(True)
+            indices = self.nearest(z)
+            z_q = self.lookup(indices)
+            commitment = F.mse_loss(z, z_q.detach())
+            counts = torch.bincount(indices, minlength=self.num_codes).float()
+            if self.training:
+                self._ema_update(z.detach(), indices, counts)
+            probs = counts / counts.sum().clamp(min=1)
+            stats = {
+                "perplexity": torch.exp(-(probs * torch.log(probs + 1e-10)).sum()),
+                "codebook_usage": (counts > 0).float().mean() * 100,
+            }
+            z_q = z + (z_q - z).detach()
+        return z_q, indices, commitment, stats
+
+    @torch.no_grad()
+    def _ema_update(self, z: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
+        embed_sum = torch.zeros_like(self.embed).index_add_(0, indices, z)
+        counts = counts.clone()
+        if _distributed():
+            dist.all_reduce(counts)
+            dist.all_reduce(embed_sum)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_avg.mul_(self.decay).add_(embed_sum, alpha=1 - self.decay)
+        n = self.cluster_size.sum()
+        smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n
+        self.embed.copy_(self.embed_avg / smoothed[:, None])
+        dead = self.cluster_size < self.dead_threshold
+        if _distributed():
+            dead = dead.float()
+            dist.broadcast(dead, 0)
+            dead = dead.bool()
+        n_dead = int(dead.sum())
+        if n_dead:
+            fresh = self._random_rows(z, n_dead)
+            self.embed[dead] = fresh
+            self.embed_avg[dead] = fresh
+            self.cluster_size[dead] = 1.0

@@ -1,0 +1,114 @@
+"""``vidpolicy tokenizer train``: fit the VQ-VAE on a video corpus with the shared training loop."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from vidpolicy.common.config import prepare_run_dir
+from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.io import write_json
+from vidpolicy.common.media import psnr, ssim
+from vidpolicy.common.plots import plot_losses
+from vidpolicy.common.pretrained import save_model
+from vidpolicy.common.sampling import StepBatchSampler
+from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator
+from vidpolicy.datasets.clips import ClipSpec, VideoClipDataset, to_uint8
+from vidpolicy.datasets.manifest import summarize, write_manifest
+from vidpolicy.datasets.video import find_videos
+from vidpolicy.tokenizer.config import TokenizerTrainConfig
+from vidpolicy.tokenizer.model import VideoTokenizer
+
+
+def build_tokenizer(cfg: TokenizerTrainConfig) -> VideoTokenizer:
+    return VideoTokenizer(
+        frames=cfg.frames, size=cfg.size, hidden_channels=cfg.hidden_channels, res_layers=cfg.res_layers,
+        attn_heads=cfg.attn_heads, embedding_dim=cfg.embedding_dim, codebook_size=cfg.codebook_size,
+        downsample=tuple(cfg.downsample), ema_decay=cfg.ema_decay, commitment_weight=cfg.commitment_weight,
+    )
+
+
+def split_holdout(ds: VideoClipDataset, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out clips for evaluation: whole files when there are enough of them, else every k-th clip."""
+    n = len(ds)
+    if fraction <= 0 or n < 2:
+        return np.arange(n), np.zeros(0, dtype=np.int64)
+    k = max(2, round(1 / fraction))
+    if len(ds.files) >= 2 * k:
+        held_files = {i for i, f in enumerate(ds.files) if zlib.crc32(f.name.encode()) % k == 0}
+        held = np.isin(ds.items[:, 0], list(held_files))
+    else:
+        held = np.arange(n) % k == k - 1
+    if held.all() or not held.any():
+        held = np.arange(n) % k == k - 1
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+@torch.no_grad()
+def evaluate(model: VideoTokenizer, ds, indices: np.ndarray, max_clips: int = 64) -> dict:
+    model.eval()
+    scores_p, scores_s = [], []
+    for i in indices[:max_clips]:
+        clip = ds[int(i)][None]
+        recon = model.decode(model.encode(clip))
+        a, b = to_uint8(clip[0]), to_uint8(recon[0])
+        scores_p.append(psnr(a, b))
+        scores_s.append(ssim(a, b))
+    model.train()
+    return {"clips": len(scores_p), "psnr": float(np.mean(scores_p)) if scores_p else None,
+            "ssim": float(np.mean(scores_s)) if scores_s else None}
+
+
+def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
+    out = Path(cfg.out)
+    files = find_videos(cfg.videos)
+    spec = ClipSpec(cfg.frames, cfg.size, cfg.fps, cfg.clip_stride)
+    ds = VideoClipDataset(files, spec)
+    if len(ds) == 0:
+        raise VidpolicyError(f"{cfg.videos}: no readable video with at least {cfg.frames} frames ({summarize(ds.rows)})")
+    acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
+    if acc.is_main_process:
+        prepare_run_dir(out, cfg, overwrite=overwrite)
+        write_manifest(out / "manifest.csv", ds.rows)
+    acc.wait_for_everyone()
+    acc.print(summarize(ds.rows))
+    train_idx, held_idx = split_holdout(ds, cfg.holdout_fraction)
+    torch.manual_seed(cfg.seed)
+    model = build_tokenizer(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    settings = LoopSettings(max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, max_grad_norm=cfg.max_grad_norm,
+                            save_every=cfg.save_every, log_every=cfg.log_every, nan_policy=cfg.nan_policy,
+                            mixed_precision=cfg.mixed_precision)
+    trainer = Trainer(out, settings, acc)
+    trainer.prepare(model, optimizer)
+    start = trainer.resume()
+    sampler = StepBatchSampler(len(train_idx), cfg.batch_size, cfg.seed, start, cfg.max_steps, cfg.grad_accum,
+                               rank=acc.process_index)
+    loader = DataLoader(Subset(ds, train_idx.tolist()), batch_sampler=sampler, num_workers=cfg.num_workers,
+                        persistent_workers=False)
+
+    def compute(batch: torch.Tensor):
+        res = trainer.model(batch.to(acc.device))
+        logs = {k: float(res[k].detach()) for k in ("loss", "recon_loss", "commitment", "perplexity", "codebook_usage")}
+        with torch.no_grad():
+            mse = torch.mean((res["recon"].float().clamp(-0.5, 0.5) - batch.to(acc.device)) ** 2)
+            logs["psnr"] = float(10 * torch.log10(1.0 / mse.clamp(min=1e-10)))
+        return res["loss"], logs
+
+    trainer.fit(loader, compute)
+    result = {}
+    if acc.is_main_process:
+        model = acc.unwrap_model(trainer.model)
+        save_model(model, out / "model")
+        result = {"train_clips": int(len(train_idx)), "heldout": evaluate(model, ds, held_idx), "steps": trainer.step}
+        write_json(out / "eval.json", result)
+        plot_losses(out, ("loss", "recon_loss", "commitment", "psnr", "codebook_usage"))
+        acc.print(f"held-out PSNR {result['heldout']['psnr']} dB, SSIM {result['heldout']['ssim']} "
+                  f"over {result['heldout']['clips']} clips; model in {out / 'model'}")
+    acc.wait_for_everyone()
+    acc.end_training()
+    return result
