@@ -146,6 +146,7 @@ class Trainer:
         bar = tqdm(total=s.max_steps, initial=self.step, desc=self.out.name, disable=not self.acc.is_main_process,
                    dynamic_ncols=True, unit="step")
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         count = 0
         t0 = time.time()
         while self.step < s.max_steps:
@@ -169,6 +170,7 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
+                    counts[k] = counts.get(k, 0) + 1
                 count += 1
             if bad:
                 self._handle_nonfinite()
@@ -178,13 +180,13 @@ class Trainer:
                 after_step(self.step)
             bar.update(1)
             if self.step % s.log_every == 0 or self.step == s.max_steps:
-                logs = {k: v / max(count, 1) for k, v in sums.items()}
+                logs = {k: v / counts[k] for k, v in sums.items()}
                 if self.scheduler is not None:
                     logs["lr"] = self.scheduler.get_last_lr()[0]
                 logs["step_time_s"] = (time.time() - t0) / max(count / s.grad_accum, 1)
                 self.log(logs)
                 bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
-                sums, count, t0 = {}, 0, time.time()
+                sums, counts, count, t0 = {}, {}, 0, time.time()
             if self.step % s.save_every == 0 or self.step == s.max_steps:
                 self.save_checkpoint()
         bar.close()

@@ -1,0 +1,1 @@
+"""Simulated robots: headless Meta-World v3 tasks, scripted-expert demonstrations, and the rollout harness."""

@@ -1,0 +1,133 @@
+"""``vidpolicy collect``: scripted-expert demonstrations recorded as a LeRobotDataset v3 (H.264, decord-readable).
+
+Each episode runs Meta-World's scripted expert from a recorded seed, keeps only successes by default, and stops a
+few steps after the first success. ``meta/vidpolicy_collect.json`` lists every episode's task, seed and success
+step; rerunning the same command adds only the missing episodes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from vidpolicy.common.cli_args import opt
+from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.io import write_json
+from vidpolicy.envs.metaworld import MetaWorldEnv
+from vidpolicy.envs.tasks import resolve_tasks
+
+SIDE_CAR = "meta/vidpolicy_collect.json"
+STATE_DIM = 39
+IMAGE_KEY = "observation.images.corner"
+
+
+@dataclass
+class CollectConfig:
+    env: str = opt("metaworld", "simulator (metaworld)")
+    tasks: str = opt("", "comma-separated Meta-World tasks (reach,push or reach-v3) or MT10 / MT50")
+    episodes: int = opt(10, "successful episodes per task")
+    out: str = opt("", "LeRobotDataset root to create (or extend)")
+    size: int = opt(96, "camera image side in pixels")
+    fps: int = opt(80, "frame rate recorded in the dataset (Meta-World steps at 80 Hz)")
+    seed: int = opt(0, "first seed; episode k of a task uses the next unused seed from here")
+    action_noise: float = opt(0.0, "std of Gaussian noise added to expert actions, for diversity")
+    max_steps: int = opt(500, "episode step limit")
+    steps_after_success: int = opt(10, "keep recording this many steps after the first success")
+    keep_failures: bool = opt(False, "also keep episodes where the expert failed")
+    max_attempts: int = opt(5, "give up on a task after episodes x this many attempts")
+    shadows: bool = opt(False, "render shadows and reflections (slow on a CPU)")
+
+
+def _features(size: int) -> dict:
+    return {
+        IMAGE_KEY: {"dtype": "video", "shape": (size, size, 3), "names": ["height", "width", "channels"]},
+        "observation.state": {"dtype": "float32", "shape": (STATE_DIM,), "names": None},
+        "action": {"dtype": "float32", "shape": (4,), "names": ["dx", "dy", "dz", "gripper"]},
+    }
+
+
+def run_expert_episode(env: MetaWorldEnv, seed: int, cfg: CollectConfig) -> tuple[list[dict], int | None]:
+    rng = np.random.default_rng(seed)
+    expert = env.expert()
+    obs = env.reset(seed)
+    frames, success_at = [], None
+    for step in range(cfg.max_steps):
+        action = expert(obs)
+        if cfg.action_noise > 0:
+            action = np.clip(action + rng.normal(0, cfg.action_noise, action.shape), -1, 1).astype(np.float32)
+        frames.append({IMAGE_KEY: obs["image"], "observation.state": obs["state"], "action": action,
+                       "task": env.instruction})
+        obs, _, done, info = env.step(action)
+        if info["success"] and success_at is None:
+            success_at = step
+        if success_at is not None and step - success_at >= cfg.steps_after_success or done:
+            break
+    return frames, success_at
+
+
+def collect(cfg: CollectConfig, overwrite: bool = False) -> dict:
+    from lerobot.configs.video import RGBEncoderConfig
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    if cfg.env != "metaworld":
+        raise VidpolicyError(f"--env: unknown environment {cfg.env!r} (metaworld)")
+    tasks = resolve_tasks(cfg.tasks)
+    out = Path(cfg.out)
+    side = out / SIDE_CAR
+    log = json.loads(side.read_text()) if side.exists() else {"episodes": []}
+    if out.exists() and not side.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise VidpolicyError(f"{out}: exists and was not made by `vidpolicy collect`; pass --overwrite")
+        import shutil
+
+        shutil.rmtree(out)
+    encoder = RGBEncoderConfig(vcodec="h264", crf=18, g=2)
+    if (out / "meta" / "info.json").exists():
+        ds = LeRobotDataset.resume(out.name, root=out, rgb_encoder=encoder)
+    else:
+        ds = LeRobotDataset.create(out.name, fps=cfg.fps, features=_features(cfg.size), root=out,
+                                   robot_type="sawyer", use_videos=True, rgb_encoder=encoder)
+    log["config"] = vars(cfg)  # the resolved config travels inside the dataset's meta/
+    done = {t: sum(1 for e in log["episodes"] if e["task"] == t) for t in tasks}
+    bar = tqdm(total=cfg.episodes * len(tasks), initial=sum(min(v, cfg.episodes) for v in done.values()),
+               desc="collect", unit="ep")
+    try:
+        for task in tasks:
+            if done[task] >= cfg.episodes:
+                continue
+            env = MetaWorldEnv(task, size=cfg.size, shadows=cfg.shadows, max_steps=cfg.max_steps)
+            used = {e["seed"] for e in log["episodes"] if e["task"] == task}
+            tried = {e for e in log.get("failed", {}).get(task, [])}
+            seed = cfg.seed
+            attempts = 0
+            while done[task] < cfg.episodes:
+                while seed in used or seed in tried:
+                    seed += 1
+                attempts += 1
+                if attempts > cfg.episodes * cfg.max_attempts:
+                    raise VidpolicyError(f"{task}: the expert failed too often ({attempts - 1} attempts)")
+                frames, success_at = run_expert_episode(env, seed, cfg)
+                if success_at is None and not cfg.keep_failures:
+                    log.setdefault("failed", {}).setdefault(task, []).append(seed)
+                    tried.add(seed)
+                    continue
+                for f in frames:
+                    ds.add_frame(f)
+                ds.save_episode()
+                used.add(seed)
+                log["episodes"].append({"episode_index": ds.meta.total_episodes - 1, "task": task, "seed": seed,
+                                        "success_step": success_at, "length": len(frames)})
+                write_json(side, log)
+                done[task] += 1
+                bar.update(1)
+            env.close()
+    finally:
+        ds.finalize()
+        bar.close()
+    n = len(log["episodes"])
+    print(f"{out}: {n} episode(s), {sum(e['length'] for e in log['episodes'])} frames, tasks {', '.join(tasks)}")
+    return log

@@ -1,0 +1,136 @@
+"""``vidpolicy rollout``: run a policy on Meta-World tasks and report success rates, videos and a bar chart.
+
+A policy is any object with ``reset()`` and ``select_action(observation) -> action``; if it also has
+``imagined_frames()`` the video shows what it imagined next to what the robot did. Meta-World's convention:
+an episode succeeds if ``info["success"]`` is set at any step, within at most 500 steps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from vidpolicy.common.cli_args import opt
+from vidpolicy.common.config import prepare_run_dir
+from vidpolicy.common.io import write_json
+from vidpolicy.common.media import side_by_side, write_mp4
+from vidpolicy.common.plots import plot_success
+from vidpolicy.envs.metaworld import MetaWorldEnv
+from vidpolicy.envs.tasks import resolve_tasks
+
+
+@dataclass
+class RolloutConfig:
+    policy: str = opt("expert", "a `finetune` policy directory, or `expert` for the scripted experts")
+    env: str = opt("metaworld", "simulator (metaworld)")
+    tasks: str = opt("", "comma-separated Meta-World tasks or MT10 / MT50")
+    episodes: int = opt(10, "episodes per task")
+    out: str = opt("", "report directory: results.json, videos/, success.png")
+    seed: int = opt(1000, "seed of the first episode (demos use 0..; keep evaluation seeds disjoint)")
+    max_steps: int = opt(500, "episode step limit (Meta-World: 500)")
+    size: int = opt(96, "camera image side (a policy directory's own size wins)")
+    steps_after_success: int = opt(5, "frames kept in the video after the first success")
+    videos: bool = opt(True, "write one mp4 per episode")
+    sampling_steps: int | None = opt(None, "override the policy's reverse-diffusion steps per action chunk")
+
+
+class ExpertPolicy:
+    """Meta-World's scripted expert behind the policy interface."""
+
+    def __init__(self, env: MetaWorldEnv):
+        self._act = env.expert()
+
+    def reset(self) -> None:
+        pass
+
+    def select_action(self, observation: dict) -> np.ndarray:
+        return self._act(observation)
+
+
+def run_episode(env: MetaWorldEnv, policy, seed: int, max_steps: int, after_success: int = 5,
+                record: bool = True) -> dict:
+    obs = env.reset(seed)
+    policy.reset()
+    frames, panels, success_at = [obs["image"]], [], None
+    for step in range(max_steps):
+        action = policy.select_action(obs)
+        if record and hasattr(policy, "imagined_frames"):
+            panels.append(policy.imagined_frames())
+        obs, _, done, info = env.step(action)
+        if record:
+            frames.append(obs["image"])
+        if info["success"] and success_at is None:
+            success_at = step
+        if done or (success_at is not None and step - success_at >= after_success):
+            break
+    return {"success": success_at is not None, "success_step": success_at, "steps": step + 1,
+            "frames": np.stack(frames) if record else None, "panels": panels}
+
+
+def _video(result: dict) -> np.ndarray:
+    frames = result["frames"]
+    panels = [p for p in result["panels"] if p is not None]
+    if not panels:
+        return frames
+    imagined = np.stack([p[-1] for p in result["panels"][: len(frames) - 1]] + [panels[-1][-1]])
+    return side_by_side(frames, imagined[: len(frames)])
+
+
+def rollout(cfg: RolloutConfig, overwrite: bool = False,
+            make_policy: Callable[[MetaWorldEnv], object] | None = None) -> dict:
+    tasks = resolve_tasks(cfg.tasks)
+    out = Path(cfg.out)
+    prepare_run_dir(out, cfg, overwrite=overwrite)
+    size = cfg.size
+    if make_policy is None:
+        if cfg.policy == "expert":
+            make_policy = ExpertPolicy
+        else:
+            from vidpolicy.finetune.policy import ImaginationPolicy
+
+            shared = ImaginationPolicy.load(cfg.policy, sampling_steps=cfg.sampling_steps)
+            size = shared.image_size
+            make_policy = lambda env: shared  # noqa: E731  one policy object serves every task
+    results: dict = {}
+    bar = tqdm(total=len(tasks) * cfg.episodes, desc="rollout", unit="ep")
+    t0 = time.time()
+    for task in tasks:
+        env = MetaWorldEnv(task, size=size, max_steps=cfg.max_steps)
+        policy = make_policy(env)
+        row = {"episodes": 0, "successes": 0, "seeds": [], "success_steps": []}
+        for k in range(cfg.episodes):
+            seed = cfg.seed + k
+            res = run_episode(env, policy, seed, cfg.max_steps, cfg.steps_after_success, record=cfg.videos)
+            row["episodes"] += 1
+            row["successes"] += int(res["success"])
+            row["seeds"].append(seed)
+            row["success_steps"].append(res["success_step"])
+            if cfg.videos:
+                write_mp4(out / "videos" / f"{task}_seed{seed}_{'ok' if res['success'] else 'fail'}.mp4",
+                          _video(res), fps=20)
+            bar.update(1)
+        env.close()
+        row["success_rate"] = row["successes"] / max(row["episodes"], 1)
+        results[task] = row
+    bar.close()
+    rates = {t: r["success_rate"] for t, r in results.items()}
+    report = {**results, "mean_success_rate": float(np.mean(list(rates.values()))), "policy": cfg.policy,
+              "seconds": time.time() - t0}
+    write_json(out / "results.json", report)
+    plot_success(rates, out / "success.png", title=f"success rate: {Path(cfg.policy).name}")
+    print(format_table(results))
+    return report
+
+
+def format_table(results: dict) -> str:
+    lines = [f"{'task':<28} {'success':>9} {'rate':>6}"]
+    for task, r in results.items():
+        lines.append(f"{task:<28} {r['successes']:>4}/{r['episodes']:<4} {100 * r['success_rate']:>5.0f}%")
+    mean = np.mean([r["success_rate"] for r in results.values()]) if results else 0.0
+    lines.append(f"{'mean':<28} {'':>9} {100 * mean:>5.0f}%")
+    return "\n".join(lines)

@@ -1,0 +1,46 @@
+"""The resolved configuration of one ``vidpolicy pretrain`` run (saved as config.json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vidpolicy.common.cli_args import opt
+
+
+@dataclass
+class PretrainConfig:
+    tokens: list[str] = opt([], "token directories from `vidpolicy tokenize` (several mix, see --token-weights)")
+    tokenizer: str = opt("", "the tokenizer run directory the tokens were made with")
+    out: str = opt("", "run directory: model/, tokenizer/, checkpoints/, logs/, loss.png")
+    token_weights: list[float] | None = opt(None, "sampling weight per token directory (default: equal)")
+    gap: int = opt(20, "the future clip starts this many sampled frames after the history clip (paper: 20 steps)")
+    # network
+    width: int = opt(256, "transformer width")
+    depth: int = opt(6, "denoiser blocks (adaLN-Zero, attend to the history context)")
+    encoder_depth: int = opt(2, "history encoder blocks (run once per sample)")
+    heads: int = opt(4, "attention heads")
+    mlp_ratio: float = opt(4.0, "MLP width / transformer width")
+    text_encoder: str = opt("all-MiniLM-L6-v2", "frozen sentence encoder (name or local path)")
+    # diffusion
+    num_timesteps: int = opt(100, "diffusion steps T (paper: 100)")
+    schedule: str = opt("paper", "paper (replace mass ~1e-6, pure masking) or replace (a real uniform-replace mass)")
+    replace_mass: float = opt(0.1, "final uniform-replace mass with --schedule replace")
+    aux_weight: float = opt(5e-4, "weight of the auxiliary x_0 cross-entropy, times (2 - t/T)")
+    importance_sampling: bool = opt(True, "sample t by the running loss (VQ-Diffusion) once each t is seen 10 times")
+    cond_drop: float = opt(0.1, "instruction dropout for classifier-free guidance")
+    # optimisation
+    max_steps: int = opt(20000, "optimizer steps in total")
+    batch_size: int = opt(8, "samples per process per micro-batch")
+    grad_accum: int = opt(1, "micro-batches per optimizer step (paper: 2)")
+    lr: float = opt(2e-4, "AdamW learning rate (paper: 2e-4)")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    warmup_steps: int = opt(500, "linear warm-up steps, then cosine decay")
+    max_grad_norm: float = opt(1.0, "gradient clipping norm")
+    ema_decay: float = opt(0.995, "EMA decay of the saved weights (paper: 0.995)")
+    ema_every: int = opt(10, "update the EMA every N steps")
+    ema_start: int = opt(2000, "first step of EMA updates (before it, the raw weights are saved)")
+    mixed_precision: str = opt("bf16", "bf16 or no")
+    nan_policy: str = opt("stop", "on a NaN/Inf loss: stop (keep the last good checkpoint) or skip the batch")
+    save_every: int = opt(500, "checkpoint every N steps")
+    log_every: int = opt(10, "log scalars every N steps")
+    seed: int = opt(0, "random seed")

@@ -1,0 +1,46 @@
+"""Reverse sampling: from all-[MASK] to tokens in S respaced steps, with top-r truncation and guidance.
+
+Works on several token streams at once (future video, and in fine-tuning the action tokens) that share one
+timestep: ``predict(x, t) -> {name: log p(x̃_0)}`` is called once per step for all streams.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from vidpolicy.pretrain.schedule import MaskReplaceSchedule
+
+
+def truncate(log_x0: torch.Tensor, r: float | None) -> torch.Tensor:
+    """Keep the most likely classes up to cumulative mass ``r`` (always the top one); the rest get log 1e-30."""
+    if r is None or r >= 1.0:
+        return log_x0
+    sorted_lp, order = log_x0.sort(dim=-1, descending=True)
+    keep_sorted = torch.cat([torch.ones_like(sorted_lp[..., :1], dtype=torch.bool),
+                             sorted_lp.exp().cumsum(-1)[..., :-1] < r], dim=-1)
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    return torch.where(keep, log_x0, torch.full_like(log_x0, -69.0))
+
+
+def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance in log space, renormalised."""
+    return torch.log_softmax(uncond + scale * (cond - uncond), dim=-1)
+
+
+@torch.no_grad()
+def sample_tokens(predict: Callable[[dict, int], dict], schedule: MaskReplaceSchedule,
+                  streams: dict[str, tuple[int, int]], batch: int, steps: int, top_r: float | None = None,
+                  generator: torch.Generator | None = None, device: str | torch.device = "cpu",
+                  callback: Callable[[int, dict], None] | None = None) -> dict[str, torch.Tensor]:
+    """``streams``: name -> (tokens per sample, classes K). Returns name -> LongTensor ``(batch, n)``, no [MASK]."""
+    x = {k: torch.full((batch, n), K, dtype=torch.long, device=device) for k, (n, K) in streams.items()}
+    levels = schedule.set_timesteps(steps)
+    for t, s in zip(levels[:-1], levels[1:]):
+        log_x0 = predict(x, t)
+        for k in x:
+            x[k] = schedule.step(truncate(log_x0[k], top_r), x[k], t, s, generator)
+        if callback is not None:
+            callback(s, x)
+    return x
