@@ -1,0 +1,149 @@
+"""``vidpolicy demo``: the whole pipeline at a small size, on data it generates (no download).
+
+Collect Meta-World expert demos for a few tasks; take expert videos of *other* tasks (and ``--human-videos`` when
+given) as the actionless corpus; train the tokenizer; tokenize; pre-train; imagine; fine-tune; roll out. Every
+stage writes the same directory a standalone command would, so each can be inspected or rerun by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidpolicy.common.cli_args import opt
+from vidpolicy.common.io import write_json, write_text
+from vidpolicy.datasets.video import find_videos
+
+
+@dataclass
+class DemoConfig:
+    out: str = opt("demo_out", "where every stage writes its directory")
+    quick: bool = opt(False, "a ~3 minute smoke run (tiny models, one task)")
+    human_videos: str | None = opt(None, "add a folder of human videos (e.g. ../shared/data/human) to pre-training")
+    tasks: str = opt("reach,button-press-topdown,drawer-close", "tasks the policy learns and is evaluated on")
+    actionless_tasks: str = opt("door-open,window-open,push,drawer-open", "tasks whose expert videos serve as "
+                                "the actionless corpus (their actions are never used)")
+
+
+SIZES = {
+    # quick: a smoke test of every stage; default: small but learns something in ~20 min on 2 CPU cores
+    True: dict(demos=2, actionless=2, size=64, codebook=256, hidden=64, tok_steps=60, tok_batch=4, width=128,
+               depth=2, pre_steps=60, ft_steps=60, ft_depth=2, episodes=1, max_steps=60, sampling_steps=4,
+               tasks="reach", actionless_tasks="push"),
+    False: dict(demos=10, actionless=5, size=96, codebook=1024, hidden=96, tok_steps=600, tok_batch=8, width=192,
+                depth=4, pre_steps=400, ft_steps=600, ft_depth=4, episodes=3, max_steps=150, sampling_steps=6),
+}
+
+
+def run_demo(cfg: DemoConfig, overwrite: bool = False) -> dict:
+    from vidpolicy.envs.collect import CollectConfig, collect
+    from vidpolicy.envs.rollout import RolloutConfig, rollout
+    from vidpolicy.finetune.config import FinetuneConfig
+    from vidpolicy.finetune.train import finetune
+    from vidpolicy.pretrain.config import PretrainConfig
+    from vidpolicy.pretrain.imagine import imagine_video
+    from vidpolicy.pretrain.train import pretrain
+    from vidpolicy.tokenizer.config import TokenizeConfig, TokenizerTrainConfig
+    from vidpolicy.tokenizer.tokenize import tokenize
+    from vidpolicy.tokenizer.train import train_tokenizer
+
+    s = SIZES[cfg.quick]
+    tasks = s.get("tasks", cfg.tasks)
+    actionless_tasks = s.get("actionless_tasks", cfg.actionless_tasks)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", vars(cfg))
+    times: dict[str, float] = {}
+
+    def stage(name: str):
+        print(f"\n=== {name} ===", flush=True)
+        times[name] = time.time()
+
+    def done(name: str):
+        times[name] = time.time() - times[name]
+
+    stage("collect")
+    collect(CollectConfig(tasks=tasks, episodes=s["demos"], out=str(out / "robot_demos"), size=s["size"]))
+    collect(CollectConfig(tasks=actionless_tasks, episodes=s["actionless"], out=str(out / "actionless"),
+                          size=s["size"], seed=500))
+    done("collect")
+
+    stage("tokenizer")
+    videos = find_videos(out / "actionless" / "videos") + find_videos(out / "robot_demos" / "videos")
+    if cfg.human_videos:
+        videos += find_videos(cfg.human_videos)
+    write_text(out / "tokenizer_videos.txt", "\n".join(str(v.resolve()) for v in videos) + "\n")
+    tok = train_tokenizer(TokenizerTrainConfig(
+        videos=str(out / "tokenizer_videos.txt"), out=str(out / "tokenizer"), size=s["size"],
+        codebook_size=s["codebook"], hidden_channels=s["hidden"], max_steps=s["tok_steps"],
+        batch_size=s["tok_batch"], save_every=max(50, s["tok_steps"] // 2), num_workers=1), overwrite=overwrite)
+    done("tokenizer")
+
+    stage("tokenize")
+    token_dirs = []
+    for name, src in (("tokens_actionless", "actionless"), ("tokens_robot", "robot_demos")):
+        tokenize(TokenizeConfig(tokenizer=str(out / "tokenizer"), out=str(out / name), dataset=str(out / src),
+                                num_workers=1), overwrite=overwrite)
+        token_dirs.append(str(out / name))
+    if cfg.human_videos:
+        manifest = Path(cfg.human_videos) / "manifest.csv"
+        tokenize(TokenizeConfig(tokenizer=str(out / "tokenizer"), out=str(out / "tokens_human"),
+                                videos=cfg.human_videos, manifest=str(manifest) if manifest.exists() else None,
+                                num_workers=1), overwrite=overwrite)
+        token_dirs.append(str(out / "tokens_human"))
+    done("tokenize")
+
+    stage("pretrain")
+    pretrain(PretrainConfig(tokens=token_dirs, tokenizer=str(out / "tokenizer"), out=str(out / "pretrain"),
+                            width=s["width"], depth=s["depth"], heads=4, max_steps=s["pre_steps"],
+                            warmup_steps=s["pre_steps"] // 10, ema_start=s["pre_steps"] // 2, ema_every=1,
+                            save_every=max(50, s["pre_steps"] // 2), lr=1e-3), overwrite=overwrite)
+    done("pretrain")
+
+    stage("imagine")
+    demo_video = sorted((out / "robot_demos" / "videos").rglob("*.mp4"))[0]
+    imagined = imagine_video(str(out / "pretrain"), str(demo_video), "reach the goal position with the gripper",
+                             str(out / "imagine.mp4"), steps=25)
+    done("imagine")
+
+    stage("finetune")
+    ft = finetune(FinetuneConfig(pretrained=str(out / "pretrain"), dataset=str(out / "robot_demos"),
+                                 out=str(out / "policy"), depth=s["ft_depth"], max_steps=s["ft_steps"],
+                                 warmup_steps=s["ft_steps"] // 10, save_every=max(50, s["ft_steps"] // 2),
+                                 execute=4, sampling_steps=s["sampling_steps"], lr=1e-3), overwrite=overwrite)
+    done("finetune")
+
+    stage("rollout")
+    res = rollout(RolloutConfig(policy=str(out / "policy"), tasks=tasks, episodes=s["episodes"],
+                                out=str(out / "rollout"), max_steps=s["max_steps"]), overwrite=True)
+    done("rollout")
+
+    summary = {
+        "tokenizer_psnr_db": tok.get("heldout", {}).get("psnr"),
+        "imagined_token_accuracy": imagined.get("token_accuracy"),
+        "success": {t: r["success_rate"] for t, r in res.items() if isinstance(r, dict)},
+        "mean_success_rate": res["mean_success_rate"],
+        "finetune_steps": ft.get("steps"),
+        "stage_seconds": {k: round(v, 1) for k, v in times.items()},
+        "outputs": {"rollout_videos": str(out / "rollout" / "videos"), "success_plot": str(out / "rollout" / "success.png"),
+                    "imagine_video": str(out / "imagine.mp4"), "imagine_sheet": str(out / "imagine.png"),
+                    "loss_plots": [str(out / d / "loss.png") for d in ("tokenizer", "pretrain", "policy")]},
+    }
+    write_json(out / "summary.json", summary)
+    print("\n" + format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    rows = [("tokenizer held-out PSNR", f"{s['tokenizer_psnr_db']:.2f} dB" if s["tokenizer_psnr_db"] else "n/a"),
+            ("imagined-future token accuracy",
+             f"{s['imagined_token_accuracy']:.3f}" if s["imagined_token_accuracy"] is not None else "n/a")]
+    rows += [(f"success {t}", f"{100 * r:.0f}%") for t, r in s["success"].items()]
+    rows.append(("mean success", f"{100 * s['mean_success_rate']:.0f}%"))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    lines += ["", "wrote:"] + [f"  {v}" if isinstance(v, str) else "  " + "\n  ".join(v) for v in s["outputs"].values()]
+    lines.append("stage seconds: " + json.dumps(s["stage_seconds"]))
+    return "\n".join(lines)

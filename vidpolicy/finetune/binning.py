@@ -1,0 +1,70 @@
+"""`ActionBinner`: per-dimension quantile bins (paper: 48 for xyz, decoded at bin midpoints); a dimension with few
+distinct values (a gripper) is binned over its observed values instead. Saved as JSON beside the policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vidpolicy.common.io import write_json
+
+
+class ActionBinner:
+    def __init__(self, edges: list[list[float]], centers: list[list[float]]):
+        self.edges = [np.asarray(e, dtype=np.float64) for e in edges]  # inner edges, len = bins - 1
+        self.centers = [np.asarray(c, dtype=np.float64) for c in centers]
+
+    @classmethod
+    def fit(cls, actions: np.ndarray, bins: int = 48, discrete_max: int = 8) -> "ActionBinner":
+        actions = np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
+        edges, centers = [], []
+        for d in range(actions.shape[1]):
+            col = actions[:, d]
+            uniq = np.unique(col)
+            if len(uniq) <= min(discrete_max, bins):
+                c = uniq
+                e = (c[1:] + c[:-1]) / 2
+            else:
+                q = np.unique(np.quantile(col, np.linspace(0, 1, bins + 1)))
+                e = q[1:-1]
+                c = (q[1:] + q[:-1]) / 2
+            edges.append(e.tolist())
+            centers.append(c.tolist())
+        return cls(edges, centers)
+
+    @property
+    def dim(self) -> int:
+        return len(self.centers)
+
+    @property
+    def bins_per_dim(self) -> list[int]:
+        return [len(c) for c in self.centers]
+
+    @property
+    def num_classes(self) -> int:
+        return max(self.bins_per_dim)
+
+    def encode(self, actions: np.ndarray) -> np.ndarray:
+        """``(..., D)`` float -> ``(..., D)`` int64 bin indices."""
+        actions = np.asarray(actions, dtype=np.float64)
+        out = np.empty(actions.shape, dtype=np.int64)
+        for d in range(self.dim):
+            out[..., d] = np.searchsorted(self.edges[d], actions[..., d], side="right")
+        return out
+
+    def decode(self, indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64)
+        out = np.empty(indices.shape, dtype=np.float32)
+        for d in range(self.dim):
+            out[..., d] = self.centers[d][np.clip(indices[..., d], 0, len(self.centers[d]) - 1)]
+        return out
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, {"edges": [e.tolist() for e in self.edges], "centers": [c.tolist() for c in self.centers]})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ActionBinner":
+        data = json.loads(Path(path).read_text())
+        return cls(data["edges"], data["centers"])

@@ -1,0 +1,47 @@
+"""`ActionDenoiser`: predicts log p(ã_0) of the action tokens from the noisy action tokens, the timestep, the
+instruction and the frozen video denoiser's features of the current noisy future (paper: GPT-2 style, 6 layers,
+width 256, 2 heads, FFN 1024). Each action token is (step h, dimension d) and has its own number of valid bins."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+
+from vidpolicy.pretrain.model import DenoiserBlock, timestep_embedding
+
+
+class ActionDenoiser(ModelMixin, ConfigMixin):
+    @register_to_config
+    def __init__(self, action_dim: int = 4, horizon: int = 4, bins_per_dim: tuple[int, ...] = (48, 48, 48, 2),
+                 width: int = 256, depth: int = 6, heads: int = 2, mlp_ratio: float = 4.0, video_width: int = 256,
+                 text_dim: int = 384):
+        super().__init__()
+        self.num_classes = K = max(bins_per_dim)
+        n = horizon * action_dim
+        self.token_embed = nn.Embedding(K + 1, width)
+        self.pos = nn.Parameter(torch.randn(1, n, width) * 0.02)
+        self.video_proj = nn.Sequential(nn.LayerNorm(video_width), nn.Linear(video_width, width))
+        self.text_proj = nn.Linear(text_dim, width)
+        self.time_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.blocks = nn.ModuleList([DenoiserBlock(width, heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, K)
+        valid = torch.zeros(n, K, dtype=torch.bool)
+        for i in range(n):
+            valid[i, : bins_per_dim[i % action_dim]] = True
+        self.register_buffer("valid", valid, persistent=False)
+
+    def forward(self, a_t: torch.Tensor, t: torch.Tensor, video_features: torch.Tensor,
+                text: torch.Tensor) -> torch.Tensor:
+        """``a_t: (b, H*D)`` noisy action tokens, ``video_features: (b, n, video_width)`` -> log p ``(b, H*D, K)``."""
+        ctx = self.video_proj(video_features)
+        cond = self.time_mlp(timestep_embedding(t, self.config.width).to(ctx.dtype)) + self.text_proj(text.to(ctx.dtype))
+        x = self.token_embed(a_t) + self.pos
+        for blk in self.blocks:
+            x = blk(x, cond, blk.attn.kv(ctx))
+        logits = self.head(self.norm(x)).float()
+        logits = logits.masked_fill(~self.valid, -69.0)
+        return F.log_softmax(logits, dim=-1)

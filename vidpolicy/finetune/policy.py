@@ -1,0 +1,115 @@
+"""`ImaginationPolicy`: ``reset()`` / ``select_action(observation)`` over a fine-tuned policy directory.
+
+Each plan: tokenize the last T frames (the first frame repeats at an episode's start), jointly denoise the future
+clip's tokens and the action chunk's tokens from all-[MASK] in S steps, decode the chunk's bins to actions and
+execute the first ``execute`` of them (receding horizon). The last imagined future is kept for rollout videos.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.pretrained import load_model
+from vidpolicy.common.text import TextEncoder
+from vidpolicy.datasets.clips import to_uint8, to_unit_range
+from vidpolicy.finetune.binning import ActionBinner
+from vidpolicy.finetune.model import ActionDenoiser
+from vidpolicy.pretrain.model import FutureDenoiser
+from vidpolicy.pretrain.sample import sample_tokens
+from vidpolicy.pretrain.train import make_schedule
+from vidpolicy.tokenizer.model import VideoTokenizer
+
+
+class ImaginationPolicy:
+    def __init__(self, tokenizer: VideoTokenizer, video: FutureDenoiser, action: ActionDenoiser,
+                 binner: ActionBinner, config: dict, sampling_steps: int | None = None, seed: int = 0):
+        self.tokenizer, self.video, self.action, self.binner, self.config = tokenizer, video, action, binner, config
+        self.schedule = make_schedule(config.get("schedule", "paper"), video.config.num_timesteps,
+                                      config.get("replace_mass", 0.1))
+        self.text = TextEncoder(config.get("text_encoder", "all-MiniLM-L6-v2"))
+        self.steps = int(sampling_steps or config.get("sampling_steps", 10))
+        self.execute = int(config.get("execute", 1))
+        self.seed = seed
+        self.reset()
+
+    @classmethod
+    def load(cls, path: str | Path, sampling_steps: int | None = None, seed: int = 0) -> "ImaginationPolicy":
+        path = Path(path)
+        cfg_file = path / "config.json"
+        if not (path / "binning.json").exists() or not cfg_file.exists():
+            raise VidpolicyError(f"{path}: not a policy directory (needs config.json and binning.json from finetune)")
+        config = json.loads(cfg_file.read_text())
+        config.update(json.loads((path / "policy.json").read_text()) if (path / "policy.json").exists() else {})
+        return cls(load_model(VideoTokenizer, path, "tokenizer"), load_model(FutureDenoiser, path, "video_model"),
+                   load_model(ActionDenoiser, path, "action_model"), ActionBinner.load(path / "binning.json"),
+                   config, sampling_steps, seed)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.tokenizer.config.size)
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.action.config.action_dim)
+
+    def reset(self) -> None:
+        self._frames: list[np.ndarray] = []
+        self._queue: list[np.ndarray] = []
+        self._imagined_tokens = None
+        self._imagined_frames = None
+        self._generator = torch.Generator().manual_seed(self.seed)
+
+    @torch.no_grad()
+    def plan(self, history_tokens: torch.Tensor, text: torch.Tensor, steps: int | None = None,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Jointly sample (future video tokens ``(b, n)``, action bins ``(b, H, D)``)."""
+        v, a = self.video, self.action
+        H, D = a.config.horizon, a.config.action_dim
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ctx = v.context(history_tokens, v.text_input(text))
+
+            def predict(x, t):
+                tt = torch.full((x["video"].shape[0],), t, dtype=torch.long)
+                log_v, feats = v.denoise(x["video"], tt, ctx)
+                return {"video": log_v, "action": a(x["action"], tt, feats, text)}
+
+            streams = {"video": (v.tokens_per_clip, v.config.codebook_size), "action": (H * D, a.num_classes)}
+            out = sample_tokens(predict, self.schedule, streams, history_tokens.shape[0], steps or self.steps,
+                                generator=generator)
+        return out["video"], out["action"].view(-1, H, D)
+
+    def _check(self, image: np.ndarray) -> None:
+        if image.shape[:2] != (self.image_size, self.image_size):
+            raise VidpolicyError(f"observation image is {image.shape[0]}x{image.shape[1]} but the policy expects "
+                                 f"{self.image_size}x{self.image_size}")
+
+    @torch.no_grad()
+    def select_action(self, observation: dict) -> np.ndarray:
+        image = np.asarray(observation["image"])
+        self._check(image)
+        self._frames.append(image)
+        T = self.tokenizer.config.frames
+        self._frames = self._frames[-T:]
+        if not self._queue:
+            clip = [self._frames[0]] * (T - len(self._frames)) + self._frames
+            hist = self.tokenizer.encode(to_unit_range(np.stack(clip))[None]).flatten(1)
+            text = self.text([observation.get("instruction", "")])
+            video, bins = self.plan(hist, text, generator=self._generator)
+            actions = self.binner.decode(bins[0].numpy())
+            self._queue = list(actions[: self.execute])
+            self._imagined_tokens, self._imagined_frames = video, None
+        return self._queue.pop(0).astype(np.float32)
+
+    def imagined_frames(self) -> np.ndarray | None:
+        """The last imagined future clip as uint8 ``(T, S, S, 3)`` (decoded on first request)."""
+        if self._imagined_tokens is None:
+            return None
+        if self._imagined_frames is None:
+            grid = self._imagined_tokens.view(1, *self.tokenizer.latent_shape)
+            self._imagined_frames = to_uint8(self.tokenizer.decode(grid)[0])
+        return self._imagined_frames

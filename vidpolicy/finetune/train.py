@@ -1,0 +1,140 @@
+"""``vidpolicy finetune``: train the action model on robot demonstrations, conditioned on imagined futures.
+
+Video tokens and action tokens share one timestep of the mask-and-replace process; the (frozen, by default)
+video denoiser's features of the noisy future feed the action model. ``--from-scratch`` trains the same
+architecture with a randomly initialised video model (then trained on the robot video too).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from vidpolicy.common.config import prepare_run_dir
+from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.io import write_json
+from vidpolicy.common.plots import plot_losses
+from vidpolicy.common.pretrained import copy_model, load_model, model_dir, save_model
+from vidpolicy.common.text import TextEncoder
+from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
+from vidpolicy.datasets.robot import RobotEpisodes
+from vidpolicy.finetune.binning import ActionBinner
+from vidpolicy.finetune.config import FinetuneConfig
+from vidpolicy.finetune.data import RobotTokenSamples, tokenize_episodes
+from vidpolicy.finetune.model import ActionDenoiser
+from vidpolicy.pretrain.model import FutureDenoiser
+from vidpolicy.pretrain.timesteps import TimestepSampler
+from vidpolicy.pretrain.train import make_schedule
+from vidpolicy.tokenizer.model import VideoTokenizer
+
+
+class JointDenoiser(nn.Module):
+    """The video denoiser and the action model as one module (one DDP wrapper, one optimizer)."""
+
+    def __init__(self, video: FutureDenoiser, action: ActionDenoiser, train_video: bool):
+        super().__init__()
+        self.video, self.action, self.train_video = video, action, train_video
+        video.requires_grad_(train_video)
+
+    def forward(self, x_v, a_t, t, hist, text):
+        with torch.set_grad_enabled(self.train_video and torch.is_grad_enabled()):
+            log_v, feats = self.video.denoise(x_v, t, self.video.context(hist, self.video.text_input(text)))
+        return log_v, self.action(a_t, t, feats, text)
+
+
+def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
+    out = Path(cfg.out)
+    pre = Path(cfg.pretrained)
+    pre_cfg_path = pre / "config.json"
+    if not pre_cfg_path.exists():
+        raise VidpolicyError(f"{pre}: not a pretrain run directory (no config.json)")
+    pre_cfg = json.loads(pre_cfg_path.read_text())
+    tokenizer = load_model(VideoTokenizer, pre, "tokenizer")
+    video = load_model(FutureDenoiser, pre, "model")
+    eps = RobotEpisodes(cfg.dataset, size=tokenizer.config.size, camera=cfg.camera)
+    acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
+    if acc.is_main_process:
+        prepare_run_dir(out, cfg, overwrite=overwrite)
+    acc.wait_for_everyone()
+    n_train = len(eps) - cfg.holdout_episodes
+    if n_train < 1:
+        raise VidpolicyError(f"{cfg.dataset}: {len(eps)} episode(s), --holdout-episodes {cfg.holdout_episodes} "
+                             f"leaves none to train on")
+    train_eps, held_eps = list(range(n_train)), list(range(n_train, len(eps)))
+    binner = ActionBinner.fit(np.concatenate([eps.actions(i) for i in train_eps]), bins=cfg.bins)
+    if acc.is_main_process:
+        tokens = tokenize_episodes(eps, tokenizer, out / "robot_tokens.npz")
+    acc.wait_for_everyone()
+    tokens = tokenize_episodes(eps, tokenizer, out / "robot_tokens.npz")
+    text = TextEncoder(pre_cfg.get("text_encoder", "all-MiniLM-L6-v2"))
+    instructions = sorted({e.task for e in eps.episodes})
+    text_table = text(instructions)
+    data = RobotTokenSamples(eps, tokens, binner, cfg.gap, cfg.horizon, text_table, train_eps)
+    torch.manual_seed(cfg.seed)
+    train_video = cfg.train_video or cfg.from_scratch
+    if cfg.from_scratch:
+        video = FutureDenoiser.from_config(video.config)
+    action = ActionDenoiser(action_dim=eps.action_dim, horizon=cfg.horizon, bins_per_dim=tuple(binner.bins_per_dim),
+                            width=cfg.width, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio,
+                            video_width=video.config.width, text_dim=video.config.text_dim)
+    model = JointDenoiser(video.train(), action, train_video)
+    schedule = make_schedule(pre_cfg.get("schedule", "paper"), video.config.num_timesteps,
+                             pre_cfg.get("replace_mass", 0.1))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    settings = LoopSettings(max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, max_grad_norm=cfg.max_grad_norm,
+                            save_every=cfg.save_every, log_every=cfg.log_every, nan_policy=cfg.nan_policy,
+                            mixed_precision=cfg.mixed_precision)
+    trainer = Trainer(out, settings, acc)
+    trainer.prepare(model, optimizer, warmup_cosine(optimizer, cfg.warmup_steps, cfg.max_steps))
+    sampler = TimestepSampler(video.config.num_timesteps, importance=False)
+    start = trainer.resume()
+    Kv, Ka, T = video.config.codebook_size, action.num_classes, schedule.num_timesteps
+
+    def compute(batch):
+        hist, fut, acts, amask, txt = (x.to(acc.device) for x in batch)
+        t, _ = sampler.sample(hist.shape[0], hist.device)
+        x_v = schedule.add_noise(fut, t, Kv)
+        a_t = schedule.add_noise(acts, t, Ka)
+        log_v, log_a = trainer.model(x_v, a_t, t, hist, txt)
+        vb, aux = schedule.loss_terms(log_a, acts, a_t, t, mask=amask)
+        w = 2 - t.float() / T
+        loss = (vb + cfg.aux_weight * w * aux).mean()
+        logs = {"action_vb": vb.mean().detach(), "action_ce": aux.mean().detach()}
+        if train_video:
+            vb_v, aux_v = schedule.loss_terms(log_v, fut, x_v, t)
+            loss = loss + cfg.video_loss_weight * (vb_v + cfg.aux_weight * w * aux_v).mean()
+            logs["video_vb"] = vb_v.mean().detach()
+        with torch.no_grad():
+            masked = (a_t == Ka) & amask
+            logs["action_acc_masked"] = ((log_a.argmax(-1) == acts) & masked).sum() / masked.sum().clamp(min=1)
+        logs["loss"] = loss.detach()
+        return loss, logs
+
+    trainer.fit(data.batches(cfg.seed, start, cfg.max_steps, cfg.grad_accum, acc.process_index, cfg.batch_size),
+                compute)
+    result = {"steps": trainer.step}
+    if acc.is_main_process:
+        joint = acc.unwrap_model(trainer.model)
+        copy_model(model_dir(pre, "tokenizer"), out / "tokenizer")
+        save_model(joint.video, out / "video_model")
+        save_model(joint.action, out / "action_model")
+        binner.save(out / "binning.json")
+        write_json(out / "policy.json", {"schedule": pre_cfg.get("schedule", "paper"),
+                                         "replace_mass": pre_cfg.get("replace_mass", 0.1),
+                                         "text_encoder": pre_cfg.get("text_encoder", "all-MiniLM-L6-v2"),
+                                         "action_dim": eps.action_dim, "image_size": tokenizer.config.size})
+        plot_losses(out, ("loss", "action_vb", "action_acc_masked"))
+        if held_eps:
+            from vidpolicy.finetune.offline import offline_eval
+
+            result["offline"] = offline_eval(out, eps, tokens, held_eps)
+            write_json(out / "eval.json", result["offline"])
+        acc.print(f"policy saved in {out}")
+    acc.wait_for_everyone()
+    acc.end_training()
+    return result
