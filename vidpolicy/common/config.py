@@ -19,8 +19,9 @@ from vidpolicy.common.io import write_json
 
 C = TypeVar("C")
 
-# Fields a user may change when resuming a run (train longer, log more often) without it being "another run".
-RESUMABLE_FIELDS = frozenset({"max_steps", "resume", "overwrite", "log_every", "save_every", "num_workers"})
+# Fields a user may change when resuming a run (train longer, log more often, move the directory) without it
+# being "another run".
+RESUMABLE_FIELDS = frozenset({"out", "max_steps", "resume", "overwrite", "log_every", "save_every", "num_workers"})
 
 
 def to_dict(cfg: Any) -> dict:

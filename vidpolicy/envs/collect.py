@@ -58,7 +58,9 @@ def run_expert_episode(env: MetaWorldEnv, seed: int, cfg: CollectConfig) -> tupl
     for step in range(cfg.max_steps):
         action = expert(obs)
         if cfg.action_noise > 0:
-            action = np.clip(action + rng.normal(0, cfg.action_noise, action.shape), -1, 1).astype(np.float32)
+            action = action + rng.normal(0, cfg.action_noise, action.shape)
+        # record what the robot executes: the experts' raw outputs can exceed the [-1, 1] action space
+        action = np.clip(action, env.action_low, env.action_high).astype(np.float32)
         frames.append({IMAGE_KEY: obs["image"], "observation.state": obs["state"], "action": action,
                        "task": env.instruction})
         obs, _, done, info = env.step(action)

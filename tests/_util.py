@@ -1,0 +1,48 @@
+"""Helpers for the tests (plain functions; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def moving_square(t: int = 12, h: int = 40, w: int = 48, seed: int = 0) -> np.ndarray:
+    """A coloured square moving over a gradient: easy to compress, different in every frame."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 80)], -1).astype(np.uint8)
+    color = rng.integers(60, 255, 3)
+    frames = []
+    for i in range(t):
+        f = base.copy()
+        y, x = (2 + i) % (h - 10), (3 + 2 * i) % (w - 10)
+        f[y : y + 10, x : x + 10] = color
+        frames.append(f)
+    return np.stack(frames)
+
+
+def run_cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vidpolicy", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("torchrun")
+    return subprocess.run([str(exe), "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
+                           *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def shared(path: str) -> Path:
+    p = SHARED / path
+    if not p.exists():
+        pytest.skip(f"{p} not present")
+    return p

@@ -1,0 +1,31 @@
+"""Run by test_pretrain under torchrun: two processes, different data, parameters must stay identical."""
+
+import torch
+from types import SimpleNamespace
+
+from vidpolicy.common.trainer import make_accelerator
+from vidpolicy.pretrain.model import FutureDenoiser
+from vidpolicy.pretrain.schedule import MaskReplaceSchedule
+from vidpolicy.pretrain.timesteps import TimestepSampler
+from vidpolicy.pretrain.train import diffusion_loss
+
+acc = make_accelerator("no", 1)
+torch.manual_seed(0)
+model = FutureDenoiser(codebook_size=16, latent_shape=(1, 4, 4), width=32, depth=1, encoder_depth=1, heads=2,
+                       text_dim=8, num_timesteps=20)
+opt = torch.optim.AdamW(model.parameters(), 1e-2)
+model, opt = acc.prepare(model, opt)
+torch.manual_seed(100 + acc.process_index)  # different batches and noise per process
+sched, sampler, cfg = MaskReplaceSchedule(20), TimestepSampler(20, False), SimpleNamespace(cond_drop=0.1, aux_weight=5e-4)
+for _ in range(3):
+    hist, fut = torch.randint(0, 16, (4, 16)), torch.randint(0, 16, (4, 16))
+    loss, _ = diffusion_loss(model, 16, sched, sampler, hist, fut, torch.randn(4, 8), cfg)
+    acc.backward(loss)
+    opt.step()
+    opt.zero_grad()
+flat = torch.cat([p.detach().flatten() for p in acc.unwrap_model(model).parameters()])
+gathered = acc.gather(flat[None])
+assert acc.num_processes == 2, acc.num_processes
+assert torch.equal(gathered[0], gathered[1]), "parameters diverged across processes"
+if acc.is_main_process:
+    print("SYNC OK")

@@ -1,0 +1,101 @@
+"""Meta-World headless: shapes, an upright camera, collecting a dataset, expert rollouts, the sample reader."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vidpolicy.datasets.robot import RobotEpisodes, RobotSamples
+from vidpolicy.envs.collect import CollectConfig, collect
+from vidpolicy.envs.metaworld import MetaWorldEnv
+from vidpolicy.envs.rollout import RolloutConfig, rollout
+from _util import run_cli, shared
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demos") / "reach"
+    collect(CollectConfig(tasks="reach", episodes=2, out=str(out), size=64))
+    return out
+
+
+def test_reset_step_render_shapes_and_upright():
+    env = MetaWorldEnv("reach", size=64)
+    obs = env.reset(0)
+    assert obs["image"].shape == (64, 64, 3) and obs["image"].dtype == np.uint8
+    assert obs["state"].shape == (39,) and obs["instruction"].startswith("reach")
+    obs, r, done, info = env.step(np.zeros(4))
+    assert isinstance(r, float) and not done and "success" in info
+    img = obs["image"].astype(float)
+    # upright: the plain grey backdrop is at the top, the table's edge and the floor below (busy and darker)
+    top, bottom = img[:10], img[-10:]
+    assert top.std(axis=(0, 1)).mean() < 0.6 * bottom.std(axis=(0, 1)).mean()
+    assert top.mean() > bottom.mean() + 10
+    env.close()
+
+
+def test_collect_two_episodes_reopens_with_frames_and_actions(demos):
+    log = json.loads((demos / "meta" / "vidpolicy_collect.json").read_text())
+    assert [e["seed"] for e in log["episodes"]] == [0, 1]
+    eps = RobotEpisodes(demos, size=64)
+    assert len(eps) == 2 and eps.action_dim == 4
+    for i, e in enumerate(log["episodes"]):
+        assert eps.episodes[i].length == e["length"]
+        assert eps.frames(i).shape == (e["length"], 64, 64, 3)
+        assert eps.actions(i).shape == (e["length"], 4)
+        assert e["success_step"] is not None
+
+
+def test_rerun_adds_only_missing_episodes(tmp_path):
+    out = tmp_path / "d"
+    collect(CollectConfig(tasks="reach", episodes=1, out=str(out), size=32))
+    collect(CollectConfig(tasks="reach", episodes=2, out=str(out), size=32))
+    log = json.loads((out / "meta" / "vidpolicy_collect.json").read_text())
+    assert [e["seed"] for e in log["episodes"]] == [0, 1]
+    assert len(RobotEpisodes(out, size=32)) == 2
+
+
+def test_expert_rollout_succeeds(tmp_path):
+    res = rollout(RolloutConfig(tasks="reach", episodes=5, out=str(tmp_path / "r"), size=64))
+    assert res["reach-v3"]["successes"] >= 4
+    assert (tmp_path / "r" / "success.png").exists()
+    assert len(list((tmp_path / "r" / "videos").glob("*.mp4"))) == 5
+    saved = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert saved["mean_success_rate"] == res["mean_success_rate"]
+
+
+def test_sample_reader_pads_at_episode_ends(demos):
+    eps = RobotEpisodes(demos, size=64)
+    s = RobotSamples(eps, frames=4, gap=20, horizon=4)
+    x = s[0]
+    assert x["history"].shape == (4, 64, 64, 3) and x["actions"].shape == (4, 4)
+    assert x["history_mask"].tolist() == [False, False, False, True]
+    last = s[eps.episodes[0].length - 1]
+    assert last["action_mask"].tolist() == [True, False, False, False]
+    assert not last["future_mask"].any()
+
+
+def test_sample_reader_on_the_g1_dataset():
+    root = shared("robot/g1_pick_bottle")
+    eps = RobotEpisodes(root, size=96)
+    assert len(eps) == 20 and eps.action_dim == 26
+    s = RobotSamples(eps, frames=4, gap=20, horizon=4)
+    x = s[100]
+    assert x["history"].shape == (4, 96, 96, 3) and x["actions"].shape == (4, 26)
+    assert x["instruction"] == "Pick up the yellow bottle on the table."
+
+
+def test_bad_input_exit_2(tmp_path):
+    r = run_cli("rollout", "--tasks", "reach,flyaway", "--episodes", "1", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "flyaway" in r.stderr and "reach-v3" in r.stderr
+    (tmp_path / "ds" / "meta").mkdir(parents=True)
+    (tmp_path / "ds" / "meta" / "info.json").write_text(json.dumps({
+        "codebase_version": "v3.0", "fps": 10, "features": {"observation.state": {"dtype": "float32", "shape": [3]}},
+        "total_episodes": 0, "total_frames": 0, "total_tasks": 0, "chunks_size": 1000,
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet", "video_path": None}))
+    from vidpolicy.common.errors import VidpolicyError
+
+    with pytest.raises(VidpolicyError, match="action"):
+        RobotEpisodes(tmp_path / "ds")

@@ -1,0 +1,71 @@
+"""Faults and bad input: NaN loss, bad configs, overwrite protection, every command's --help."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vidpolicy.common.trainer import LoopSettings, Trainer, TrainingDiverged, list_checkpoints, make_accelerator
+from _util import run_cli
+
+
+def _trainer(tmp_path, policy):
+    acc = make_accelerator("no", 1)
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    tr = Trainer(tmp_path, LoopSettings(max_steps=6, save_every=2, log_every=1, nan_policy=policy, max_skips=1), acc)
+    tr.prepare(model, opt)
+    return tr
+
+
+def _batches(bad_step):
+    step = 0
+    while True:
+        step += 1
+        yield torch.full((4, 2), float("nan")) if step == bad_step else torch.ones(4, 2)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):
+    tr = _trainer(tmp_path, "stop")
+    with pytest.raises(TrainingDiverged, match="step 4") as e:
+        tr.fit(_batches(4), lambda b: (tr.model(b).mean(), {"loss": 0.0}))
+    assert "step-0000002" in str(e.value)
+    ckpts = list_checkpoints(tmp_path)
+    assert [c.name for c in ckpts] == ["step-0000002"]
+    assert json.loads((ckpts[0] / "trainer_state.json").read_text())["step"] == 2
+
+
+def test_nan_loss_skip_policy_counts_and_continues(tmp_path):
+    tr = _trainer(tmp_path, "skip")
+    tr.fit(_batches(3), lambda b: (tr.model(b).mean(), {"loss": 0.0}))
+    assert tr.step == 6 and tr.skipped == 1
+    assert all(torch.isfinite(p).all() for p in tr.model.parameters())
+
+
+def test_unknown_config_key_and_wrong_type_exit_2(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"videos": "x", "out": "y", "codebok_size": 10}))
+    r = run_cli("tokenizer", "train", "--videos", "x", "--out", str(tmp_path / "o"), "--config", str(cfg))
+    assert r.returncode == 2 and "codebok_size" in r.stderr
+    cfg.write_text(json.dumps({"batch_size": "eight"}))
+    r = run_cli("tokenizer", "train", "--videos", "x", "--out", str(tmp_path / "o"), "--config", str(cfg))
+    assert r.returncode == 2 and "batch_size" in r.stderr
+
+
+def test_finished_run_is_not_overwritten(tmp_path, video_dir):
+    base = ["tokenizer", "train", "--videos", str(video_dir), "--out", str(tmp_path / "t"), "--size", "32",
+            "--codebook-size", "16", "--embedding-dim", "8", "--hidden-channels", "16", "--res-layers", "1",
+            "--batch-size", "2", "--num-workers", "0", "--max-steps", "2"]
+    assert run_cli(*base).returncode == 0
+    r = run_cli(*base[:-1], "3", "--lr", "1e-3")
+    assert r.returncode == 2 and "--overwrite" in r.stderr and "lr" in r.stderr
+    assert run_cli(*base[:-1], "3", "--lr", "1e-3", "--overwrite").returncode == 0
+
+
+@pytest.mark.parametrize("cmd", [["tokenizer", "train"], ["tokenizer", "reconstruct"], ["tokenize"], ["pretrain"],
+                                 ["imagine"], ["collect"], ["finetune"], ["rollout"], ["demo"]])
+def test_every_command_has_help(cmd):
+    r = run_cli(*cmd, "--help")
+    assert r.returncode == 0 and "usage: vidpolicy" in r.stdout and "--" in r.stdout

@@ -1,0 +1,118 @@
+"""The mask-and-replace process: marginals, absorbing [MASK], posterior = Bayes, parity with diffusers."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from vidpolicy.pretrain.sample import truncate
+from vidpolicy.pretrain.schedule import MaskReplaceSchedule
+
+SCHEDULES = [MaskReplaceSchedule(20), MaskReplaceSchedule.with_replace(20, 0.3)]
+
+
+@pytest.mark.parametrize("sched", SCHEDULES)
+def test_q_rows_sum_to_one_and_match_monte_carlo(sched):
+    K, n = 5, 40000
+    x0 = torch.full((1, n), 2)
+    for t in (1, 7, 20):
+        probs = sched.q_probs(x0[:, :1], torch.tensor([t]), K)[0, 0]
+        assert torch.isclose(probs.sum(), torch.tensor(1.0), atol=1e-6)
+        xt = sched.add_noise(x0, torch.tensor([t]), K, torch.Generator().manual_seed(t))
+        freq = torch.bincount(xt[0], minlength=K + 1).float() / n
+        assert torch.allclose(freq, probs, atol=0.01), (t, freq, probs)
+
+
+def test_mask_is_absorbing_and_time_monotone():
+    s = MaskReplaceSchedule(20)
+    K = 4
+    xt = torch.full((1, 10), K)
+    # q(x_t | x_s = MASK) puts all its mass on MASK: the posterior of a masked x_t given a masked x_s
+    lp = s.posterior(torch.log_softmax(torch.randn(1, 10, K), -1), xt, torch.tensor([10]), torch.tensor([5]))
+    assert torch.allclose(lp.exp().sum(-1), torch.ones(1, 10), atol=1e-5)
+    assert (s.gamma_bar[1:] >= s.gamma_bar[:-1]).all() and (s.alpha_bar[1:] <= s.alpha_bar[:-1]).all()
+
+
+def _one_hop_matrix(s: MaskReplaceSchedule, a: int, b: int, K: int) -> torch.Tensor:
+    """Q[j, i] = q(x_b = i | x_a = j) over K + 1 classes, built from the cumulative tables."""
+    alpha, beta, gamma = (float(v) for v in s.between(torch.tensor([a]), torch.tensor([b]), K))
+    Q = torch.full((K + 1, K + 1), beta, dtype=torch.float64)
+    Q += torch.eye(K + 1, dtype=torch.float64) * alpha
+    Q[:, K] = gamma
+    Q[K] = 0
+    Q[K, K] = 1
+    return Q
+
+
+@pytest.mark.parametrize("sched", SCHEDULES)
+def test_posterior_equals_brute_force_bayes(sched):
+    K = 3
+    torch.manual_seed(0)
+    p0 = torch.softmax(torch.randn(K, dtype=torch.float64), 0)
+    for s_, t_ in ((0, 1), (3, 4), (2, 9), (0, 20), (10, 20)):
+        Q0s = _one_hop_matrix(sched, 0, s_, K) if s_ > 0 else torch.eye(K + 1, dtype=torch.float64)
+        Qst = _one_hop_matrix(sched, s_, t_, K)
+        for xt in range(K + 1):
+            # p(x_s | x_t) = sum_k p(k) q(x_s | k) q(x_t | x_s) / q(x_t | k)
+            brute = torch.zeros(K + 1, dtype=torch.float64)
+            for k in range(K):
+                joint = Q0s[k] * Qst[:, xt]
+                if joint.sum() > 0:
+                    brute += p0[k] * joint / joint.sum()
+            brute /= brute.sum()
+            got = sched.posterior(torch.log(p0).float()[None, None], torch.tensor([[xt]]), torch.tensor([t_]),
+                                  torch.tensor([s_]))[0, 0].exp().double()
+            assert torch.allclose(got.sum(), torch.tensor(1.0, dtype=torch.float64), atol=1e-5)
+            assert torch.allclose(got, brute, atol=2e-4), (s_, t_, xt, got, brute)
+
+
+def test_cumulative_tables_compose():
+    s = MaskReplaceSchedule.with_replace(20, 0.3)
+    K = 4
+    for a, b, c in itertools.combinations(range(0, 21, 5), 3):
+        lhs = _one_hop_matrix(s, a, b, K) @ _one_hop_matrix(s, b, c, K)
+        assert torch.allclose(lhs, _one_hop_matrix(s, a, c, K), atol=1e-9)
+
+
+def test_parity_with_diffusers_vq_diffusion_scheduler():
+    from diffusers import VQDiffusionScheduler
+
+    K, T = 7, 100
+    ours = MaskReplaceSchedule(T)
+    theirs = VQDiffusionScheduler(num_vec_classes=K + 1, num_train_timesteps=T)
+    torch.manual_seed(0)
+    log_x0 = torch.log_softmax(torch.randn(3, 64, K) * 2, -1)
+    x_t = torch.randint(0, K + 1, (3, 64))
+    for d in (0, 1, 10, 50, 99):  # diffusers' step d is our level d + 1
+        if d > 0:
+            a = ours.posterior(log_x0, x_t, torch.full((3,), d + 1), torch.full((3,), d))
+            b = theirs.q_posterior(log_x0.transpose(1, 2), x_t, d).transpose(1, 2)
+            assert torch.allclose(a.exp(), b.exp(), atol=1e-5)
+        g1, g2 = torch.Generator().manual_seed(d), torch.Generator().manual_seed(d)
+        mine = ours.step(log_x0, x_t, d + 1, d, g1)
+        ref = theirs.step(log_x0.transpose(1, 2), d, x_t, g2).prev_sample
+        assert (mine == ref).float().mean() == 1.0
+
+
+def test_respacing_and_truncation():
+    s = MaskReplaceSchedule(100)
+    assert s.set_timesteps(4) == [100, 75, 50, 25, 0]
+    assert s.set_timesteps(100) == list(range(100, -1, -1))
+    lp = torch.log(torch.tensor([[[0.5, 0.3, 0.15, 0.05]]]))
+    kept = truncate(lp, 0.88).exp()[0, 0]
+    assert (kept[:3] > 0.1).all() and kept[3] < 1e-20  # cumulative 0.5, 0.8 < 0.88 -> keep top 3
+
+
+def test_loss_terms_zero_for_perfect_prediction():
+    s = MaskReplaceSchedule(20)
+    K = 6
+    x0 = torch.randint(0, K, (4, 30))
+    t = torch.tensor([1, 5, 12, 20])
+    xt = s.add_noise(x0, t, K)
+    perfect = torch.full((4, 30, K), -69.0).scatter_(-1, x0[..., None], 0.0)
+    vb, ce = s.loss_terms(torch.log_softmax(perfect, -1), x0, xt, t)
+    assert (vb.abs() < 1e-3).all() and (ce < 1e-3).all()
+    vb_bad, _ = s.loss_terms(torch.log_softmax(torch.zeros(4, 30, K), -1), x0, xt, t)
+    assert (vb_bad > vb + 1e-3).all()

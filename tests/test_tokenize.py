@@ -1,0 +1,93 @@
+"""Token shards: layout, random access, resume after an interruption, two processes, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+
+from vidpolicy.datasets.tokens import TokenDataset
+from vidpolicy.tokenizer.config import TokenizeConfig
+from vidpolicy.tokenizer.tokenize import tokenize
+from _util import run_cli, torchrun
+
+
+def _index(path):
+    data = json.loads((path / "index.json").read_text())
+    return [(c["source"], c["clip"], c["start"]) for c in data["clips"]]
+
+
+def test_tokenize_writes_every_clip_once(tiny_tokenizer, video_dir, tmp_path):
+    out = tmp_path / "tokens"
+    tokenize(TokenizeConfig(tokenizer=str(tiny_tokenizer), out=str(out), videos=str(video_dir), files_per_shard=2,
+                            num_workers=0))
+    ds = TokenDataset(out)
+    assert len(ds) == 16 and ds.codebook_size == 64 and ds.latent_shape == (1, 8, 8)
+    keys = _index(out)
+    assert len(set(keys)) == len(keys) == 16
+    assert len(list((out / "shards").glob("*.npy"))) == 2
+    t = ds.tokens(5)
+    assert t.shape == (1, 8, 8) and t.dtype == np.int64 and t.max() < 64
+    # pairs 8 frames apart exist only within a video
+    for i, j in ds.pairs(8):
+        assert ds.rows[i]["source"] == ds.rows[j]["source"] and ds.rows[j]["start"] - ds.rows[i]["start"] == 8
+
+
+def test_interrupted_run_resumes_to_the_same_index(tiny_tokenizer, video_dir, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    cfg = dict(tokenizer=str(tiny_tokenizer), videos=str(video_dir), files_per_shard=1, num_workers=0)
+    tokenize(TokenizeConfig(out=str(full), **cfg))
+    tokenize(TokenizeConfig(out=str(part), **cfg))
+    # simulate a kill: drop the index, one complete shard, and leave a torn temp file behind
+    (part / "index.json").unlink()
+    (part / "shards" / "shard-00002.json").unlink()
+    (part / "shards" / ".shard-00002.npy.tmp.npy").write_bytes(b"torn")
+    before = (part / "shards" / "shard-00000.npy").stat().st_mtime_ns
+    tokenize(TokenizeConfig(out=str(part), **cfg))
+    assert (part / "shards" / "shard-00000.npy").stat().st_mtime_ns == before  # complete shards are skipped
+    assert _index(part) == _index(full)
+    a, b = TokenDataset(full), TokenDataset(part)
+    assert all(np.array_equal(a.tokens(i), b.tokens(i)) for i in range(len(a)))
+
+
+def test_two_processes_cover_every_clip_exactly_once(tiny_tokenizer, video_dir, tmp_path):
+    out = tmp_path / "ddp"
+    r = torchrun("-m", "vidpolicy", "tokenize", "--tokenizer", str(tiny_tokenizer), "--videos", str(video_dir),
+                 "--out", str(out), "--files-per-shard", "1", "--num-workers", "0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    single = tmp_path / "single"
+    tokenize(TokenizeConfig(tokenizer=str(tiny_tokenizer), out=str(single), videos=str(video_dir),
+                            files_per_shard=1, num_workers=0))
+    assert sorted(_index(out)) == sorted(_index(single))
+    assert len(set(_index(out))) == 16
+
+
+def test_captions_from_manifest(tiny_tokenizer, video_dir, tmp_path):
+    csv = tmp_path / "captions.csv"
+    csv.write_text("file,caption\nclip_1.mp4,push the red block\n")
+    out = tmp_path / "cap"
+    tokenize(TokenizeConfig(tokenizer=str(tiny_tokenizer), out=str(out), videos=str(video_dir), manifest=str(csv),
+                            num_workers=0))
+    rows = TokenDataset(out).rows
+    assert {r["instruction"] for r in rows if r["source"].endswith("clip_1.mp4")} == {"push the red block"}
+    assert {r["instruction"] for r in rows if r["source"].endswith("clip_0.mp4")} == {""}
+
+
+def test_no_readable_video_exits_2(tiny_tokenizer, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.mp4").write_bytes(b"not a video")
+    r = run_cli("tokenize", "--tokenizer", str(tiny_tokenizer), "--videos", str(bad), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "no readable video" in last and str(tmp_path / "o") in last
+
+
+def test_different_tokenizer_refused_without_overwrite(tiny_tokenizer, video_dir, tmp_path):
+    out = tmp_path / "t"
+    tokenize(TokenizeConfig(tokenizer=str(tiny_tokenizer), out=str(out), videos=str(video_dir), num_workers=0))
+    r = run_cli("tokenize", "--tokenizer", str(tiny_tokenizer), "--videos", str(video_dir), "--out", str(out),
+                "--files-per-shard", "3")
+    assert r.returncode == 2 and "files_per_shard" in r.stderr and "--overwrite" in r.stderr
+    shutil.rmtree(out)
