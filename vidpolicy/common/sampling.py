@@ -28,3 +28,10 @@ class StepBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return max(0, self.max_steps - self.start_step) * self.accum
+
+
+def step_batches(batch, seed: int, start: int, max_steps: int, accum: int, rank: int, size: int):
+    """``batch(seed, step, micro, rank, size)`` for every micro-batch of steps ``start..max_steps``."""
+    for step in range(start, max_steps):
+        for micro in range(accum):
+            yield batch(seed, step, micro, rank, size)

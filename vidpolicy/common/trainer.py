@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -42,6 +42,11 @@ class LoopSettings:
     nan_policy: str = "stop"  # "stop" or "skip"
     max_skips: int = 20
     mixed_precision: str = "bf16"
+
+    @classmethod
+    def from_config(cls, cfg) -> "LoopSettings":
+        """The loop settings a stage config carries (fields of the same name)."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)})
 
 
 def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:

@@ -69,8 +69,3 @@ class RobotTokenSamples:
         h, f, a, m, ti = zip(*(self.get(k) for k in ks))
         return (torch.from_numpy(np.stack(h)), torch.from_numpy(np.stack(f)), torch.from_numpy(np.stack(a)),
                 torch.from_numpy(np.stack(m)), self.text_table[list(ti)])
-
-    def batches(self, seed: int, start: int, max_steps: int, accum: int, rank: int, size: int):
-        for step in range(start, max_steps):
-            for micro in range(accum):
-                yield self.batch(seed, step, micro, rank, size)

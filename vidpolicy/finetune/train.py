@@ -18,6 +18,7 @@ from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
 from vidpolicy.common.plots import plot_losses
+from vidpolicy.common.sampling import step_batches
 from vidpolicy.common.pretrained import copy_model, load_model, model_dir, save_model
 from vidpolicy.common.text import TextEncoder
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
@@ -86,9 +87,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
                              pre_cfg.get("replace_mass", 0.1))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    settings = LoopSettings(max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, max_grad_norm=cfg.max_grad_norm,
-                            save_every=cfg.save_every, log_every=cfg.log_every, nan_policy=cfg.nan_policy,
-                            mixed_precision=cfg.mixed_precision)
+    settings = LoopSettings.from_config(cfg)
     trainer = Trainer(out, settings, acc)
     trainer.prepare(model, optimizer, warmup_cosine(optimizer, cfg.warmup_steps, cfg.max_steps))
     sampler = TimestepSampler(video.config.num_timesteps, importance=False)
@@ -115,8 +114,9 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
         logs["loss"] = loss.detach()
         return loss, logs
 
-    trainer.fit(data.batches(cfg.seed, start, cfg.max_steps, cfg.grad_accum, acc.process_index, cfg.batch_size),
-                compute)
+    batches = step_batches(data.batch, cfg.seed, start, cfg.max_steps, cfg.grad_accum, acc.process_index,
+                           cfg.batch_size)
+    trainer.fit(batches, compute)
     result = {"steps": trainer.step}
     if acc.is_main_process:
         joint = acc.unwrap_model(trainer.model)

@@ -3,8 +3,6 @@ drawn from one or several token directories with weights, as a pure function of 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -65,12 +63,3 @@ class TokenPairs:
             fut.append(f)
             txt.append(ti)
         return torch.from_numpy(np.stack(hist)), torch.from_numpy(np.stack(fut)), self.text_table[txt]
-
-    def batches(self, seed: int, start: int, max_steps: int, accum: int, rank: int, size: int):
-        for step in range(start, max_steps):
-            for micro in range(accum):
-                yield self.batch(seed, step, micro, rank, size)
-
-
-def describe(dirs: list[str]) -> str:
-    return ", ".join(Path(d).name for d in dirs)

@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.pretrained import copy_model, load_model, model_dir, save_model
 from vidpolicy.common.plots import plot_losses
+from vidpolicy.common.sampling import step_batches
 from vidpolicy.common.text import TextEncoder
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
 from vidpolicy.pretrain.config import PretrainConfig
@@ -78,9 +79,7 @@ def pretrain(cfg: PretrainConfig, overwrite: bool = False) -> dict:
         text_dim=int(data.text_table.shape[1]), num_timesteps=cfg.num_timesteps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = warmup_cosine(optimizer, cfg.warmup_steps, cfg.max_steps)
-    settings = LoopSettings(max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, max_grad_norm=cfg.max_grad_norm,
-                            save_every=cfg.save_every, log_every=cfg.log_every, nan_policy=cfg.nan_policy,
-                            mixed_precision=cfg.mixed_precision)
+    settings = LoopSettings.from_config(cfg)
     trainer = Trainer(out, settings, acc)
     trainer.prepare(model, optimizer, scheduler)
     sampler = TimestepSampler(cfg.num_timesteps, cfg.importance_sampling)
@@ -105,7 +104,7 @@ def pretrain(cfg: PretrainConfig, overwrite: bool = False) -> dict:
         hist, fut, txt = (x.to(acc.device) for x in batch)
         return diffusion_loss(trainer.model, model.config.codebook_size, schedule, sampler, hist, fut, txt, cfg)
 
-    batches = data.batches(cfg.seed, start, cfg.max_steps, cfg.grad_accum, acc.process_index, cfg.batch_size)
+    batches = step_batches(data.batch, cfg.seed, start, cfg.max_steps, cfg.grad_accum, acc.process_index, cfg.batch_size)
     trainer.fit(batches, compute, after_step)
     if acc.is_main_process:
         final = acc.unwrap_model(trainer.model)

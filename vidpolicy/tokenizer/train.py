@@ -80,9 +80,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     torch.manual_seed(cfg.seed)
     model = build_tokenizer(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    settings = LoopSettings(max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, max_grad_norm=cfg.max_grad_norm,
-                            save_every=cfg.save_every, log_every=cfg.log_every, nan_policy=cfg.nan_policy,
-                            mixed_precision=cfg.mixed_precision)
+    settings = LoopSettings.from_config(cfg)
     trainer = Trainer(out, settings, acc)
     trainer.prepare(model, optimizer)
     start = trainer.resume()
