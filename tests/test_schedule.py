@@ -116,3 +116,23 @@ def test_loss_terms_zero_for_perfect_prediction():
     assert (vb.abs() < 1e-3).all() and (ce < 1e-3).all()
     vb_bad, _ = s.loss_terms(torch.log_softmax(torch.zeros(4, 30, K), -1), x0, xt, t)
     assert (vb_bad > vb + 1e-3).all()
+
+
+@pytest.mark.parametrize("sched", SCHEDULES)
+def test_closed_form_kl_equals_the_kl_of_full_posteriors(sched):
+    K = 9
+    torch.manual_seed(1)
+    x0 = torch.randint(0, K, (6, 50))
+    t = torch.tensor([1, 2, 5, 10, 15, 20])
+    x_t = sched.add_noise(x0, t, K)
+    x_t[:, :3] = x0[:, :3]  # make sure unmasked x_t == x_0, x_t != x_0 and [MASK] all occur
+    x_t[:, 3:6] = (x0[:, 3:6] + 1) % K
+    x_t[:, 6:9] = K
+    log_pred = torch.log_softmax(torch.randn(6, 50, K) * 3, -1)
+    s = t - 1
+    onehot = torch.full_like(log_pred, -69.0).scatter_(-1, x0[..., None], 0.0)
+    lq, lp = sched.posterior(onehot, x_t, t, s), sched.posterior(log_pred, x_t, t, s)
+    brute = (lq.exp() * (lq - lp)).sum(-1)
+    closed = sched.true_posterior_kl(log_pred, x0, x_t, t)
+    assert torch.allclose(closed, brute, atol=1e-4, rtol=1e-3)
+    assert (closed > -1e-5).all()

@@ -97,7 +97,7 @@ def run_demo(cfg: DemoConfig, overwrite: bool = False) -> dict:
 
     stage("pretrain")
     pretrain(PretrainConfig(tokens=token_dirs, tokenizer=str(out / "tokenizer"), out=str(out / "pretrain"),
-                            width=s["width"], depth=s["depth"], heads=4, max_steps=s["pre_steps"],
+                            width=s["width"], depth=s["depth"], heads=2, max_steps=s["pre_steps"],
                             warmup_steps=s["pre_steps"] // 10, ema_start=s["pre_steps"] // 2, ema_every=1,
                             save_every=max(50, s["pre_steps"] // 2), lr=1e-3), overwrite=overwrite)
     done("pretrain")

@@ -26,6 +26,14 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Softmax attention. ``scaled_dot_product_attention`` everywhere except bf16 on a CPU, where PyTorch's flash
+    kernel reaches ~155 GFLOP/s against ~450 for two bf16 matmuls around a softmax (heads of 128, 2 cores)."""
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        return torch.softmax((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5, dim=-1) @ v
+    return F.scaled_dot_product_attention(q, k, v)
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -41,8 +49,7 @@ class Attention(nn.Module):
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
         if extra_kv is not None:
             k, v = torch.cat([k, extra_kv[0].to(k.dtype)], 2), torch.cat([v, extra_kv[1].to(v.dtype)], 2)
-        o = F.scaled_dot_product_attention(q, k, v)
-        return self.out(rearrange(o, "b h n d -> b n (h d)"))
+        return self.out(rearrange(attend(q, k, v), "b h n d -> b n (h d)"))
 
 
 def mlp(dim: int, ratio: float) -> nn.Sequential:
@@ -89,7 +96,7 @@ class FutureDenoiser(ModelMixin, ConfigMixin):
         width: int = 256,
         depth: int = 6,
         encoder_depth: int = 2,
-        heads: int = 4,
+        heads: int = 2,
         mlp_ratio: float = 4.0,
         text_dim: int = 384,
         num_timesteps: int = 100,

@@ -78,33 +78,73 @@ class MaskReplaceSchedule:
         return torch.where(u >= 1 - g, torch.full_like(x0, K), out)
 
     # ---- posterior ------------------------------------------------------------------------------------------
-    def log_q_xt_given_x0(self, x_t: torch.Tensor, t: torch.Tensor, K: int) -> torch.Tensor:
-        """log q(x_t | x_0 = k) for k < K: ``(b, n, K)``."""
-        a, b, g = (v.to(torch.float32).to(x_t.device)[:, None, None] for v in self.cumulative(t, K))
+    def _posterior_parts(self, log_x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor):
+        """Normalised log p(x_s | x_t) split as (token classes ``(b, n, K)``, [MASK] ``(b, n, 1)``).
+
+        Never materialises a (b, n, K) transition table: each one is a per-token constant plus a correction at the
+        observed class x_t, so the work is a handful of elementwise passes over ``log_x0``.
+        """
+        K = log_x0.shape[-1]
+        dev = log_x0.device
+        col = lambda v: v.to(torch.float32).to(dev)[:, None, None]  # noqa: E731
+        a_t, b_t, g_t = (col(v) for v in self.cumulative(t, K))
+        a_s, b_s, g_s = (col(v) for v in self.cumulative(s, K))
+        alpha, beta, gamma = (col(v) for v in self.between(s, t, K))
         is_mask = (x_t == K)[..., None]
-        out = _log(b).expand(*x_t.shape, K).clone()
-        out.scatter_(-1, x_t.clamp(max=K - 1)[..., None], _log(a + b).expand(*x_t.shape, 1))
-        return torch.where(is_mask, _log(g).expand_as(out), out)
+        idx = x_t.clamp(max=K - 1)[..., None]
+        # w_k = log p(x_0 = k) - log q(x_t | x_0 = k)
+        w = log_x0.float() - torch.where(is_mask, _log(g_t), _log(b_t))
+        w = w.scatter_add(-1, idx, torch.where(is_mask, 0.0, _log(b_t) - _log(a_t + b_t)).expand_as(idx).float())
+        W = torch.logsumexp(w, dim=-1, keepdim=True)
+        w = w - W
+        # Σ_k w_k q(x_s = j | x_0 = k) for j < K, and for j = [MASK]
+        m_tok = torch.logaddexp(w + _log(a_s), _log(b_s))
+        # + log q(x_t | x_s = j): γ or β everywhere, α + β at j = x_t, 1 / 0 for the [MASK] column
+        out_tok = m_tok + torch.where(is_mask, _log(gamma), _log(beta)) + W
+        out_tok = out_tok.scatter_add(-1, idx, torch.where(is_mask, 0.0, _log(alpha + beta) - _log(beta))
+                                      .expand_as(idx).float())
+        out_mask = _log(g_s) + torch.where(is_mask, 0.0, LOG_EPS) + W
+        z = torch.logaddexp(torch.logsumexp(out_tok, dim=-1, keepdim=True), out_mask)
+        return out_tok - z, out_mask - z
 
     def posterior(self, log_x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """log p(x_s | x_t) = log Σ_k q(x_s | x_t, x_0=k) p(x_0=k): ``(b, n, K+1)``; ``log_x0: (b, n, K)``."""
-        K = log_x0.shape[-1]
-        dev = log_x0.device
-        log_x0 = log_x0.float()
-        w = log_x0 - self.log_q_xt_given_x0(x_t, t, K)
-        W = torch.logsumexp(w, dim=-1, keepdim=True)
-        w = w - W
-        a_s, b_s, g_s = (v.to(torch.float32).to(dev)[:, None, None] for v in self.cumulative(s, K))
-        m = torch.cat([torch.logaddexp(w + _log(a_s), _log(b_s).expand_as(w)), _log(g_s).expand(*w.shape[:2], 1)], -1)
-        alpha, beta, gamma = (v.to(torch.float32).to(dev)[:, None, None] for v in self.between(s, t, K))
-        is_mask = (x_t == K)[..., None]
-        # log q(x_t | x_s = j): the observed token's column of the one-hop transition matrix
-        from_tok = _log(beta).expand(*x_t.shape, K + 1).clone()
-        from_tok.scatter_(-1, x_t.clamp(max=K - 1)[..., None], _log(alpha + beta).expand(*x_t.shape, 1))
-        from_tok[..., K] = LOG_EPS
-        from_mask = torch.cat([_log(gamma).expand(*x_t.shape, K), torch.zeros(*x_t.shape, 1, device=dev)], -1)
-        out = m + torch.where(is_mask, from_mask, from_tok) + W
-        return out - torch.logsumexp(out, dim=-1, keepdim=True)
+        tok, mask = self._posterior_parts(log_x0, x_t, t, s)
+        return torch.cat([tok, mask], dim=-1)
+
+    def true_posterior_kl(self, log_x0_pred: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor,
+                          t: torch.Tensor) -> torch.Tensor:
+        """KL(q(x_{t-1} | x_t, x_0) || p_θ(x_{t-1} | x_t)) per token, ``(b, n)``, for levels t >= 1.
+
+        With x_0 known, q(x_{t-1} | x_t, x_0) takes one value on x_0, one on x_t, one on [MASK] and one shared by
+        every other class, so the KL needs only gathers and one sum over the model's posterior.
+        """
+        K = log_x0_pred.shape[-1]
+        dev = log_x0_pred.device
+        s = (t - 1).clamp(min=0)
+        col = lambda v: v.to(torch.float64).to(dev)[:, None]  # noqa: E731
+        a_s, b_s, g_s = (col(v) for v in self.cumulative(s, K))
+        alpha, beta, gamma = (col(v) for v in self.between(s, t, K))
+        is_mask = x_t == K
+        same = x_t == x0
+        # unnormalised q over (x_0, x_t, [MASK], each other class) and how many "other" classes there are
+        u_x0 = torch.where(is_mask, gamma * (a_s + b_s), torch.where(same, (alpha + beta) * (a_s + b_s),
+                                                                      beta * (a_s + b_s)))
+        u_xt = torch.where(is_mask | same, 0.0, (alpha + beta) * b_s)
+        u_mask = torch.where(is_mask, g_s, 0.0)
+        u_other = torch.where(is_mask, gamma * b_s, beta * b_s)
+        n_other = torch.where(is_mask | same, K - 1.0, K - 2.0)
+        z = u_x0 + u_xt + u_mask + n_other * u_other
+        q_x0, q_xt, q_mask, q_other = (v / z for v in (u_x0, u_xt, u_mask, u_other))
+        log_tok, log_mask = self._posterior_parts(log_x0_pred, x_t, t, s)
+        lp_x0 = log_tok.gather(-1, x0[..., None]).squeeze(-1).double()
+        lp_xt = log_tok.gather(-1, x_t.clamp(max=K - 1)[..., None]).squeeze(-1).double()
+        lp_other_sum = log_tok.sum(-1).double() - lp_x0 - torch.where(is_mask | same, 0.0, lp_xt)
+        xlogx = lambda q: torch.where(q > 0, q * torch.log(q.clamp(min=1e-300)), 0.0)  # noqa: E731
+        neg_entropy = xlogx(q_x0) + xlogx(q_xt) + xlogx(q_mask) + n_other * xlogx(q_other)
+        cross = q_x0 * lp_x0 + torch.where(q_xt > 0, q_xt * lp_xt, 0.0) + torch.where(
+            q_mask > 0, q_mask * log_mask.squeeze(-1).double(), 0.0) + q_other * lp_other_sum
+        return (neg_entropy - cross).float()
 
     def step(self, log_x0: torch.Tensor, x_t: torch.Tensor, t: int, s: int,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -124,14 +164,9 @@ class MaskReplaceSchedule:
 
         t = 1: decoder NLL -log p(x_0 | x_1). t > 1: KL(q(x_{t-1} | x_t, x_0) || p_θ(x_{t-1} | x_t)).
         """
-        K = log_x0_pred.shape[-1]
         log_x0_pred = log_x0_pred.float()
         nll = -log_x0_pred.gather(-1, x0[..., None]).squeeze(-1)
-        s = (t - 1).clamp(min=0)
-        onehot = torch.full_like(log_x0_pred, LOG_EPS).scatter_(-1, x0[..., None], 0.0)
-        log_true = self.posterior(onehot, x_t, t.clamp(min=1), s)
-        log_model = self.posterior(log_x0_pred, x_t, t.clamp(min=1), s)
-        kl = (log_true.exp() * (log_true - log_model)).sum(-1)
+        kl = self.true_posterior_kl(log_x0_pred, x0, x_t, t.clamp(min=1))
         vb = torch.where((t == 1)[:, None], nll, kl)
         mask = torch.ones_like(vb) if mask is None else mask.float()
         denom = mask.sum(1).clamp(min=1)

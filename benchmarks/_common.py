@@ -1,0 +1,50 @@
+"""Helpers for benchmarks: JSON output under benchmarks/out/, matmul peak, timing."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=OUT.parent).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def save(name: str, result: dict) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    result = {"benchmark": name, "commit": commit(), "machine": f"{platform.machine()} {torch.get_num_threads()} "
+              f"threads, cuda={torch.cuda.is_available()}", "torch": torch.__version__, **result}
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return path
+
+
+def timed(fn, repeat: int = 3, warmup: int = 1) -> float:
+    """Best wall time of ``repeat`` calls after ``warmup`` calls, in seconds."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
+    """Achieved GFLOP/s of a square matmul (the machine's practical peak for this dtype)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    t = timed(lambda: a @ b, repeat=5, warmup=2)
+    return 2 * n**3 / t / 1e9
