@@ -143,3 +143,12 @@ def test_two_process_training_keeps_parameters_in_sync():
     r = torchrun(str(ROOT / "tests" / "ddp_check.py"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("SYNC OK") == 1
+
+
+def test_two_process_pretrain_run(tiny_tokenizer, video_dir, tmp_path):
+    tokens = _pipeline(tiny_tokenizer, video_dir, tmp_path)
+    out = tmp_path / "ddp"
+    r = torchrun("-m", "vidpolicy", "pretrain", "--tokens", str(tokens), "--tokenizer", str(tiny_tokenizer),
+                 "--out", str(out), "--max-steps", "2", *PRE)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "model" / "config.json").exists() and (out / "checkpoints" / "step-0000002").exists()

@@ -84,20 +84,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _leave_distributed(code: int) -> None:
+    """In a launched process (torchrun / accelerate launch): destroy the process group and exit without
+    interpreter finalization, where gloo on a CPU sometimes aborts or hangs (pytorch/pytorch#190489)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # already torn down by the failing command; nothing left to release
+            pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    code = 0
     try:
         args.func(args)
     except VidpolicyError as e:
         from vidpolicy.common.trainer import TrainingDiverged
 
         print(f"error: {e}", file=sys.stderr)
-        return 3 if isinstance(e, TrainingDiverged) else 2
+        code = 3 if isinstance(e, TrainingDiverged) else 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    return 0
+        code = 130
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        _leave_distributed(code)
+    return code
 
 
 if __name__ == "__main__":

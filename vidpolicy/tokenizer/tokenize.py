@@ -171,6 +171,7 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     if state.is_main_process:
         result = merge_index(out, n_shards, model, spec)
     state.wait_for_everyone()
+    state.destroy_process_group()  # a live gloo group aborts the interpreter at exit
     return result
 
 
