@@ -98,3 +98,43 @@ def test_rollout_with_the_policy(policy, tmp_path):
     res = json.loads((tmp_path / "roll" / "results.json").read_text())
     assert res["reach-v3"]["episodes"] == 1 and 0 <= res["mean_success_rate"] <= 1
     assert len(list((tmp_path / "roll" / "videos").glob("*.mp4"))) == 1
+
+
+def test_kill_finetune_then_rerun_resumes(policy, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from _util import ROOT
+
+    d = policy.parent
+    args = ["finetune", "--pretrained", str(d / "pre"), "--dataset", str(d / "demos"), "--out", str(tmp_path / "p"),
+            "--width", "32", "--depth", "1", "--max-steps", "400", "--batch-size", "16", "--save-every", "10",
+            "--sampling-steps", "4"]
+    proc = subprocess.Popen([sys.executable, "-m", "vidpolicy", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    while not (tmp_path / "p" / "checkpoints" / "step-0000020").exists():
+        assert proc.poll() is None and time.time() - t0 < 120
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "p" / "action_model").exists()
+    r = run_cli(*args[:-6], "--max-steps", "30", *args[-4:])
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "resumed from" in r.stdout + r.stderr and (tmp_path / "p" / "action_model").exists()
+
+
+def test_policy_with_other_action_dim_is_refused(policy, tmp_path):
+    import shutil
+
+    from _util import shared
+
+    g1 = shared("robot/g1_pick_bottle")
+    out = tmp_path / "p"
+    shutil.copytree(policy, out)
+    r = run_cli("finetune", "--pretrained", str(policy.parent / "pre"), "--dataset", str(g1), "--out", str(out),
+                "--max-steps", "1")
+    assert r.returncode == 2 and "action_dim 4" in r.stderr and "action_dim 26" in r.stderr

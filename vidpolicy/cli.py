@@ -7,6 +7,7 @@ Every command builds its stage's config from flags (and optionally ``--config FI
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -113,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         code = 130
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO):
+            raise
+        where = e.filename or "output"
+        print(f"error: {where}: {e.strerror or e}; finished outputs are intact, free space and rerun to resume",
+              file=sys.stderr)
+        code = 4
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         _leave_distributed(code)
     return code

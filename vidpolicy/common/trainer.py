@@ -87,6 +87,9 @@ class Trainer:
 
     def resume(self) -> int:
         """Load the newest complete checkpoint, if any; return the step to start from."""
+        if self.acc.is_main_process:  # a checkpoint torn by a kill mid-save never became step-XXXXXXX
+            for stale in (self.out / "checkpoints").glob(".tmp-step-*"):
+                shutil.rmtree(stale, ignore_errors=True)
         ckpts = list_checkpoints(self.out)
         if not ckpts:
             return 0
@@ -108,11 +111,17 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp))
+        try:
+            self.acc.save_state(str(tmp))
+            if self.acc.is_main_process:
+                for save in self._extra_save:
+                    save(tmp)
+                write_json(tmp / "trainer_state.json", {"step": self.step, "skipped": self.skipped,
+                                                        "time": time.time()})
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # e.g. disk full: earlier checkpoints stay as they were
+            raise
         if self.acc.is_main_process:
-            for save in self._extra_save:
-                save(tmp)
-            write_json(tmp / "trainer_state.json", {"step": self.step, "skipped": self.skipped, "time": time.time()})
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             for old in list_checkpoints(self.out)[: -self.s.keep_checkpoints]:

@@ -20,8 +20,11 @@ from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.io import write_json
 from vidpolicy.common.media import side_by_side, write_mp4
 from vidpolicy.common.plots import plot_success
+from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.envs.metaworld import MetaWorldEnv
 from vidpolicy.envs.tasks import resolve_tasks
+
+ACTION_DIM = 4  # Meta-World: xyz displacement + gripper
 
 
 @dataclass
@@ -94,6 +97,9 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
             from vidpolicy.finetune.policy import ImaginationPolicy
 
             shared = ImaginationPolicy.load(cfg.policy, sampling_steps=cfg.sampling_steps)
+            if shared.action_dim != ACTION_DIM:
+                raise VidpolicyError(f"{cfg.policy}: the policy acts in {shared.action_dim} dimensions but "
+                                     f"Meta-World takes {ACTION_DIM}")
             size = shared.image_size
             make_policy = lambda env: shared  # noqa: E731  one policy object serves every task
     results: dict = {}

@@ -57,6 +57,13 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     tokenizer = load_model(VideoTokenizer, pre, "tokenizer")
     video = load_model(FutureDenoiser, pre, "model")
     eps = RobotEpisodes(cfg.dataset, size=tokenizer.config.size, camera=cfg.camera)
+    previous = out / "policy.json"
+    if previous.exists() and not overwrite:
+        old = json.loads(previous.read_text())
+        for key, now in (("action_dim", eps.action_dim), ("image_size", tokenizer.config.size)):
+            if old.get(key, now) != now:
+                raise VidpolicyError(f"{out}: holds a policy with {key} {old[key]}, but {cfg.dataset} with "
+                                     f"{cfg.pretrained} gives {key} {now}; pass --overwrite or another --out")
     acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
     if acc.is_main_process:
         prepare_run_dir(out, cfg, overwrite=overwrite)

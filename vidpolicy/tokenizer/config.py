@@ -50,4 +50,5 @@ class TokenizeConfig:
     files_per_shard: int = opt(16, "input files (or episodes) per shard; a shard is the unit of resume")
     batch_size: int = opt(32, "clips per encoder batch")
     num_workers: int = opt(2, "decode workers")
+    precision: str = opt("bf16", "encoder precision: bf16 (1.7x faster on a CPU, ~98% identical tokens) or fp32")
     tokenizer_sha: str = opt("", "fingerprint of the tokenizer weights (filled in automatically)", cli=False)

@@ -127,7 +127,8 @@ def _encode_shard(model: VideoTokenizer, shard: _ShardClips, writer: TokenShardW
         tokens = []
         for b in range(0, len(clips), cfg.batch_size):
             batch = torch.stack([to_unit_range(c) for c in clips[b : b + cfg.batch_size]])
-            tokens.append(model.encode(batch).numpy())
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                tokens.append(model.encode(batch).numpy())
         tokens = np.concatenate(tokens)
         idx = shard.layout[ui]
         starts = clip_starts(len(idx), spec)
@@ -146,6 +147,8 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
 
     if bool(cfg.videos) == bool(cfg.dataset):
         raise VidpolicyError("tokenize: give exactly one of --videos DIR or --dataset DIR")
+    if cfg.precision not in ("bf16", "fp32"):
+        raise VidpolicyError(f"--precision: {cfg.precision!r} is not bf16 or fp32")
     state = PartialState(cpu=not torch.cuda.is_available())
     model = load_model(VideoTokenizer, cfg.tokenizer)
     cfg.tokenizer_sha = weights_sha(cfg.tokenizer)

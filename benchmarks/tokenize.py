@@ -1,0 +1,137 @@
+"""Tokenization speed and tokenizer quality.
+
+Decode throughput (clips/s, 4 frames at 96²) with decord and torchcodec; encoder throughput of the default
+tokenizer; end-to-end ``tokenize`` throughput and its ratio to pure decoding (goal >= 0.8); held-out PSNR/SSIM
+after a fixed CPU training budget at 64² and 96² (goal >= 26 dB at 96²). Uses ../shared/data/human when present,
+else generated clips.
+
+    python benchmarks/tokenize.py [--videos DIR] [--budget-min 20] [--sizes 64 96]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file's name shadows the standard library's `tokenize` (imported by torch via inspect/linecache): load the
+# real one before this directory goes on the path.
+_HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if p not in ("", _HERE)]
+import tokenize as _stdlib_tokenize  # noqa: E402,F401
+
+sys.path.insert(0, _HERE)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from _common import OUT, save, timed
+from vidpolicy.common.pretrained import save_model
+from vidpolicy.datasets.clips import ClipSpec, clip_starts, to_unit_range
+from vidpolicy.datasets.video import VideoSource, find_videos, resample_indices
+from vidpolicy.tokenizer.model import VideoTokenizer
+
+SHARED_HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
+
+
+def corpus(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    if SHARED_HUMAN.exists():
+        return SHARED_HUMAN
+    from vidpolicy.common.media import write_mp4
+
+    d = Path(tempfile.mkdtemp(prefix="vp-bench-"))
+    rng = np.random.default_rng(0)
+    for k in range(8):
+        frames = rng.integers(0, 255, (120, 128, 160, 3), dtype=np.uint8)
+        write_mp4(d / f"synthetic_{k}.mp4", frames, fps=30)
+    return d
+
+
+def decode_rate(files: list[Path], backend: str, size: int = 96) -> float:
+    spec = ClipSpec(4, size)
+    n, t0 = 0, time.perf_counter()
+    for f in files:
+        src = VideoSource(f, size, backend=backend)
+        idx = resample_indices(src.info.num_frames, src.info.fps, None)
+        starts = clip_starts(len(idx), spec)
+        if starts:
+            src.read(idx[: starts[-1] + 4])
+            n += len(starts)
+    return n / (time.perf_counter() - t0)
+
+
+def encode_rate(model: VideoTokenizer, batch: int = 32) -> float:
+    x = torch.rand(batch, 3, 4, model.config.size, model.config.size) - 0.5
+    return batch / timed(lambda: model.encode(x), repeat=2)
+
+
+def tokenize_rate(videos: Path, model: VideoTokenizer) -> float:
+    from vidpolicy.tokenizer.config import TokenizeConfig
+    from vidpolicy.tokenizer.tokenize import tokenize
+
+    with tempfile.TemporaryDirectory() as d:
+        save_model(model, Path(d) / "tok" / "model")
+        t0 = time.perf_counter()
+        index = tokenize(TokenizeConfig(tokenizer=str(Path(d) / "tok"), out=str(Path(d) / "tokens"),
+                                        videos=str(videos), num_workers=1))
+        return index["num_clips"] / (time.perf_counter() - t0)
+
+
+def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path) -> dict:
+    from vidpolicy.tokenizer.config import TokenizerTrainConfig
+    from vidpolicy.tokenizer.train import build_tokenizer, train_tokenizer
+
+    cfg = TokenizerTrainConfig(videos=str(videos), out=str(out), size=size, save_every=10**9, num_workers=1)
+    probe = build_tokenizer(cfg)
+    opt = torch.optim.Adam(probe.parameters(), cfg.lr)
+    x = torch.rand(cfg.batch_size, 3, 4, size, size) - 0.5
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = probe(x)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+    per_step = timed(step, repeat=3) * 1.15  # data loading and logging on top of the compute
+    cfg.max_steps = max(10, int(minutes * 60 / per_step))
+    cfg.save_every = cfg.max_steps
+    t0 = time.perf_counter()
+    res = train_tokenizer(cfg, overwrite=True)
+    return {"size": size, "budget_min": minutes, "steps": cfg.max_steps, "train_s": time.perf_counter() - t0,
+            **res["heldout"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--videos", help="video directory (default ../shared/data/human, else generated)")
+    ap.add_argument("--budget-min", type=float, default=20.0, help="CPU training minutes per size for PSNR")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[64, 96], help="clip sizes for the PSNR runs")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "tokenizer_runs"))
+    args = ap.parse_args()
+    videos = corpus(args.videos)
+    files = find_videos(videos)
+    model = VideoTokenizer().eval()
+    result = {"videos": str(videos), "files": len(files),
+              "decode_clips_per_s": {b: decode_rate(files, b) for b in ("decord", "torchcodec")},
+              "encode_clips_per_s_default_96": encode_rate(model)}
+    result["tokenize_clips_per_s"] = tokenize_rate(videos, model)
+    result["tokenize_over_decord_decode"] = result["tokenize_clips_per_s"] / result["decode_clips_per_s"]["decord"]
+    runs = [psnr_after_budget(videos, s, args.budget_min, Path(args.out) / f"s{s}")
+            for s in args.sizes if args.budget_min > 0]
+    previous = OUT / "tokenize.json"
+    if previous.exists():  # keep earlier budget runs at other sizes (they take long; run them one at a time)
+        old = json.loads(previous.read_text()).get("psnr_after_budget", [])
+        runs = [r for r in old if r["size"] not in {n["size"] for n in runs}] + runs
+    result["psnr_after_budget"] = sorted(runs, key=lambda r: r["size"])
+    save("tokenize", result)
+
+
+if __name__ == "__main__":
+    main()
