@@ -99,3 +99,31 @@ def test_bad_input_exit_2(tmp_path):
 
     with pytest.raises(VidpolicyError, match="action"):
         RobotEpisodes(tmp_path / "ds")
+
+
+def test_vectorised_envs_step_together():
+    from vidpolicy.envs.metaworld import VectorMetaWorld
+
+    venv = VectorMetaWorld(["reach", "push"], size=32)
+    obs = venv.reset([0, 1])
+    assert [o["instruction"] for o in obs] == ["reach the goal position with the gripper", "push the puck to the goal"]
+    out = venv.step([np.zeros(4), np.ones(4)])
+    assert len(out) == 2 and all(o[0]["image"].shape == (32, 32, 3) for o in out)
+    venv.close()
+
+
+def test_no_gl_backend_names_what_was_tried(monkeypatch):
+    import mujoco
+
+    from vidpolicy.common.errors import VidpolicyError
+    from vidpolicy.envs import metaworld as mw
+
+    def broken(*a, **k):
+        raise RuntimeError("cannot initialize a display")
+
+    monkeypatch.setattr(mujoco, "GLContext", broken)
+    monkeypatch.setattr(mw, "_checked", {})
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    with pytest.raises(VidpolicyError) as e:
+        mw.ensure_gl()
+    assert "MUJOCO_GL=egl" in str(e.value) and "osmesa" in str(e.value) and "apt-get install" in str(e.value)

@@ -138,3 +138,20 @@ def test_policy_with_other_action_dim_is_refused(policy, tmp_path):
     r = run_cli("finetune", "--pretrained", str(policy.parent / "pre"), "--dataset", str(g1), "--out", str(out),
                 "--max-steps", "1")
     assert r.returncode == 2 and "action_dim 4" in r.stderr and "action_dim 26" in r.stderr
+
+
+def test_continuous_regression_head(policy, tmp_path):
+    from vidpolicy.finetune.policy import ImaginationPolicy
+
+    d = policy.parent
+    out = tmp_path / "reg"
+    r = run_cli("finetune", "--pretrained", str(d / "pre"), "--dataset", str(d / "demos"), "--out", str(out),
+                "--action-head", "regression", "--width", "32", "--depth", "1", "--max-steps", "60",
+                "--batch-size", "16", "--log-every", "5", "--lr", "3e-3", "--warmup-steps", "5",
+                "--sampling-steps", "3")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(x) for x in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["action_mse"] < 0.7 * rows[0]["action_mse"]
+    p = ImaginationPolicy.load(out)
+    a = p.select_action(_obs())
+    assert a.shape == (4,) and np.all(np.abs(a) <= 1) and p.imagined_frames().shape == (4, 32, 32, 3)

@@ -136,3 +136,14 @@ def test_closed_form_kl_equals_the_kl_of_full_posteriors(sched):
     closed = sched.true_posterior_kl(log_pred, x0, x_t, t)
     assert torch.allclose(closed, brute, atol=1e-4, rtol=1e-3)
     assert (closed > -1e-5).all()
+
+
+@pytest.mark.parametrize("sched", SCHEDULES)
+def test_mask_is_absorbing_in_the_posterior(sched):
+    """A token visible at t was visible at every s < t: p(x_s = [MASK] | x_t = token) = 0."""
+    K = 6
+    lp = torch.log_softmax(torch.randn(2, 30, K), -1)
+    x_t = torch.randint(0, K, (2, 30))
+    for s_, t_ in ((0, 1), (4, 9), (12, 20)):
+        post = sched.posterior(lp, x_t, torch.tensor([t_, t_]), torch.tensor([s_, s_])).exp()
+        assert (post[..., K] < 1e-12).all()

@@ -38,6 +38,20 @@ SIZES = {
 
 
 def run_demo(cfg: DemoConfig, overwrite: bool = False) -> dict:
+    s = SIZES[cfg.quick]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", vars(cfg))
+    summary = run_pipeline(out, s, s.get("tasks", cfg.tasks), s.get("actionless_tasks", cfg.actionless_tasks),
+                           cfg.human_videos, overwrite=overwrite)
+    write_json(out / "summary.json", summary)
+    print("\n" + format_summary(summary))
+    return summary
+
+
+def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_videos: str | None = None,
+                 overwrite: bool = False, compare_scratch: bool = False, eval_seed: int = 1000) -> dict:
+    """collect -> tokenizer -> tokenize -> pretrain -> imagine -> finetune (and from scratch) -> rollout."""
     from vidpolicy.envs.collect import CollectConfig, collect
     from vidpolicy.envs.rollout import RolloutConfig, rollout
     from vidpolicy.finetune.config import FinetuneConfig
@@ -49,12 +63,6 @@ def run_demo(cfg: DemoConfig, overwrite: bool = False) -> dict:
     from vidpolicy.tokenizer.tokenize import tokenize
     from vidpolicy.tokenizer.train import train_tokenizer
 
-    s = SIZES[cfg.quick]
-    tasks = s.get("tasks", cfg.tasks)
-    actionless_tasks = s.get("actionless_tasks", cfg.actionless_tasks)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", vars(cfg))
     times: dict[str, float] = {}
 
     def stage(name: str):
@@ -72,8 +80,8 @@ def run_demo(cfg: DemoConfig, overwrite: bool = False) -> dict:
 
     stage("tokenizer")
     videos = find_videos(out / "actionless" / "videos") + find_videos(out / "robot_demos" / "videos")
-    if cfg.human_videos:
-        videos += find_videos(cfg.human_videos)
+    if human_videos:
+        videos += find_videos(human_videos)
     write_text(out / "tokenizer_videos.txt", "\n".join(str(v.resolve()) for v in videos) + "\n")
     tok = train_tokenizer(TokenizerTrainConfig(
         videos=str(out / "tokenizer_videos.txt"), out=str(out / "tokenizer"), size=s["size"],
@@ -87,10 +95,10 @@ def run_demo(cfg: DemoConfig, overwrite: bool = False) -> dict:
         tokenize(TokenizeConfig(tokenizer=str(out / "tokenizer"), out=str(out / name), dataset=str(out / src),
                                 num_workers=1), overwrite=overwrite)
         token_dirs.append(str(out / name))
-    if cfg.human_videos:
-        manifest = Path(cfg.human_videos) / "manifest.csv"
+    if human_videos:
+        manifest = Path(human_videos) / "manifest.csv"
         tokenize(TokenizeConfig(tokenizer=str(out / "tokenizer"), out=str(out / "tokens_human"),
-                                videos=cfg.human_videos, manifest=str(manifest) if manifest.exists() else None,
+                                videos=human_videos, manifest=str(manifest) if manifest.exists() else None,
                                 num_workers=1), overwrite=overwrite)
         token_dirs.append(str(out / "tokens_human"))
     done("tokenize")
@@ -108,32 +116,37 @@ def run_demo(cfg: DemoConfig, overwrite: bool = False) -> dict:
                              str(out / "imagine.mp4"), steps=25)
     done("imagine")
 
-    stage("finetune")
-    ft = finetune(FinetuneConfig(pretrained=str(out / "pretrain"), dataset=str(out / "robot_demos"),
-                                 out=str(out / "policy"), depth=s["ft_depth"], max_steps=s["ft_steps"],
-                                 warmup_steps=s["ft_steps"] // 10, save_every=max(50, s["ft_steps"] // 2),
-                                 execute=4, sampling_steps=s["sampling_steps"], lr=1e-3), overwrite=overwrite)
-    done("finetune")
-
-    stage("rollout")
-    res = rollout(RolloutConfig(policy=str(out / "policy"), tasks=tasks, episodes=s["episodes"],
-                                out=str(out / "rollout"), max_steps=s["max_steps"]), overwrite=True)
-    done("rollout")
-
-    summary = {
+    variants = [("policy", False)] + ([("policy_scratch", True)] if compare_scratch else [])
+    results, finetuned = {}, {}
+    for name, scratch in variants:
+        stage(f"finetune:{name}")
+        finetuned[name] = finetune(FinetuneConfig(
+            pretrained=str(out / "pretrain"), dataset=str(out / "robot_demos"), out=str(out / name),
+            from_scratch=scratch, depth=s["ft_depth"], max_steps=s["ft_steps"], warmup_steps=s["ft_steps"] // 10,
+            save_every=max(50, s["ft_steps"] // 2), execute=4, sampling_steps=s["sampling_steps"], lr=1e-3),
+            overwrite=overwrite)
+        done(f"finetune:{name}")
+        stage(f"rollout:{name}")
+        results[name] = rollout(RolloutConfig(policy=str(out / name), tasks=tasks, episodes=s["episodes"],
+                                              out=str(out / f"rollout_{name}"), max_steps=s["max_steps"],
+                                              seed=eval_seed), overwrite=True)
+        done(f"rollout:{name}")
+    res = results["policy"]
+    return {
         "tokenizer_psnr_db": tok.get("heldout", {}).get("psnr"),
         "imagined_token_accuracy": imagined.get("token_accuracy"),
         "success": {t: r["success_rate"] for t, r in res.items() if isinstance(r, dict)},
         "mean_success_rate": res["mean_success_rate"],
-        "finetune_steps": ft.get("steps"),
+        "variants": {k: {"mean_success_rate": v["mean_success_rate"],
+                         "success": {t: r["success_rate"] for t, r in v.items() if isinstance(r, dict)}}
+                     for k, v in results.items()},
+        "finetune_steps": finetuned["policy"].get("steps"),
         "stage_seconds": {k: round(v, 1) for k, v in times.items()},
-        "outputs": {"rollout_videos": str(out / "rollout" / "videos"), "success_plot": str(out / "rollout" / "success.png"),
+        "outputs": {"rollout_videos": str(out / "rollout_policy" / "videos"),
+                    "success_plot": str(out / "rollout_policy" / "success.png"),
                     "imagine_video": str(out / "imagine.mp4"), "imagine_sheet": str(out / "imagine.png"),
                     "loss_plots": [str(out / d / "loss.png") for d in ("tokenizer", "pretrain", "policy")]},
     }
-    write_json(out / "summary.json", summary)
-    print("\n" + format_summary(summary))
-    return summary
 
 
 def format_summary(s: dict) -> str:

@@ -32,7 +32,9 @@ class ActionBinner:
                 c = (q[1:] + q[:-1]) / 2
             edges.append(e.tolist())
             centers.append(c.tolist())
-        return cls(edges, centers)
+        b = cls(edges, centers)
+        b.mean, b.std = actions.mean(0), actions.std(0) + 1e-6
+        return b
 
     @property
     def dim(self) -> int:
@@ -62,9 +64,25 @@ class ActionBinner:
         return out
 
     def save(self, path: str | Path) -> None:
-        write_json(path, {"edges": [e.tolist() for e in self.edges], "centers": [c.tolist() for c in self.centers]})
+        write_json(path, {"edges": [e.tolist() for e in self.edges], "centers": [c.tolist() for c in self.centers],
+                          "mean": self.mean.tolist(), "std": self.std.tolist()})
 
     @classmethod
     def load(cls, path: str | Path) -> "ActionBinner":
         data = json.loads(Path(path).read_text())
-        return cls(data["edges"], data["centers"])
+        b = cls(data["edges"], data["centers"])
+        if "mean" in data:
+            b.mean, b.std = np.asarray(data["mean"]), np.asarray(data["std"])
+        return b
+
+    # continuous head: per-dimension standardisation (fitted with the bins)
+    mean: np.ndarray = np.zeros(0)
+    std: np.ndarray = np.ones(0)
+
+    def normalize(self, actions: np.ndarray) -> np.ndarray:
+        return ((np.asarray(actions) - self.mean) / self.std).astype(np.float32)
+
+    def denormalize(self, z: np.ndarray) -> np.ndarray:
+        lo = np.array([c[0] for c in self.centers])
+        hi = np.array([c[-1] for c in self.centers])
+        return np.clip(np.asarray(z) * self.std + self.mean, lo, hi).astype(np.float32)

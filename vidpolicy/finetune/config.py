@@ -15,6 +15,8 @@ class FinetuneConfig:
     from_scratch: bool = opt(False, "same architecture, video model randomly initialised and trained on robot video")
     train_video: bool = opt(False, "also train the video model (always on with --from-scratch)")
     camera: str | None = opt(None, "LeRobot camera key (default: the first)")
+    action_head: str = opt("tokens", "tokens (paper: binned actions denoised with the video) or regression "
+                           "(continuous, normalised actions regressed from the imagined future)")
     horizon: int = opt(4, "actions per chunk H (paper: 4)")
     execute: int = opt(1, "actions of each imagined chunk executed before imagining again (paper: 1)")
     gap: int = opt(20, "the imagined future clip ends this many steps ahead (paper: 20)")

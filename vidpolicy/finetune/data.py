@@ -1,7 +1,8 @@
 """Fine-tuning samples from a LeRobotDataset, tokenized once with the policy's tokenizer and cached on disk.
 
 For every step t of every episode: tokens of the clip ending at t (history), of the clip ending at t + gap
-(future, clamped to the episode's end), the binned action chunk a[t:t+H] and its pad mask, and the instruction.
+(future, clamped to the episode's end), the action chunk a[t:t+H] binned and normalised, its pad mask, and the
+instruction.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class RobotTokenSamples:
         self.task_index = {t: i for i, t in enumerate(sorted({e.task for e in eps.episodes}))}
         self.items = np.asarray([(i, t) for i in episodes for t in range(eps.episodes[i].length)], np.int64)
         self.binned = {i: binner.encode(eps.actions(i)) for i in episodes}
+        self.normalized = {i: binner.normalize(eps.actions(i)) for i in episodes}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -59,13 +61,13 @@ class RobotTokenSamples:
         toks, n = self.tokens[i], self.eps.episodes[i].length
         steps = t + np.arange(self.horizon)
         acts = self.binned[i][np.clip(steps, 0, n - 1)]
+        cont = self.normalized[i][np.clip(steps, 0, n - 1)]
         mask = np.repeat((steps < n)[:, None], acts.shape[1], axis=1)
         return (toks[t].astype(np.int64), toks[min(t + self.gap, n - 1)].astype(np.int64), acts.reshape(-1),
-                mask.reshape(-1), self.task_index[self.eps.episodes[i].task])
+                cont.reshape(-1), mask.reshape(-1), self.task_index[self.eps.episodes[i].task])
 
     def batch(self, seed: int, step: int, micro: int, rank: int, size: int):
         g = step_generator(seed, step, micro, rank)
         ks = torch.randint(len(self.items), (size,), generator=g).tolist()
-        h, f, a, m, ti = zip(*(self.get(k) for k in ks))
-        return (torch.from_numpy(np.stack(h)), torch.from_numpy(np.stack(f)), torch.from_numpy(np.stack(a)),
-                torch.from_numpy(np.stack(m)), self.text_table[list(ti)])
+        h, f, a, c, m, ti = zip(*(self.get(k) for k in ks))
+        return (*(torch.from_numpy(np.stack(x)) for x in (h, f, a, c, m)), self.text_table[list(ti)])

@@ -1,6 +1,9 @@
 """`ActionDenoiser`: predicts log p(ã_0) of the action tokens from the noisy action tokens, the timestep, the
 instruction and the frozen video denoiser's features of the current noisy future (paper: GPT-2 style, 6 layers,
-width 256, 2 heads, FFN 1024). Each action token is (step h, dimension d) and has its own number of valid bins."""
+width 256, 2 heads, FFN 1024). Each action token is (step h, dimension d) and has its own number of valid bins.
+
+``output="regression"`` is the continuous alternative: the same transformer reads learned queries instead of noisy
+action tokens and regresses the normalised action chunk directly (MSE), from the same imagined-future features."""
 
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, action_dim: int = 4, horizon: int = 4, bins_per_dim: tuple[int, ...] = (48, 48, 48, 2),
                  width: int = 256, depth: int = 6, heads: int = 2, mlp_ratio: float = 4.0, video_width: int = 256,
-                 text_dim: int = 384):
+                 text_dim: int = 384, output: str = "tokens"):
         super().__init__()
+        if output not in ("tokens", "regression"):
+            raise ValueError(f"output must be 'tokens' or 'regression', got {output!r}")
         self.num_classes = K = max(bins_per_dim)
         n = horizon * action_dim
         self.token_embed = nn.Embedding(K + 1, width)
@@ -28,7 +33,7 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         self.time_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.blocks = nn.ModuleList([DenoiserBlock(width, heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, K)
+        self.head = nn.Linear(width, K if output == "tokens" else 1)
         valid = torch.zeros(n, K, dtype=torch.bool)
         for i in range(n):
             valid[i, : bins_per_dim[i % action_dim]] = True
@@ -36,12 +41,16 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
 
     def forward(self, a_t: torch.Tensor, t: torch.Tensor, video_features: torch.Tensor,
                 text: torch.Tensor) -> torch.Tensor:
-        """``a_t: (b, H*D)`` noisy action tokens, ``video_features: (b, n, video_width)`` -> log p ``(b, H*D, K)``."""
+        """``a_t: (b, H*D)`` noisy action tokens, ``video_features: (b, n, video_width)`` -> log p ``(b, H*D, K)``
+        (regression: ``a_t`` is ignored and the result is the normalised chunk ``(b, H*D)``)."""
         ctx = self.video_proj(video_features)
         cond = self.time_mlp(timestep_embedding(t, self.config.width).to(ctx.dtype)) + self.text_proj(text.to(ctx.dtype))
-        x = self.token_embed(a_t) + self.pos
+        regression = self.config.output == "regression"
+        x = self.pos.expand(ctx.shape[0], -1, -1) if regression else self.token_embed(a_t) + self.pos
         for blk in self.blocks:
             x = blk(x, cond, blk.attn.kv(ctx))
         logits = self.head(self.norm(x)).float()
+        if regression:
+            return logits.squeeze(-1)  # (b, H*D) normalised actions
         logits = logits.masked_fill(~self.valid, -69.0)
         return F.log_softmax(logits, dim=-1)

@@ -24,8 +24,8 @@ def offline_eval(policy_dir: str | Path, eps: RobotEpisodes, tokens: dict[int, n
         chunk = pick[b : b + batch]
         hist = torch.from_numpy(np.stack([tokens[i][t].astype(np.int64) for i, t in chunk]))
         text = policy.text([eps.episodes[i].task for i, _ in chunk])
-        _, bins = policy.plan(hist, text, generator=g)
-        pred.append(policy.binner.decode(bins[:, 0].numpy()))
+        _, actions = policy.plan(hist, text, generator=g)
+        pred.append(actions[:, 0])
         true.append(np.stack([eps.actions(i)[t] for i, t in chunk]))
     pred, true = np.concatenate(pred), np.concatenate(true)
     var = np.concatenate([eps.actions(i) for i in episodes]).var(0) + 1e-8

@@ -66,22 +66,31 @@ class ImaginationPolicy:
 
     @torch.no_grad()
     def plan(self, history_tokens: torch.Tensor, text: torch.Tensor, steps: int | None = None,
-             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Jointly sample (future video tokens ``(b, n)``, action bins ``(b, H, D)``)."""
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Jointly imagine (future video tokens ``(b, n)``, actions ``(b, H, D)`` in the robot's units)."""
         v, a = self.video, self.action
         H, D = a.config.horizon, a.config.action_dim
+        regression = a.config.output == "regression"
+        last: dict[str, torch.Tensor] = {}
         with torch.autocast("cpu", dtype=torch.bfloat16):
             ctx = v.context(history_tokens, v.text_input(text))
 
             def predict(x, t):
                 tt = torch.full((x["video"].shape[0],), t, dtype=torch.long)
                 log_v, feats = v.denoise(x["video"], tt, ctx)
+                if regression:  # the chunk regressed from the sharpest imagined future so far
+                    last["action"] = a(None, tt, feats, text).float()
+                    return {"video": log_v}
                 return {"video": log_v, "action": a(x["action"], tt, feats, text)}
 
-            streams = {"video": (v.tokens_per_clip, v.config.codebook_size), "action": (H * D, a.num_classes)}
+            streams = {"video": (v.tokens_per_clip, v.config.codebook_size)}
+            if not regression:
+                streams["action"] = (H * D, a.num_classes)
             out = sample_tokens(predict, self.schedule, streams, history_tokens.shape[0], steps or self.steps,
                                 generator=generator)
-        return out["video"], out["action"].view(-1, H, D)
+        if regression:
+            return out["video"], self.binner.denormalize(last["action"].view(-1, H, D).numpy())
+        return out["video"], self.binner.decode(out["action"].view(-1, H, D).numpy())
 
     def _check(self, image: np.ndarray) -> None:
         if image.shape[:2] != (self.image_size, self.image_size):
@@ -99,9 +108,8 @@ class ImaginationPolicy:
             clip = [self._frames[0]] * (T - len(self._frames)) + self._frames
             hist = self.tokenizer.encode(to_unit_range(np.stack(clip))[None]).flatten(1)
             text = self.text([observation.get("instruction", "")])
-            video, bins = self.plan(hist, text, generator=self._generator)
-            actions = self.binner.decode(bins[0].numpy())
-            self._queue = list(actions[: self.execute])
+            video, actions = self.plan(hist, text, generator=self._generator)
+            self._queue = list(actions[0][: self.execute])
             self._imagined_tokens, self._imagined_frames = video, None
         return self._queue.pop(0).astype(np.float32)
 

@@ -88,7 +88,8 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
         video = FutureDenoiser.from_config(video.config)
     action = ActionDenoiser(action_dim=eps.action_dim, horizon=cfg.horizon, bins_per_dim=tuple(binner.bins_per_dim),
                             width=cfg.width, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio,
-                            video_width=video.config.width, text_dim=video.config.text_dim)
+                            video_width=video.config.width, text_dim=video.config.text_dim,
+                            output=cfg.action_head)
     model = JointDenoiser(video.train(), action, train_video)
     schedule = make_schedule(pre_cfg.get("schedule", "paper"), video.config.num_timesteps,
                              pre_cfg.get("replace_mass", 0.1))
@@ -101,23 +102,30 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     start = trainer.resume()
     Kv, Ka, T = video.config.codebook_size, action.num_classes, schedule.num_timesteps
 
+    regression = cfg.action_head == "regression"
+
     def compute(batch):
-        hist, fut, acts, amask, txt = (x.to(acc.device) for x in batch)
+        hist, fut, acts, cont, amask, txt = (x.to(acc.device) for x in batch)
         t, _ = sampler.sample(hist.shape[0], hist.device)
         x_v = schedule.add_noise(fut, t, Kv)
-        a_t = schedule.add_noise(acts, t, Ka)
+        a_t = torch.zeros_like(acts) if regression else schedule.add_noise(acts, t, Ka)
         log_v, log_a = trainer.model(x_v, a_t, t, hist, txt)
-        vb, aux = schedule.loss_terms(log_a, acts, a_t, t, mask=amask)
         w = 2 - t.float() / T
-        loss = (vb + cfg.aux_weight * w * aux).mean()
-        logs = {"action_vb": vb.mean().detach(), "action_ce": aux.mean().detach()}
+        if regression:
+            mse = ((log_a.float() - cont) ** 2 * amask).sum(1) / amask.sum(1).clamp(min=1)
+            loss, logs = mse.mean(), {"action_mse": mse.mean().detach()}
+        else:
+            vb, aux = schedule.loss_terms(log_a, acts, a_t, t, mask=amask)
+            loss = (vb + cfg.aux_weight * w * aux).mean()
+            logs = {"action_vb": vb.mean().detach(), "action_ce": aux.mean().detach()}
         if train_video:
             vb_v, aux_v = schedule.loss_terms(log_v, fut, x_v, t)
             loss = loss + cfg.video_loss_weight * (vb_v + cfg.aux_weight * w * aux_v).mean()
             logs["video_vb"] = vb_v.mean().detach()
-        with torch.no_grad():
-            masked = (a_t == Ka) & amask
-            logs["action_acc_masked"] = ((log_a.argmax(-1) == acts) & masked).sum() / masked.sum().clamp(min=1)
+        if not regression:
+            with torch.no_grad():
+                masked = (a_t == Ka) & amask
+                logs["action_acc_masked"] = ((log_a.argmax(-1) == acts) & masked).sum() / masked.sum().clamp(min=1)
         logs["loss"] = loss.detach()
         return loss, logs
 
@@ -135,7 +143,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
                                          "replace_mass": pre_cfg.get("replace_mass", 0.1),
                                          "text_encoder": pre_cfg.get("text_encoder", "all-MiniLM-L6-v2"),
                                          "action_dim": eps.action_dim, "image_size": tokenizer.config.size})
-        plot_losses(out, ("loss", "action_vb", "action_acc_masked"))
+        plot_losses(out, ("loss", "action_mse") if regression else ("loss", "action_vb", "action_acc_masked"))
         if held_eps:
             from vidpolicy.finetune.offline import offline_eval
 

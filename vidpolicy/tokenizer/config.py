@@ -32,7 +32,8 @@ class TokenizerTrainConfig:
     nan_policy: str = opt("stop", "on a NaN/Inf loss: stop (keep the last good checkpoint) or skip the batch")
     save_every: int = opt(250, "checkpoint every N steps")
     log_every: int = opt(10, "log scalars every N steps")
-    num_workers: int = opt(2, "DataLoader decode workers per process")
+    num_workers: int = opt(1, "DataLoader decode workers per process (each caches decoded videos)")
+    cache_gb: float = opt(2.0, "decoded-video cache per worker, GiB (random access into H.264 is slow)")
     holdout_fraction: float = opt(0.1, "fraction of files (or clips) held out for the PSNR/SSIM evaluation")
     seed: int = opt(0, "random seed")
 

@@ -67,7 +67,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     out = Path(cfg.out)
     files = find_videos(cfg.videos)
     spec = ClipSpec(cfg.frames, cfg.size, cfg.fps, cfg.clip_stride)
-    ds = VideoClipDataset(files, spec)
+    ds = VideoClipDataset(files, spec, cache_bytes=int(cfg.cache_gb * (1 << 30)))
     if len(ds) == 0:
         raise VidpolicyError(f"{cfg.videos}: no readable video with at least {cfg.frames} frames ({summarize(ds.rows)})")
     acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)

@@ -1,0 +1,61 @@
+"""Meta-World speed: env steps/s without rendering, render fps at 96² and 128² with shadows on and off, and
+scripted-expert episodes collected per minute (into a LeRobotDataset).
+
+    python benchmarks/envs.py
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import numpy as np
+
+from _common import save
+from vidpolicy.envs.collect import CollectConfig, collect
+from vidpolicy.envs.metaworld import MetaWorldEnv
+
+
+def steps_per_s(task: str = "push", n: int = 1000) -> float:
+    env = MetaWorldEnv(task, size=64)
+    env.reset(0)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        env.env.step(rng.uniform(-1, 1, 4).astype(np.float32))  # physics only, no render
+    rate = n / (time.perf_counter() - t0)
+    env.close()
+    return rate
+
+
+def render_fps(size: int, shadows: bool, task: str = "push", n: int = 200) -> float:
+    env = MetaWorldEnv(task, size=size, shadows=shadows)
+    env.reset(0)
+    env.render()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        env.render()
+    rate = n / (time.perf_counter() - t0)
+    env.close()
+    return rate
+
+
+def episodes_per_minute(tasks: str = "reach,push", episodes: int = 3) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        log = collect(CollectConfig(tasks=tasks, episodes=episodes, out=f"{d}/demos", size=96))
+        return len(log["episodes"]) / ((time.perf_counter() - t0) / 60)
+
+
+def main() -> None:
+    save("envs", {
+        "env_steps_per_s_no_render": steps_per_s(),
+        "render_fps": {f"{size}_{'shadows' if sh else 'no_shadows'}": render_fps(size, sh, n=50 if sh else 200)
+                       for size in (96, 128) for sh in (False, True)},
+        "collected_episodes_per_minute_96": episodes_per_minute(),
+        "goal": ">= 80 rendered fps at 128² per core",
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Run every benchmark and write benchmarks/results.json and benchmarks/results.md (included by the README).
+
+    python benchmarks/run_all.py            # quick budgets (~20 min on 2 CPU cores)
+    python benchmarks/run_all.py --full     # the issue budgets (several hours on 2 CPU cores)
+    python benchmarks/run_all.py --collect  # only re-assemble the tables from benchmarks/out/*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+
+
+def run(script: str, *args: str) -> None:
+    print(f"== {script} {' '.join(args)}", flush=True)
+    subprocess.run([sys.executable, str(HERE / script), *args], check=True, cwd=HERE.parent)
+
+
+def fmt(x, pct: bool = False) -> str:
+    if x is None:
+        return "n/a"
+    return f"{100 * x:.0f}%" if pct else (f"{x:.3g}" if isinstance(x, float) else str(x))
+
+
+def markdown(r: dict) -> str:
+    lines = ["| benchmark | measure | value |", "| --- | --- | --- |"]
+    add = lambda b, m, v: lines.append(f"| {b} | {m} | {v} |")  # noqa: E731
+    if "tokenize" in r:
+        t = r["tokenize"]
+        add("tokenize", "decode clips/s (decord / torchcodec), 4x96²",
+            f"{fmt(t['decode_clips_per_s']['decord'])} / {fmt(t['decode_clips_per_s']['torchcodec'])}")
+        add("tokenize", "encoder clips/s, default 96² (fp32)", fmt(t["encode_clips_per_s_default_96"]))
+        add("tokenize", "tokenize clips/s (bf16) / share of decord decode",
+            f"{fmt(t['tokenize_clips_per_s'])} / {fmt(t['tokenize_over_decord_decode'], True)}")
+        for p in t.get("psnr_after_budget", []):
+            add("tokenize", f"held-out PSNR / SSIM at {p['size']}² after {p['budget_min']:g} CPU-min "
+                f"({p['steps']} steps)", f"{p['psnr']:.2f} dB / {p['ssim']:.3f}")
+    if "pretrain" in r:
+        p = r["pretrain"]
+        add("pretrain", "matmul peak GFLOP/s bf16 / fp32",
+            f"{fmt(p['matmul_peak_gflops']['bf16'])} / {fmt(p['matmul_peak_gflops']['fp32'])}")
+        for k in ("train_bf16", "train_fp32"):
+            add("pretrain", f"{k}: step s (batch 8) / GFLOP/s / share of peak / tokens/s",
+                f"{p[k]['step_s']:.2f} / {p[k]['gflops']:.0f} / {fmt(p[k]['fraction_of_peak'], True)} / "
+                f"{p[k]['tokens_per_s']:.0f}")
+        for k, v in p.get("sample_latency_s_default_model", {}).items():
+            add("pretrain", f"imagine one clip, {k} steps (video model)", f"{v:.2f} s")
+        for k, v in p.get("sample_latency_s_policy_with_actions", {}).items():
+            add("pretrain", f"imagine one clip + actions, {k} steps", f"{v:.2f} s")
+        for k, v in p.get("imagination", {}).items():
+            add("pretrain", f"held-out token accuracy, {k} steps", f"{v['token_accuracy']:.3f}")
+    if "envs" in r:
+        e = r["envs"]
+        add("envs", "env steps/s (no render)", fmt(e["env_steps_per_s_no_render"]))
+        for k, v in e["render_fps"].items():
+            add("envs", f"render fps {k}", fmt(v))
+        add("envs", "expert episodes collected / minute (96²)", fmt(e["collected_episodes_per_minute_96"]))
+    for key in ("metaworld_fewshot", "metaworld_fewshot_quick"):
+        if key in r:
+            f = r[key]
+            m = f["mean"]
+            add(key, f"mean success pretrained / scratch / expert ({f['demos_per_task']} demos, "
+                f"{f['eval_episodes_per_task']} eval eps per task, {f['minutes']:.0f} min)",
+                f"{fmt(m['pretrained'], True)} / {fmt(m['scratch'], True)} / {fmt(m['expert'], True)}")
+            for task, row in f["per_task"].items():
+                add(key, task, f"{fmt(row['pretrained'], True)} / {fmt(row['scratch'], True)} / "
+                    f"{fmt(row['expert'], True)}")
+    if "g1_offline" in r:
+        for name, v in r["g1_offline"]["results"].items():
+            add("g1_offline", f"{name}: held-out normalised action MSE / bin accuracy",
+                f"{v['normalized_mse']:.3f} / {v['bin_accuracy']:.3f}")
+    commits = sorted({v.get("commit", "?") for v in r.values()})
+    return "\n".join(lines) + f"\n\nCommits measured: {', '.join(commits)}; 2-core CPU machine, no GPU.\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true")
+    ap.add_argument("--collect", action="store_true")
+    args = ap.parse_args()
+    if not args.collect:
+        run("envs.py")
+        run("pretrain.py")
+        run("tokenize.py", "--budget-min", "20" if args.full else "3")
+        run("metaworld_fewshot.py", *([] if args.full else ["--quick"]))
+        run("g1_offline.py", "--pretrained", str(OUT / "fewshot_runs" / ("default" if args.full else "quick")
+                                                  / "pretrain"))
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))}
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (HERE / "results.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
