@@ -54,7 +54,7 @@ def markdown(r: dict) -> str:
         for k, v in p.get("sample_latency_s_policy_with_actions", {}).items():
             add("pretrain", f"imagine one clip + actions, {k} steps", f"{v:.2f} s")
         for k, v in p.get("imagination", {}).items():
-            add("pretrain", f"held-out token accuracy, {k} steps", f"{v['token_accuracy']:.3f}")
+            add("pretrain", f"token accuracy vs the true future (pairs of --tokens), {k} steps", f"{v['token_accuracy']:.3f}")
     if "envs" in r:
         e = r["envs"]
         add("envs", "env steps/s (no render)", fmt(e["env_steps_per_s_no_render"]))
@@ -87,7 +87,7 @@ def main() -> None:
     if not args.collect:
         run("envs.py")
         run("pretrain.py")
-        run("tokenize.py", "--budget-min", "20" if args.full else "3")
+        run("tokenizer.py", "--budget-min", "20" if args.full else "3")
         run("metaworld_fewshot.py", *([] if args.full else ["--quick"]))
         run("g1_offline.py", "--pretrained", str(OUT / "fewshot_runs" / ("default" if args.full else "quick")
                                                   / "pretrain"))

@@ -11,21 +11,12 @@ import errno
 import os
 import sys
 
-from vidpolicy.common.cli_args import add_config_args, config_from_args
+from vidpolicy.common.cli_args import add_config_args, add_run_flags, config_from_args
 from vidpolicy.common.errors import VidpolicyError
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def _overwrite(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--overwrite", action="store_true", help="replace a different run's output in --out")
-
-
-def _resume(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint in --out (a rerun with the same config does this too)")
 
 
 def cmd_tokenizer_train(args):
@@ -62,8 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("train", help="train the 3D VQ-VAE on a folder of videos",
                         description="Train the 3D VQ-VAE video tokenizer on a video corpus.")
     add_config_args(p, TokenizerTrainConfig, required=("videos", "out"))
-    _overwrite(p)
-    _resume(p)
+    add_run_flags(p)
     p.set_defaults(func=cmd_tokenizer_train)
 
     p = tsub.add_parser("reconstruct", help="original | reconstruction mp4 of one video; prints PSNR / SSIM")
@@ -76,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tokenize", help="video corpus or LeRobotDataset -> token shards + index.json",
                        description="Tokenize every clip of a corpus into shards; resumable, multi-process.")
     add_config_args(p, TokenizeConfig, required=("tokenizer", "out"))
-    _overwrite(p)
+    add_run_flags(p, resume=False)
     p.set_defaults(func=cmd_tokenize)
 
     from vidpolicy import cli_stages

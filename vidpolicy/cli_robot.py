@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vidpolicy.common.cli_args import add_config_args, config_from_args
+from vidpolicy.common.cli_args import add_config_args, add_run_flags, config_from_args
 
 
 def cmd_collect(args):
@@ -46,7 +46,5 @@ def register(sub) -> None:
     ):
         p = sub.add_parser(name, help=helptext, description=helptext)
         add_config_args(p, cls, required=required)
-        p.add_argument("--overwrite", action="store_true", help="replace a different run's output in --out")
-        if name == "finetune":
-            p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+        add_run_flags(p, resume=name == "finetune")
         p.set_defaults(func=func)

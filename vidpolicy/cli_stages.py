@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
-from vidpolicy.common.cli_args import add_config_args, config_from_args
-
-
-def _flags(p: argparse.ArgumentParser, resume: bool = True) -> None:
-    p.add_argument("--overwrite", action="store_true", help="replace a different run's output in --out")
-    if resume:
-        p.add_argument("--resume", action="store_true",
-                       help="continue from the newest checkpoint in --out (a rerun with the same config does too)")
+from vidpolicy.common.cli_args import add_config_args, add_run_flags, config_from_args
 
 
 def cmd_pretrain(args):
@@ -34,7 +25,7 @@ def register(sub) -> None:
     p = sub.add_parser("pretrain", help="train the discrete-diffusion future predictor on token shards",
                        description="Pre-train the mask-and-replace denoiser on (history, future) token pairs.")
     add_config_args(p, PretrainConfig, required=("tokens", "tokenizer", "out"))
-    _flags(p)
+    add_run_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("imagine", help="history clip + instruction -> imagined future clip (mp4 + contact sheet)")

@@ -38,7 +38,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, required: tuple[
             continue
         flag = "--" + f.name.replace("_", "-")
         tp = _base_type(hints[f.name])
-        helptext = f.metadata.get("help", "")
+        helptext = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if f.name not in required and default not in (None, "", [], ()):
             helptext += f" (default: {default})"
@@ -66,3 +66,11 @@ def config_from_args(cls: type, args: argparse.Namespace, **forced) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     given = {k: v for k, v in vars(args).items() if k in names}
     return from_dict(cls, {**base, **given, **forced}, source=getattr(args, "_config", None) or "command line")
+
+
+def add_run_flags(parser: argparse.ArgumentParser, resume: bool = True) -> None:
+    """``--overwrite`` (and ``--resume``) for commands that write a run directory."""
+    parser.add_argument("--overwrite", action="store_true", help="replace a different run's output in --out")
+    if resume:
+        parser.add_argument("--resume", action="store_true",
+                            help="continue from the newest checkpoint in --out (a rerun with the same config does too)")

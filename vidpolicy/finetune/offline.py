@@ -28,7 +28,8 @@ def offline_eval(policy_dir: str | Path, eps: RobotEpisodes, tokens: dict[int, n
         pred.append(actions[:, 0])
         true.append(np.stack([eps.actions(i)[t] for i, t in chunk]))
     pred, true = np.concatenate(pred), np.concatenate(true)
-    var = np.concatenate([eps.actions(i) for i in episodes]).var(0) + 1e-8
+    # the dataset's action variance: a held-out episode may barely move some joints (near-zero variance there)
+    var = np.concatenate([eps.actions(i) for i in range(len(eps))]).var(0) + 1e-8
     return {
         "samples": len(pick),
         "normalized_mse": float((((pred - true) ** 2) / var).mean()),

@@ -5,29 +5,19 @@ tokenizer; end-to-end ``tokenize`` throughput and its ratio to pure decoding (go
 after a fixed CPU training budget at 64² and 96² (goal >= 26 dB at 96²). Uses ../shared/data/human when present,
 else generated clips.
 
-    python benchmarks/tokenize.py [--videos DIR] [--budget-min 20] [--sizes 64 96]
+    python benchmarks/tokenizer.py [--videos DIR] [--budget-min 20] [--sizes 64 96]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import tempfile
+import time
 from pathlib import Path
 
-# This file's name shadows the standard library's `tokenize` (imported by torch via inspect/linecache): load the
-# real one before this directory goes on the path.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p not in ("", _HERE)]
-import tokenize as _stdlib_tokenize  # noqa: E402,F401
-
-sys.path.insert(0, _HERE)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 from _common import OUT, save, timed
 from vidpolicy.common.pretrained import save_model
