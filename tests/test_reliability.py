@@ -69,3 +69,12 @@ def test_finished_run_is_not_overwritten(tmp_path, video_dir):
 def test_every_command_has_help(cmd):
     r = run_cli(*cmd, "--help")
     assert r.returncode == 0 and "usage: vidpolicy" in r.stdout and "--" in r.stdout
+
+
+def test_nan_on_one_process_stops_every_process(tmp_path):
+    from _util import ROOT, torchrun
+
+    r = torchrun(str(ROOT / "tests" / "ddp_nan_check.py"), str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("stopped") == 2 and "finished" not in r.stdout
+    assert r.stdout.count("step 3") == 2

@@ -149,8 +149,9 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------------------------------
     def _finite_everywhere(self, loss: torch.Tensor) -> bool:
-        flag = torch.tensor([float(torch.isfinite(loss.detach()).all())], device=self.acc.device)
-        return bool(self.acc.reduce(flag, reduction="min").item() > 0)
+        # accelerate's reduce knows mean, sum and max (an unknown "min" silently sums): reduce "bad" with max
+        bad = torch.tensor([float(not torch.isfinite(loss.detach()).all())], device=self.acc.device)
+        return bool(self.acc.reduce(bad, reduction="max").item() == 0)
 
     def fit(self, batches: Iterable, compute: Callable[[object], tuple[torch.Tensor, dict]],
             after_step: Callable[[int], None] | None = None) -> None:
