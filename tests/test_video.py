@@ -103,3 +103,22 @@ def test_portrait_and_odd_sizes(tmp_path):
     write_mp4(tmp_path / "portrait.mp4", moving_square(8, 70, 34), fps=10)
     src = VideoSource(tmp_path / "portrait.mp4", 32)
     assert src.read([0, 7]).shape == (2, 32, 32, 3)
+
+
+def test_audio_only_file_is_skipped(tmp_path):
+    import av
+
+    path = tmp_path / "speech.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("aac", rate=16000)
+        t = np.arange(1024) / 16000
+        for k in range(20):
+            frame = av.AudioFrame.from_ndarray((0.1 * np.sin(2 * np.pi * 440 * (t + k * 1024 / 16000)))
+                                               .astype(np.float32)[None], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, k * 1024
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    ds = VideoClipDataset([path], ClipSpec(frames=4, size=32))
+    assert len(ds) == 0 and ds.rows[0].status == "skipped" and ds.rows[0].reason
