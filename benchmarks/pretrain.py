@@ -96,7 +96,19 @@ def main() -> None:
     ap.add_argument("--tokens", help="token directory with the held-out pairs")
     ap.add_argument("--policy", help="a policy directory: time imagination with the action model")
     ap.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50, 100])
+    ap.add_argument("--accuracy-only", action="store_true",
+                    help="only measure --model/--tokens accuracy, merged into an existing out/pretrain.json")
     args = ap.parse_args()
+    if args.accuracy_only:
+        import json
+
+        from _common import OUT
+
+        prev = json.loads((OUT / "pretrain.json").read_text()) if (OUT / "pretrain.json").exists() else {}
+        prev.pop("benchmark", None)
+        save("pretrain", {**prev, "imagination": accuracy(args.model, args.tokens, args.steps),
+                          "imagination_tokens": args.tokens})
+        return
     torch.set_num_threads(torch.get_num_threads())
     peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
     bf16 = train_speed(dtype=torch.bfloat16)

@@ -54,7 +54,8 @@ def markdown(r: dict) -> str:
         for k, v in p.get("sample_latency_s_policy_with_actions", {}).items():
             add("pretrain", f"imagine one clip + actions, {k} steps", f"{v:.2f} s")
         for k, v in p.get("imagination", {}).items():
-            add("pretrain", f"token accuracy vs the true future (pairs of --tokens), {k} steps", f"{v['token_accuracy']:.3f}")
+            add("pretrain", f"token accuracy vs the true future ({Path(p.get('imagination_tokens', '?')).name}), "
+                f"{k} steps", f"{v['token_accuracy']:.3f}")
     if "envs" in r:
         e = r["envs"]
         add("envs", "env steps/s (no render)", fmt(e["env_steps_per_s_no_render"]))
