@@ -94,8 +94,15 @@ def main() -> None:
                                                   / "pretrain"))
     results = {p.stem: json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))}
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (HERE / "results.md").write_text(markdown(results))
-    print(markdown(results))
+    table = markdown(results)
+    (HERE / "results.md").write_text(table)
+    readme = HERE.parent / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    if start in text and end in text:  # the README includes the generated table between these markers
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + "\n" + table + rest[rest.index(end):])
+    print(table)
 
 
 if __name__ == "__main__":
