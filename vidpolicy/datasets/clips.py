@@ -48,15 +48,18 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 3, 0).cpu().numpy()
 
 
-def probe(path: Path, spec: ClipSpec, backend: str = "auto") -> tuple[ManifestRow, np.ndarray]:
-    """Open a file and lay out its clips; a file that cannot give one clip is skipped with the reason."""
+def probe(path: Path, spec: ClipSpec, backend: str = "auto", name: str | None = None, first_frame: int = 0,
+          num_frames: int | None = None) -> tuple[ManifestRow, np.ndarray]:
+    """Open a file and lay out its clips: (manifest row, native indices of the sampled frames). A file that cannot
+    give one clip is skipped with the reason. ``first_frame``/``num_frames`` select a span (a LeRobot episode)."""
+    name = name or str(path)
     try:
-        src = VideoSource(path, spec.size, backend=backend)
+        info = VideoSource(path, spec.size, backend=backend).info
     except VideoError as e:
-        return ManifestRow(str(path), "skipped", str(e)), np.zeros(0, dtype=np.int64)
-    info = src.info
-    idx = resample_indices(info.num_frames, info.fps, spec.fps)
-    row = ManifestRow(str(path), "ok", "", info.num_frames, round(info.fps, 3), info.width, info.height, 0, info.backend)
+        return ManifestRow(name, "skipped", str(e)), np.zeros(0, dtype=np.int64)
+    n = num_frames if num_frames is not None else info.num_frames
+    idx = first_frame + resample_indices(n, info.fps, spec.fps)
+    row = ManifestRow(name, "ok", "", n, round(info.fps, 3), info.width, info.height, 0, info.backend)
     if len(idx) < spec.frames:
         row.status, row.reason = "skipped", f"too short: {len(idx)} frame(s) at the sampled fps, a clip needs {spec.frames}"
         return row, idx

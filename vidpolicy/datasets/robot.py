@@ -74,15 +74,12 @@ class RobotEpisodes:
 
     def _load_table(self):
         if self._table is None:
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
             files = sorted((self.root / "data").rglob("*.parquet"))
             cols = ["episode_index", "frame_index", self.action_key] + ([self.state_key] if self.state_key else [])
-            table = pq.read_table(files, columns=cols) if len(files) == 1 else None
-            if table is None:
-                import pyarrow as pa
-
-                table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
+            table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
             ep = table.column("episode_index").to_numpy()
             fr = table.column("frame_index").to_numpy()
             order = np.lexsort((fr, ep))

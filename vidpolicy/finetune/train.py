@@ -74,10 +74,11 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
                              f"leaves none to train on")
     train_eps, held_eps = list(range(n_train)), list(range(n_train, len(eps)))
     binner = ActionBinner.fit(np.concatenate([eps.actions(i) for i in train_eps]), bins=cfg.bins)
-    if acc.is_main_process:
-        tokens = tokenize_episodes(eps, tokenizer, out / "robot_tokens.npz")
+    # the main process tokenizes (and caches); the others read its cache
+    tokens = tokenize_episodes(eps, tokenizer, out / "robot_tokens.npz") if acc.is_main_process else None
     acc.wait_for_everyone()
-    tokens = tokenize_episodes(eps, tokenizer, out / "robot_tokens.npz")
+    if tokens is None:
+        tokens = tokenize_episodes(eps, tokenizer, out / "robot_tokens.npz")
     text = TextEncoder(pre_cfg.get("text_encoder", "all-MiniLM-L6-v2"))
     instructions = sorted({e.task for e in eps.episodes})
     text_table = text(instructions)

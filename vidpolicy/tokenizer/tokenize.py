@@ -20,10 +20,10 @@ from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
 from vidpolicy.common.pretrained import load_model, model_dir
-from vidpolicy.datasets.clips import ClipSpec, clip_starts, to_unit_range
+from vidpolicy.datasets.clips import ClipSpec, clip_starts, probe, to_unit_range
 from vidpolicy.datasets.manifest import ManifestRow, caption_for, read_captions, summarize, write_manifest
 from vidpolicy.datasets.tokens import TokenShardWriter, load_shard_json
-from vidpolicy.datasets.video import VideoError, VideoSource, find_videos, resample_indices
+from vidpolicy.datasets.video import VideoError, VideoSource, find_videos
 from vidpolicy.tokenizer.config import TokenizeConfig
 from vidpolicy.tokenizer.model import VideoTokenizer
 
@@ -73,28 +73,13 @@ class _ShardClips(Dataset):
         self.layout: list[np.ndarray] = []  # native frame indices of the sampled stream, per unit
         self.items: list[tuple[int, int, int]] = []
         for ui, u in enumerate(units):
-            row, idx = self._probe(u)
+            row, idx = probe(u.path, spec, name=u.source, first_frame=u.first_frame, num_frames=u.num_frames)
             self.rows.append(row)
             self.layout.append(idx)
             if row.status == "ok":
                 starts = clip_starts(len(idx), spec)
                 for c in range(0, len(starts), MAX_CLIPS_PER_ITEM):
                     self.items.append((ui, c, min(len(starts), c + MAX_CLIPS_PER_ITEM)))
-
-    def _probe(self, u: Unit) -> tuple[ManifestRow, np.ndarray]:
-        try:
-            info = VideoSource(u.path, self.spec.size).info
-        except VideoError as e:
-            return ManifestRow(u.source, "skipped", str(e)), np.zeros(0, np.int64)
-        n = u.num_frames if u.num_frames is not None else info.num_frames
-        idx = u.first_frame + resample_indices(n, info.fps, self.spec.fps)
-        row = ManifestRow(u.source, "ok", "", n, round(info.fps, 3), info.width, info.height, 0, info.backend)
-        if len(idx) < self.spec.frames:
-            row.status = "skipped"
-            row.reason = f"too short: {len(idx)} frame(s) at the sampled fps, a clip needs {self.spec.frames}"
-        else:
-            row.clips = len(clip_starts(len(idx), self.spec))
-        return row, idx
 
     def __len__(self) -> int:
         return len(self.items)
