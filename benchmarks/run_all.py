@@ -35,7 +35,9 @@ def markdown(r: dict) -> str:
         t = r["tokenize"]
         add("tokenize", "decode clips/s (decord / torchcodec), 4x96²",
             f"{fmt(t['decode_clips_per_s']['decord'])} / {fmt(t['decode_clips_per_s']['torchcodec'])}")
-        add("tokenize", "encoder clips/s, default 96² (fp32)", fmt(t["encode_clips_per_s_default_96"]))
+        add("tokenize", "encoder clips/s, default 96² (fp32, 2 threads)", fmt(t["encode_clips_per_s_default_96"]))
+        if "encode_clips_per_s_one_core_bf16" in t:
+            add("tokenize", "encoder clips/s on one core (bf16, as in tokenize)", fmt(t["encode_clips_per_s_one_core_bf16"]))
         add("tokenize", "tokenize clips/s (bf16) / share of decord decode",
             f"{fmt(t['tokenize_clips_per_s'])} / {fmt(t['tokenize_over_decord_decode'], True)}")
         for p in t.get("psnr_after_budget", []):
@@ -65,13 +67,13 @@ def markdown(r: dict) -> str:
     for key in ("metaworld_fewshot", "metaworld_fewshot_quick"):
         if key in r:
             f = r[key]
-            m = f["mean"]
-            add(key, f"mean success pretrained / scratch / expert ({f['demos_per_task']} demos, "
+            cols = [c for c in ("pretrained", "pretrained_joint", "scratch", "expert") if c in f["mean"]]
+            names = {"pretrained": "pretrained (video frozen)", "pretrained_joint": "pretrained (video trained)"}
+            add(key, f"mean success {' / '.join(names.get(c, c) for c in cols)} ({f['demos_per_task']} demos, "
                 f"{f['eval_episodes_per_task']} eval eps per task, {f['minutes']:.0f} min)",
-                f"{fmt(m['pretrained'], True)} / {fmt(m['scratch'], True)} / {fmt(m['expert'], True)}")
+                " / ".join(fmt(f["mean"][c], True) for c in cols))
             for task, row in f["per_task"].items():
-                add(key, task, f"{fmt(row['pretrained'], True)} / {fmt(row['scratch'], True)} / "
-                    f"{fmt(row['expert'], True)}")
+                add(key, task, " / ".join(fmt(row.get(c), True) for c in cols))
     if "g1_offline" in r:
         for name, v in r["g1_offline"]["results"].items():
             add("g1_offline", f"{name}: held-out normalised action MSE / bin accuracy",

@@ -147,3 +147,19 @@ def test_mask_is_absorbing_in_the_posterior(sched):
     for s_, t_ in ((0, 1), (4, 9), (12, 20)):
         post = sched.posterior(lp, x_t, torch.tensor([t_, t_]), torch.tensor([s_, s_])).exp()
         assert (post[..., K] < 1e-12).all()
+
+
+def test_per_stream_truncation_takes_the_mode():
+    from vidpolicy.pretrain.sample import sample_tokens
+
+    probs = torch.tensor([0.4, 0.3, 0.2, 0.1])  # the same x_0 distribution for every token of both streams
+
+    def predict(x, t):
+        return {k: torch.log(probs).expand(*v.shape, 4) for k, v in x.items()}
+
+    g = torch.Generator().manual_seed(0)
+    out = sample_tokens(predict, MaskReplaceSchedule(20), {"a": (500, 4), "b": (500, 4)}, 2, 5,
+                        top_r={"a": 0.0, "b": None}, generator=g)
+    assert (out["a"] == 0).all()  # r = 0: always the most likely class
+    freq = torch.bincount(out["b"].flatten(), minlength=4).float() / out["b"].numel()
+    assert torch.allclose(freq, probs, atol=0.04)  # untruncated: the predicted marginals

@@ -62,3 +62,60 @@ def test_tokenizer_train_run_outputs(tiny_tokenizer):
     assert ev["heldout"]["clips"] > 0 and ev["heldout"]["psnr"] > 5
     rows = [json.loads(x) for x in (tiny_tokenizer / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert {"loss", "recon_loss", "commitment", "perplexity", "codebook_usage", "psnr"} <= set(rows[-1])
+
+
+def test_latent_conv_skips_padding_taps_exactly():
+    from vidpolicy.tokenizer.model import LatentConv3d
+
+    torch.manual_seed(0)
+    conv = LatentConv3d(8, 6, 3, padding=1)
+    for t in (1, 2):  # one frame deep: the middle temporal slice; deeper: the ordinary convolution
+        x = torch.randn(2, 8, t, 5, 7)
+        ref = torch.nn.functional.conv3d(x, conv.weight, conv.bias, padding=1)
+        assert torch.allclose(conv(x), ref, atol=1e-5)
+    from vidpolicy.tokenizer.model import LatentConvTranspose3d
+
+    up = LatentConvTranspose3d(8, 6, 4, stride=2, padding=1)
+    for t in (1, 2):  # one frame deep: only the taps that land in the 2 output frames
+        x = torch.randn(2, 8, t, 5, 7)
+        ref = torch.nn.functional.conv_transpose3d(x, up.weight, up.bias, stride=2, padding=1)
+        assert up(x).shape == ref.shape == (2, 6, 2 * t, 10, 14) and torch.allclose(up(x), ref, atol=1e-5)
+
+
+def test_both_encoders_and_the_projected_code_search():
+    from einops import rearrange
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 4, 32, 32) - 0.5
+    for kind in ("patch", "videogpt"):
+        m = VideoTokenizer(size=32, hidden_channels=32, res_layers=1, codebook_size=64, embedding_dim=16,
+                           encoder_type=kind)
+        m(x)  # codebook initialised from these latents
+        m.eval()
+        tok = m.encode(x)
+        # the search on pre-projection features picks the same codes as a brute-force search on z
+        z = rearrange(m.encoder(x), "b d t h w -> (b t h w) d")
+        brute = torch.cdist(z, m.codebook.embed).argmin(1).view_as(tok)
+        assert tok.shape == (3, 1, 8, 8) and (tok == brute).float().mean() > 0.99
+    # the patch encoder is the cheap one
+    n = {k: sum(p.numel() for p in VideoTokenizer(encoder_type=k).encoder.parameters()) for k in ("patch", "videogpt")}
+    assert n["patch"] < 0.5 * n["videogpt"]
+
+
+def test_shifted_clips_cover_every_start_offset(tmp_path):
+    import numpy as np
+
+    from vidpolicy.common.media import write_mp4
+    from vidpolicy.datasets.clips import ClipSpec, ShiftedClips, VideoClipDataset
+
+    frames = np.zeros((10, 32, 32, 3), np.uint8)
+    for k in range(10):
+        frames[k, :, :, :] = 20 * k  # frame k has brightness 20k
+    write_mp4(tmp_path / "ramp.mp4", frames, fps=10)
+    ds = VideoClipDataset([tmp_path / "ramp.mp4"], ClipSpec(4, 32))
+    assert len(ds) == 2  # starts 0 and 4
+    view = ShiftedClips(ds, [0, 1], shifts=4)
+    assert len(view) == 8
+    firsts = [round(float((view[j][:, 0].mean() + 0.5) * 255 / 20)) for j in range(8)]
+    # clip 0 at shifts 0..3 starts at frames 0..3; clip 1 (start 4) fits shifts 0..2, shift 3 falls back to 4
+    assert firsts == [0, 4, 1, 5, 2, 6, 3, 4]

@@ -50,12 +50,12 @@ def run_demo(cfg: DemoConfig, overwrite: bool = False) -> dict:
 
 
 def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_videos: str | None = None,
-                 overwrite: bool = False, compare_scratch: bool = False, eval_seed: int = 1000) -> dict:
-    """collect -> tokenizer -> tokenize -> pretrain -> imagine -> finetune (and from scratch) -> rollout."""
+                 overwrite: bool = False, compare_scratch: bool = False, eval_seed: int = 1000,
+                 compare_joint: bool = False) -> dict:
+    """collect -> tokenizer -> tokenize -> pretrain -> imagine -> finetune -> rollout. The policy keeps the
+    pre-trained video model frozen (the paper); ``compare_scratch`` adds the same architecture from scratch (video
+    model trained with the actions), ``compare_joint`` the pre-trained one trained jointly the same way."""
     from vidpolicy.envs.collect import CollectConfig, collect
-    from vidpolicy.envs.rollout import RolloutConfig, rollout
-    from vidpolicy.finetune.config import FinetuneConfig
-    from vidpolicy.finetune.train import finetune
     from vidpolicy.pretrain.config import PretrainConfig
     from vidpolicy.pretrain.imagine import imagine_video
     from vidpolicy.pretrain.train import pretrain
@@ -116,20 +116,15 @@ def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_vi
                              str(out / "imagine.mp4"), steps=25)
     done("imagine")
 
-    variants = [("policy", False)] + ([("policy_scratch", True)] if compare_scratch else [])
+    variants = [("policy", False, False)] + ([("policy_scratch", True, True)] if compare_scratch else []) + (
+        [("policy_joint", False, True)] if compare_joint else [])
     results, finetuned = {}, {}
-    for name, scratch in variants:
+    for name, scratch, joint in variants:
         stage(f"finetune:{name}")
-        finetuned[name] = finetune(FinetuneConfig(
-            pretrained=str(out / "pretrain"), dataset=str(out / "robot_demos"), out=str(out / name),
-            from_scratch=scratch, depth=s["ft_depth"], max_steps=s["ft_steps"], warmup_steps=s["ft_steps"] // 10,
-            save_every=max(50, s["ft_steps"] // 2), execute=4, sampling_steps=s["sampling_steps"], lr=1e-3),
-            overwrite=overwrite)
+        finetuned[name] = finetune_variant(out, s, name, scratch, joint, overwrite)
         done(f"finetune:{name}")
         stage(f"rollout:{name}")
-        results[name] = rollout(RolloutConfig(policy=str(out / name), tasks=tasks, episodes=s["episodes"],
-                                              out=str(out / f"rollout_{name}"), max_steps=s["max_steps"],
-                                              seed=eval_seed), overwrite=True)
+        results[name] = rollout_variant(out, s, tasks, name, eval_seed)
         done(f"rollout:{name}")
     res = results["policy"]
     return {
@@ -147,6 +142,26 @@ def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_vi
                     "imagine_video": str(out / "imagine.mp4"), "imagine_sheet": str(out / "imagine.png"),
                     "loss_plots": [str(out / d / "loss.png") for d in ("tokenizer", "pretrain", "policy")]},
     }
+
+
+def finetune_variant(out: Path, s: dict, name: str, scratch: bool, joint: bool, overwrite: bool = False) -> dict:
+    """Fine-tune ``out/name`` from ``out/pretrain`` on ``out/robot_demos`` with the budget ``s``."""
+    from vidpolicy.finetune.config import FinetuneConfig
+    from vidpolicy.finetune.train import finetune
+
+    return finetune(FinetuneConfig(
+        pretrained=str(out / "pretrain"), dataset=str(out / "robot_demos"), out=str(out / name),
+        from_scratch=scratch, train_video=joint, depth=s["ft_depth"], max_steps=s["ft_steps"],
+        warmup_steps=s["ft_steps"] // 10, save_every=max(50, s["ft_steps"] // 2), execute=4,
+        sampling_steps=s["sampling_steps"], lr=1e-3), overwrite=overwrite)
+
+
+def rollout_variant(out: Path, s: dict, tasks: str, name: str, eval_seed: int = 1000) -> dict:
+    from vidpolicy.envs.rollout import RolloutConfig, rollout
+
+    return rollout(RolloutConfig(policy=str(out / name), tasks=tasks, episodes=s["episodes"],
+                                 out=str(out / f"rollout_{name}"), max_steps=s["max_steps"], seed=eval_seed),
+                   overwrite=True)
 
 
 def format_summary(s: dict) -> str:

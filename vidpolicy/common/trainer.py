@@ -51,7 +51,10 @@ class LoopSettings:
 
 def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
     cpu = not torch.cuda.is_available()
-    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum, cpu=cpu)
+    # schedules count optimizer steps of the whole job (max_steps): accelerate's default would step a prepared
+    # scheduler once per process per step, finishing a cosine N times early under N processes
+    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum, cpu=cpu,
+                       step_scheduler_with_optimizer=False)
 
 
 def list_checkpoints(out: Path) -> list[Path]:
@@ -180,7 +183,7 @@ class Trainer:
                         logs["grad_norm"] = float(self.acc.clip_grad_norm_(self.model.parameters(), s.max_grad_norm))
                     if not bad:
                         self.optimizer.step()
-                        if self.scheduler is not None:
+                        if self.scheduler is not None and self.acc.sync_gradients:
                             self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                 for k, v in logs.items():

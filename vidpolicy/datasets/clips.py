@@ -119,8 +119,11 @@ class VideoClipDataset(Dataset):
             self._cached -= old.nbytes
         return video
 
-    def frames(self, i: int) -> np.ndarray:
+    def frames(self, i: int, shift: int = 0) -> np.ndarray:
+        """The frames of clip ``i``, its start moved ``shift`` sampled frames later when the video is long enough."""
         fi, start = (int(v) for v in self.items[i])
+        if start + shift + self.spec.frames <= len(self.frame_index[fi]):
+            start += shift
         video = self._whole_video(fi)
         if video is not None:
             return video[start : start + self.spec.frames]
@@ -129,3 +132,19 @@ class VideoClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return to_unit_range(self.frames(i))
+
+
+class ShiftedClips(Dataset):
+    """Training view of some clips of a `VideoClipDataset` with every start shift in ``[0, stride)``: index
+    ``j`` is clip ``indices[j % n]`` moved ``j // n`` frames later, so a sampler over ``range(len(self))`` sees each
+    temporal offset and batches stay a function of the index alone (resume reproduces them)."""
+
+    def __init__(self, ds: VideoClipDataset, indices: list[int], shifts: int):
+        self.ds, self.indices, self.shifts = ds, list(indices), max(1, shifts)
+
+    def __len__(self) -> int:
+        return len(self.indices) * self.shifts
+
+    def __getitem__(self, j: int) -> torch.Tensor:
+        n = len(self.indices)
+        return to_unit_range(self.ds.frames(self.indices[j % n], j // n))

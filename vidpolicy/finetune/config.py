@@ -17,11 +17,15 @@ class FinetuneConfig:
     camera: str | None = opt(None, "LeRobot camera key (default: the first)")
     action_head: str = opt("tokens", "tokens (paper: binned actions denoised with the video) or regression "
                            "(continuous, normalised actions regressed from the imagined future)")
+    state: bool = opt(True, "the action model also reads the robot state (observation.state, normalised) when the "
+                      "dataset has one; --no-state: imagined video only, as the paper")
     horizon: int = opt(4, "actions per chunk H (paper: 4)")
     execute: int = opt(1, "actions of each imagined chunk executed before imagining again (paper: 1)")
     gap: int = opt(20, "the imagined future clip ends this many steps ahead (paper: 20)")
     bins: int = opt(48, "quantile bins per action dimension (paper: 48)")
     sampling_steps: int = opt(10, "reverse-diffusion steps per imagined chunk at rollout")
+    top_r: float = opt(0.88, "imagined video: sample among the most likely codes up to this mass (paper: 0.88)")
+    action_top_r: float = opt(0.0, "action bins: the same truncation; 0 takes the most likely bin (the mode)")
     width: int = opt(256, "action model width (paper: 256)")
     depth: int = opt(6, "action model layers (paper: 6)")
     heads: int = opt(2, "action model heads (paper: 2)")

@@ -1,8 +1,8 @@
 """Fine-tuning samples from a LeRobotDataset, tokenized once with the policy's tokenizer and cached on disk.
 
 For every step t of every episode: tokens of the clip ending at t (history), of the clip ending at t + gap
-(future, clamped to the episode's end), the action chunk a[t:t+H] binned and normalised, its pad mask, and the
-instruction.
+(future, clamped to the episode's end), the action chunk a[t:t+H] binned and normalised, its pad mask, the
+instruction and the normalised robot state at t (empty when the policy reads no state).
 """
 
 from __future__ import annotations
@@ -45,13 +45,15 @@ def tokenize_episodes(eps: RobotEpisodes, tokenizer, cache: Path, batch: int = 3
 
 class RobotTokenSamples:
     def __init__(self, eps: RobotEpisodes, tokens: dict[int, np.ndarray], binner: ActionBinner, gap: int,
-                 horizon: int, text_table: torch.Tensor, episodes: list[int]):
+                 horizon: int, text_table: torch.Tensor, episodes: list[int], state_norm=None):
         self.eps, self.tokens, self.binner, self.gap, self.horizon = eps, tokens, binner, gap, horizon
         self.text_table = text_table
         self.task_index = {t: i for i, t in enumerate(sorted({e.task for e in eps.episodes}))}
         self.items = np.asarray([(i, t) for i in episodes for t in range(eps.episodes[i].length)], np.int64)
         self.binned = {i: binner.encode(eps.actions(i)) for i in episodes}
         self.normalized = {i: binner.normalize(eps.actions(i)) for i in episodes}
+        self.states = {i: (state_norm(eps.states(i), str(eps.root)) if state_norm else
+                           np.zeros((eps.episodes[i].length, 0), np.float32)) for i in episodes}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -64,10 +66,10 @@ class RobotTokenSamples:
         cont = self.normalized[i][np.clip(steps, 0, n - 1)]
         mask = np.repeat((steps < n)[:, None], acts.shape[1], axis=1)
         return (toks[t].astype(np.int64), toks[min(t + self.gap, n - 1)].astype(np.int64), acts.reshape(-1),
-                cont.reshape(-1), mask.reshape(-1), self.task_index[self.eps.episodes[i].task])
+                cont.reshape(-1), mask.reshape(-1), self.states[i][t], self.task_index[self.eps.episodes[i].task])
 
     def batch(self, seed: int, step: int, micro: int, rank: int, size: int):
         g = step_generator(seed, step, micro, rank)
         ks = torch.randint(len(self.items), (size,), generator=g).tolist()
-        h, f, a, c, m, ti = zip(*(self.get(k) for k in ks))
-        return (*(torch.from_numpy(np.stack(x)) for x in (h, f, a, c, m)), self.text_table[list(ti)])
+        h, f, a, c, m, s, ti = zip(*(self.get(k) for k in ks))
+        return (*(torch.from_numpy(np.stack(x)) for x in (h, f, a, c, m, s)), self.text_table[list(ti)])

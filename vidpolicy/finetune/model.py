@@ -3,7 +3,9 @@ instruction and the frozen video denoiser's features of the current noisy future
 width 256, 2 heads, FFN 1024). Each action token is (step h, dimension d) and has its own number of valid bins.
 
 ``output="regression"`` is the continuous alternative: the same transformer reads learned queries instead of noisy
-action tokens and regresses the normalised action chunk directly (MSE), from the same imagined-future features."""
+action tokens and regresses the normalised action chunk directly (MSE), from the same imagined-future features.
+
+``state_dim > 0`` adds the robot's normalised state to the conditioning (with time and instruction) of every block."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, action_dim: int = 4, horizon: int = 4, bins_per_dim: tuple[int, ...] = (48, 48, 48, 2),
                  width: int = 256, depth: int = 6, heads: int = 2, mlp_ratio: float = 4.0, video_width: int = 256,
-                 text_dim: int = 384, output: str = "tokens"):
+                 text_dim: int = 384, output: str = "tokens", state_dim: int = 0):
         super().__init__()
         if output not in ("tokens", "regression"):
             raise ValueError(f"output must be 'tokens' or 'regression', got {output!r}")
@@ -31,6 +33,8 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         self.video_proj = nn.Sequential(nn.LayerNorm(video_width), nn.Linear(video_width, width))
         self.text_proj = nn.Linear(text_dim, width)
         self.time_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        if state_dim:
+            self.state_mlp = nn.Sequential(nn.Linear(state_dim, width), nn.SiLU(), nn.Linear(width, width))
         self.blocks = nn.ModuleList([DenoiserBlock(width, heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, K if output == "tokens" else 1)
@@ -40,11 +44,15 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         self.register_buffer("valid", valid, persistent=False)
 
     def forward(self, a_t: torch.Tensor, t: torch.Tensor, video_features: torch.Tensor,
-                text: torch.Tensor) -> torch.Tensor:
-        """``a_t: (b, H*D)`` noisy action tokens, ``video_features: (b, n, video_width)`` -> log p ``(b, H*D, K)``
-        (regression: ``a_t`` is ignored and the result is the normalised chunk ``(b, H*D)``)."""
+                text: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """``a_t: (b, H*D)`` noisy action tokens, ``video_features: (b, n, video_width)``, ``state: (b, state_dim)``
+        -> log p ``(b, H*D, K)`` (regression: ``a_t`` is ignored and the result is the normalised chunk ``(b, H*D)``)."""
         ctx = self.video_proj(video_features)
         cond = self.time_mlp(timestep_embedding(t, self.config.width).to(ctx.dtype)) + self.text_proj(text.to(ctx.dtype))
+        if self.config.state_dim:
+            if state is None:
+                raise ValueError(f"this action model reads a {self.config.state_dim}-d robot state; none was given")
+            cond = cond + self.state_mlp(state.to(ctx.dtype))
         regression = self.config.output == "regression"
         x = self.pos.expand(ctx.shape[0], -1, -1) if regression else self.token_embed(a_t) + self.pos
         for blk in self.blocks:

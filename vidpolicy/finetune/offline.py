@@ -24,7 +24,8 @@ def offline_eval(policy_dir: str | Path, eps: RobotEpisodes, tokens: dict[int, n
         chunk = pick[b : b + batch]
         hist = torch.from_numpy(np.stack([tokens[i][t].astype(np.int64) for i, t in chunk]))
         text = policy.text([eps.episodes[i].task for i, _ in chunk])
-        _, actions = policy.plan(hist, text, generator=g)
+        states = None if eps.state_key is None else np.stack([eps.states(i)[t] for i, t in chunk])
+        _, actions = policy.plan(hist, text, generator=g, state=policy.state_input(states, str(eps.root)))
         pred.append(actions[:, 0])
         true.append(np.stack([eps.actions(i)[t] for i, t in chunk]))
     pred, true = np.concatenate(pred), np.concatenate(true)

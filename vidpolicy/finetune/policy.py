@@ -1,8 +1,9 @@
 """`ImaginationPolicy`: ``reset()`` / ``select_action(observation)`` over a fine-tuned policy directory.
 
 Each plan: tokenize the last T frames (the first frame repeats at an episode's start), jointly denoise the future
-clip's tokens and the action chunk's tokens from all-[MASK] in S steps, decode the chunk's bins to actions and
-execute the first ``execute`` of them (receding horizon). The last imagined future is kept for rollout videos.
+clip's tokens and the action chunk's tokens from all-[MASK] in S steps (conditioned on the robot state too when the
+policy was trained with one), decode the chunk's bins to actions and execute the first ``execute`` of them
+(receding horizon). The last imagined future is kept for rollout videos.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from vidpolicy.common.text import TextEncoder
 from vidpolicy.datasets.clips import to_uint8, to_unit_range
 from vidpolicy.finetune.binning import ActionBinner
 from vidpolicy.finetune.model import ActionDenoiser
+from vidpolicy.finetune.state import StateNorm
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.sample import sample_tokens
 from vidpolicy.pretrain.train import make_schedule
@@ -27,8 +29,10 @@ from vidpolicy.tokenizer.model import VideoTokenizer
 
 class ImaginationPolicy:
     def __init__(self, tokenizer: VideoTokenizer, video: FutureDenoiser, action: ActionDenoiser,
-                 binner: ActionBinner, config: dict, sampling_steps: int | None = None, seed: int = 0):
+                 binner: ActionBinner, config: dict, sampling_steps: int | None = None, seed: int = 0,
+                 state_norm: StateNorm | None = None):
         self.tokenizer, self.video, self.action, self.binner, self.config = tokenizer, video, action, binner, config
+        self.state_norm = state_norm
         self.schedule = make_schedule(config.get("schedule", "paper"), video.config.num_timesteps,
                                       config.get("replace_mass", 0.1))
         self.text = TextEncoder(config.get("text_encoder", "all-MiniLM-L6-v2"))
@@ -45,9 +49,10 @@ class ImaginationPolicy:
             raise VidpolicyError(f"{path}: not a policy directory (needs config.json and binning.json from finetune)")
         config = json.loads(cfg_file.read_text())
         config.update(json.loads((path / "policy.json").read_text()) if (path / "policy.json").exists() else {})
+        norm = StateNorm.load(path / "state_norm.json") if (path / "state_norm.json").exists() else None
         return cls(load_model(VideoTokenizer, path, "tokenizer"), load_model(FutureDenoiser, path, "video_model"),
                    load_model(ActionDenoiser, path, "action_model"), ActionBinner.load(path / "binning.json"),
-                   config, sampling_steps, seed)
+                   config, sampling_steps, seed, norm)
 
     @property
     def image_size(self) -> int:
@@ -64,10 +69,21 @@ class ImaginationPolicy:
         self._imagined_frames = None
         self._generator = torch.Generator().manual_seed(self.seed)
 
+    def state_input(self, states, source: str = "observation") -> torch.Tensor | None:
+        """Raw robot states ``(b, state_dim)`` -> the action model's normalised input (None: the policy reads none)."""
+        if self.state_norm is None:
+            return None
+        if states is None:
+            raise VidpolicyError(f"{source}: the policy reads the robot state but the observation has no 'state'")
+        states = np.asarray(states, dtype=np.float32)
+        return torch.from_numpy(self.state_norm(states[None] if states.ndim == 1 else states, source))
+
     @torch.no_grad()
     def plan(self, history_tokens: torch.Tensor, text: torch.Tensor, steps: int | None = None,
-             generator: torch.Generator | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """Jointly imagine (future video tokens ``(b, n)``, actions ``(b, H, D)`` in the robot's units)."""
+             generator: torch.Generator | None = None,
+             state: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Jointly imagine (future video tokens ``(b, n)``, actions ``(b, H, D)`` in the robot's units);
+        ``state``: normalised robot states ``(b, state_dim)`` (see `state_input`) for a policy that reads them."""
         v, a = self.video, self.action
         H, D = a.config.horizon, a.config.action_dim
         regression = a.config.output == "regression"
@@ -79,15 +95,16 @@ class ImaginationPolicy:
                 tt = torch.full((x["video"].shape[0],), t, dtype=torch.long)
                 log_v, feats = v.denoise(x["video"], tt, ctx)
                 if regression:  # the chunk regressed from the sharpest imagined future so far
-                    last["action"] = a(None, tt, feats, text).float()
+                    last["action"] = a(None, tt, feats, text, state).float()
                     return {"video": log_v}
-                return {"video": log_v, "action": a(x["action"], tt, feats, text)}
+                return {"video": log_v, "action": a(x["action"], tt, feats, text, state)}
 
             streams = {"video": (v.tokens_per_clip, v.config.codebook_size)}
             if not regression:
                 streams["action"] = (H * D, a.num_classes)
+            top_r = {"video": self.config.get("top_r"), "action": self.config.get("action_top_r")}
             out = sample_tokens(predict, self.schedule, streams, history_tokens.shape[0], steps or self.steps,
-                                generator=generator)
+                                top_r=top_r, generator=generator)
         if regression:
             return out["video"], self.binner.denormalize(last["action"].view(-1, H, D).numpy())
         return out["video"], self.binner.decode(out["action"].view(-1, H, D).numpy())
@@ -108,7 +125,8 @@ class ImaginationPolicy:
             clip = [self._frames[0]] * (T - len(self._frames)) + self._frames
             hist = self.tokenizer.encode(to_unit_range(np.stack(clip))[None]).flatten(1)
             text = self.text([observation.get("instruction", "")])
-            video, actions = self.plan(hist, text, generator=self._generator)
+            state = self.state_input(observation.get("state"))
+            video, actions = self.plan(hist, text, generator=self._generator, state=state)
             self._queue = list(actions[0][: self.execute])
             self._imagined_tokens, self._imagined_frames = video, None
         return self._queue.pop(0).astype(np.float32)

@@ -27,6 +27,7 @@ from vidpolicy.finetune.binning import ActionBinner
 from vidpolicy.finetune.config import FinetuneConfig
 from vidpolicy.finetune.data import RobotTokenSamples, tokenize_episodes
 from vidpolicy.finetune.model import ActionDenoiser
+from vidpolicy.finetune.state import StateNorm
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.pretrain.train import make_schedule
@@ -41,10 +42,10 @@ class JointDenoiser(nn.Module):
         self.video, self.action, self.train_video = video, action, train_video
         video.requires_grad_(train_video)
 
-    def forward(self, x_v, a_t, t, hist, text):
+    def forward(self, x_v, a_t, t, hist, text, state=None):
         with torch.set_grad_enabled(self.train_video and torch.is_grad_enabled()):
             log_v, feats = self.video.denoise(x_v, t, self.video.context(hist, self.video.text_input(text)))
-        return log_v, self.action(a_t, t, feats, text)
+        return log_v, self.action(a_t, t, feats, text, state)
 
 
 def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
@@ -74,6 +75,8 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
                              f"leaves none to train on")
     train_eps, held_eps = list(range(n_train)), list(range(n_train, len(eps)))
     binner = ActionBinner.fit(np.concatenate([eps.actions(i) for i in train_eps]), bins=cfg.bins)
+    state_norm = (StateNorm.fit(np.concatenate([eps.states(i) for i in train_eps]))
+                  if cfg.state and eps.state_key else None)
     # the main process tokenizes (and caches); the others read its cache
     tokens = tokenize_episodes(eps, tokenizer, out / "robot_tokens.npz") if acc.is_main_process else None
     acc.wait_for_everyone()
@@ -82,7 +85,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     text = TextEncoder(pre_cfg.get("text_encoder", "all-MiniLM-L6-v2"))
     instructions = sorted({e.task for e in eps.episodes})
     text_table = text(instructions)
-    data = RobotTokenSamples(eps, tokens, binner, cfg.gap, cfg.horizon, text_table, train_eps)
+    data = RobotTokenSamples(eps, tokens, binner, cfg.gap, cfg.horizon, text_table, train_eps, state_norm)
     torch.manual_seed(cfg.seed)
     train_video = cfg.train_video or cfg.from_scratch
     if cfg.from_scratch:
@@ -90,7 +93,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     action = ActionDenoiser(action_dim=eps.action_dim, horizon=cfg.horizon, bins_per_dim=tuple(binner.bins_per_dim),
                             width=cfg.width, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio,
                             video_width=video.config.width, text_dim=video.config.text_dim,
-                            output=cfg.action_head)
+                            output=cfg.action_head, state_dim=state_norm.dim if state_norm else 0)
     model = JointDenoiser(video.train(), action, train_video)
     schedule = make_schedule(pre_cfg.get("schedule", "paper"), video.config.num_timesteps,
                              pre_cfg.get("replace_mass", 0.1))
@@ -106,11 +109,11 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     regression = cfg.action_head == "regression"
 
     def compute(batch):
-        hist, fut, acts, cont, amask, txt = (x.to(acc.device) for x in batch)
+        hist, fut, acts, cont, amask, state, txt = (x.to(acc.device) for x in batch)
         t, _ = sampler.sample(hist.shape[0], hist.device)
         x_v = schedule.add_noise(fut, t, Kv)
         a_t = torch.zeros_like(acts) if regression else schedule.add_noise(acts, t, Ka)
-        log_v, log_a = trainer.model(x_v, a_t, t, hist, txt)
+        log_v, log_a = trainer.model(x_v, a_t, t, hist, txt, state if state_norm else None)
         w = 2 - t.float() / T
         if regression:
             mse = ((log_a.float() - cont) ** 2 * amask).sum(1) / amask.sum(1).clamp(min=1)
@@ -140,6 +143,8 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
         save_model(joint.video, out / "video_model")
         save_model(joint.action, out / "action_model")
         binner.save(out / "binning.json")
+        if state_norm:
+            state_norm.save(out / "state_norm.json")
         write_json(out / "policy.json", {"schedule": pre_cfg.get("schedule", "paper"),
                                          "replace_mass": pre_cfg.get("replace_mass", 0.1),
                                          "text_encoder": pre_cfg.get("text_encoder", "all-MiniLM-L6-v2"),

@@ -31,16 +31,19 @@ def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tenso
 
 @torch.no_grad()
 def sample_tokens(predict: Callable[[dict, int], dict], schedule: MaskReplaceSchedule,
-                  streams: dict[str, tuple[int, int]], batch: int, steps: int, top_r: float | None = None,
+                  streams: dict[str, tuple[int, int]], batch: int, steps: int,
+                  top_r: float | dict[str, float | None] | None = None,
                   generator: torch.Generator | None = None, device: str | torch.device = "cpu",
                   callback: Callable[[int, dict], None] | None = None) -> dict[str, torch.Tensor]:
-    """``streams``: name -> (tokens per sample, classes K). Returns name -> LongTensor ``(batch, n)``, no [MASK]."""
+    """``streams``: name -> (tokens per sample, classes K); ``top_r``: one truncation for every stream or one per
+    stream name. Returns name -> LongTensor ``(batch, n)``, no [MASK]."""
+    r_of = top_r if isinstance(top_r, dict) else {k: top_r for k in streams}
     x = {k: torch.full((batch, n), K, dtype=torch.long, device=device) for k, (n, K) in streams.items()}
     levels = schedule.set_timesteps(steps)
     for t, s in zip(levels[:-1], levels[1:]):
         log_x0 = predict(x, t)
         for k in x:
-            x[k] = schedule.step(truncate(log_x0[k], top_r), x[k], t, s, generator)
+            x[k] = schedule.step(truncate(log_x0[k], r_of.get(k)), x[k], t, s, generator)
         if callback is not None:
             callback(s, x)
     return x

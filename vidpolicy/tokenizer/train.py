@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.errors import VidpolicyError
@@ -16,8 +16,9 @@ from vidpolicy.common.media import psnr, ssim
 from vidpolicy.common.plots import plot_losses
 from vidpolicy.common.pretrained import save_model
 from vidpolicy.common.sampling import StepBatchSampler
-from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator
-from vidpolicy.datasets.clips import ClipSpec, VideoClipDataset, to_uint8
+from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
+from vidpolicy.common.sampling import step_generator
+from vidpolicy.datasets.clips import ClipSpec, ShiftedClips, VideoClipDataset, to_uint8
 from vidpolicy.datasets.manifest import summarize, write_manifest
 from vidpolicy.datasets.video import find_videos
 from vidpolicy.tokenizer.config import TokenizerTrainConfig
@@ -29,6 +30,7 @@ def build_tokenizer(cfg: TokenizerTrainConfig) -> VideoTokenizer:
         frames=cfg.frames, size=cfg.size, hidden_channels=cfg.hidden_channels, res_layers=cfg.res_layers,
         attn_heads=cfg.attn_heads, embedding_dim=cfg.embedding_dim, codebook_size=cfg.codebook_size,
         downsample=tuple(cfg.downsample), ema_decay=cfg.ema_decay, commitment_weight=cfg.commitment_weight,
+        encoder_type=cfg.encoder,
     )
 
 
@@ -49,10 +51,14 @@ def split_holdout(ds: VideoClipDataset, fraction: float) -> tuple[np.ndarray, np
 
 
 @torch.no_grad()
-def evaluate(model: VideoTokenizer, ds, indices: np.ndarray, max_clips: int = 64) -> dict:
+def evaluate(model: VideoTokenizer, ds, indices: np.ndarray, max_clips: int = 128) -> dict:
+    """Mean PSNR/SSIM over up to ``max_clips`` clips spread evenly over ``indices`` (not the first ones: those can
+    all come from one long file)."""
     model.eval()
     scores_p, scores_s = [], []
-    for i in indices[:max_clips]:
+    if len(indices) > max_clips:
+        indices = indices[np.linspace(0, len(indices) - 1, max_clips).round().astype(int)]
+    for i in indices:
         clip = ds[int(i)][None]
         recon = model.decode(model.encode(clip))
         a, b = to_uint8(clip[0]), to_uint8(recon[0])
@@ -82,14 +88,19 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     settings = LoopSettings.from_config(cfg)
     trainer = Trainer(out, settings, acc)
-    trainer.prepare(model, optimizer)
+    trainer.prepare(model, optimizer, warmup_cosine(optimizer, min(100, cfg.max_steps // 10), cfg.max_steps)
+                    if cfg.lr_decay else None)
     start = trainer.resume()
-    sampler = StepBatchSampler(len(train_idx), cfg.batch_size, cfg.seed, start, cfg.max_steps, cfg.grad_accum,
+    train_set = ShiftedClips(ds, train_idx.tolist(), spec.step if cfg.augment else 1)
+    sampler = StepBatchSampler(len(train_set), cfg.batch_size, cfg.seed, start, cfg.max_steps, cfg.grad_accum,
                                rank=acc.process_index)
-    loader = DataLoader(Subset(ds, train_idx.tolist()), batch_sampler=sampler, num_workers=cfg.num_workers,
-                        persistent_workers=False)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, persistent_workers=False)
 
     def compute(batch: torch.Tensor):
+        if cfg.augment:  # mirror half the clips, chosen by (seed, step, rank) so that a resumed run sees the same
+            g = step_generator(cfg.seed, trainer.step, 0, acc.process_index)
+            flip = torch.rand(batch.shape[0], generator=g) < 0.5
+            batch = torch.where(flip[:, None, None, None, None], batch.flip(-1), batch)
         res = trainer.model(batch.to(acc.device))
         logs = {k: float(res[k].detach()) for k in ("loss", "recon_loss", "commitment", "perplexity", "codebook_usage")}
         with torch.no_grad():
