@@ -87,12 +87,15 @@ def test_both_encoders_and_the_projected_code_search():
 
     torch.manual_seed(0)
     x = torch.rand(3, 3, 4, 32, 32) - 0.5
-    for kind in ("patch", "videogpt"):
-        m = VideoTokenizer(size=32, hidden_channels=32, res_layers=1, codebook_size=64, embedding_dim=16,
+    # features narrower than the codes (searched before the projection) and wider (after it)
+    for kind, emb in (("patch", 16), ("videogpt", 16), ("patch", 64)):
+        m = VideoTokenizer(size=32, hidden_channels=32, res_layers=1, codebook_size=64, embedding_dim=emb,
                            encoder_type=kind)
         m(x)  # codebook initialised from these latents
         m.eval()
         tok = m.encode(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as tokenize --precision bf16 runs it
+            assert (m.encode(x) == tok).float().mean() > 0.9
         # the search on pre-projection features picks the same codes as a brute-force search on z
         z = rearrange(m.encoder(x), "b d t h w -> (b t h w) d")
         brute = torch.cdist(z, m.codebook.embed).argmin(1).view_as(tok)

@@ -201,7 +201,8 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
                 flat = rearrange(features.float(), "b d t h w -> (b t h w) d")
                 idx = self.codebook.nearest(flat, project=(proj.weight.flatten(1), proj.bias))
             else:
-                idx = self.codebook.nearest(rearrange(proj(features).float(), "b d t h w -> (b t h w) d"))
+                z = proj(features.to(proj.weight.dtype)).float()
+                idx = self.codebook.nearest(rearrange(z, "b d t h w -> (b t h w) d"))
         return idx.view(b, t, h, w)
 
     @torch.no_grad()
