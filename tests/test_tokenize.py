@@ -32,6 +32,12 @@ def test_tokenize_writes_every_clip_once(tiny_tokenizer, video_dir, tmp_path):
     # pairs 8 frames apart exist only within a video
     for i, j in ds.pairs(8):
         assert ds.rows[i]["source"] == ds.rows[j]["source"] and ds.rows[j]["start"] - ds.rows[i]["start"] == 8
+    # a rerun clears what a killed writer left half-written and keeps the index
+    stale = out / "shards" / ".shard-00001.json.abc123.tmp.json"
+    stale.write_text("{")
+    tokenize(TokenizeConfig(tokenizer=str(tiny_tokenizer), out=str(out), videos=str(video_dir), files_per_shard=2,
+                            num_workers=0))
+    assert not stale.exists() and _index(out) == keys
 
 
 def test_interrupted_run_resumes_to_the_same_index(tiny_tokenizer, video_dir, tmp_path):

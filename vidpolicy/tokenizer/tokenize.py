@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.errors import VidpolicyError
-from vidpolicy.common.io import write_json
+from vidpolicy.common.io import remove_stale_temps, write_json
 from vidpolicy.common.pretrained import load_model, model_dir
 from vidpolicy.datasets.clips import ClipSpec, clip_starts, probe, to_unit_range
 from vidpolicy.datasets.manifest import ManifestRow, caption_for, read_captions, summarize, write_manifest
@@ -141,6 +141,7 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     units = list_units(cfg)
     if state.is_main_process:
         prepare_run_dir(out, cfg, overwrite=overwrite)
+        remove_stale_temps(out / "shards")  # a killed run's half-written shard files (rewritten below)
     state.wait_for_everyone()
     spec = ClipSpec(model.config.frames, model.config.size, cfg.fps, cfg.clip_stride)
     n_shards = (len(units) + cfg.files_per_shard - 1) // cfg.files_per_shard
