@@ -15,9 +15,8 @@ from vidpolicy.common.io import write_json
 from vidpolicy.common.media import psnr, ssim
 from vidpolicy.common.plots import plot_losses
 from vidpolicy.common.pretrained import save_model
-from vidpolicy.common.sampling import StepBatchSampler
+from vidpolicy.common.sampling import StepBatchSampler, step_generator
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
-from vidpolicy.common.sampling import step_generator
 from vidpolicy.datasets.clips import ClipSpec, ShiftedClips, VideoClipDataset, to_uint8
 from vidpolicy.datasets.manifest import summarize, write_manifest
 from vidpolicy.datasets.video import find_videos
