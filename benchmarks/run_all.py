@@ -38,6 +38,10 @@ def markdown(r: dict) -> str:
         add("tokenize", "encoder clips/s, default 96² (fp32, 2 threads)", fmt(t["encode_clips_per_s_default_96"]))
         if "encode_clips_per_s_one_core_bf16" in t:
             add("tokenize", "encoder clips/s on one core (bf16, as in tokenize)", fmt(t["encode_clips_per_s_one_core_bf16"]))
+        if "ms_per_clip_one_core" in t:
+            c = t["ms_per_clip_one_core"]
+            add("tokenize", "ms per clip on one core: decode (decord) / encode + code search (bf16)",
+                f"{c['decode_decord']:.2f} / {c['encode_bf16']:.2f}")
         add("tokenize", "tokenize clips/s (bf16) / share of decord decode",
             f"{fmt(t['tokenize_clips_per_s'])} / {fmt(t['tokenize_over_decord_decode'], True)}")
         for p in t.get("psnr_after_budget", []):

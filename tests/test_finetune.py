@@ -57,6 +57,8 @@ def test_finetune_loss_falls(policy):
         assert (policy / name).exists(), name
     ev = json.loads((policy / "eval.json").read_text())
     assert 0 <= ev["bin_accuracy"] <= 1 and ev["samples"] > 0
+    # the bar beside it: the training mean, scored the same way (normalised by the action variance: about 1)
+    assert 0.05 < ev["mean_baseline"]["normalized_mse"] < 20 and 0 <= ev["mean_baseline"]["bin_accuracy"] <= 1
 
 
 def _obs(seed: int = 0):

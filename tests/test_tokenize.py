@@ -97,3 +97,26 @@ def test_different_tokenizer_refused_without_overwrite(tiny_tokenizer, video_dir
                 "--files-per-shard", "3")
     assert r.returncode == 2 and "files_per_shard" in r.stderr and "--overwrite" in r.stderr
     shutil.rmtree(out)
+
+
+def test_encoder_threads_leave_the_decoders_their_cores(monkeypatch):
+    import os
+
+    import torch
+
+    from vidpolicy.tokenizer.tokenize import cores_beside_decoders
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    before = torch.get_num_threads()
+    with cores_beside_decoders(3):
+        assert torch.get_num_threads() == 5
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two processes on this machine: 4 cores each
+    with cores_beside_decoders(3):
+        assert torch.get_num_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's setting wins
+    with cores_beside_decoders(3):
+        assert torch.get_num_threads() == before

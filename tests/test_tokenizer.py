@@ -105,6 +105,26 @@ def test_both_encoders_and_the_projected_code_search():
     assert n["patch"] < 0.5 * n["videogpt"]
 
 
+def test_written_out_axial_attention_equals_pytorchs():
+    import torch.nn.functional as F
+
+    from vidpolicy.tokenizer.model import _attend
+
+    q, k, v = torch.randn(3, 5, 2, 24, 16, dtype=torch.float64).unbind(0)
+    assert torch.allclose(_attend(q, k, v), F.scaled_dot_product_attention(q, k, v), atol=1e-10)
+
+
+def test_blocked_argmin_equals_argmin_including_ties():
+    from vidpolicy.tokenizer.quantizer import blocked_argmin
+
+    g = torch.Generator().manual_seed(0)
+    for n, k in ((300, 2048), (7, 128), (5, 100), (3, 64)):  # blocked, blocked, not a multiple, one block
+        real = torch.randn(n, k, generator=g)
+        tied = torch.randint(0, 3, (n, k), generator=g).float()  # many equal minima per row: the first must win
+        for s in (real, tied, real.flip(1)):
+            assert torch.equal(blocked_argmin(s), s.argmin(1))
+
+
 def test_shifted_clips_cover_every_start_offset(tmp_path):
     import numpy as np
 

@@ -29,7 +29,7 @@ class TokenizerTrainConfig:
     max_steps: int = opt(2000, "optimizer steps in total (raise it and rerun to train longer)")
     batch_size: int = opt(8, "clips per process per micro-batch")
     grad_accum: int = opt(1, "micro-batches per optimizer step")
-    lr: float = opt(3e-4, "Adam learning rate")
+    lr: float = opt(6e-4, "Adam learning rate (96², 4 CPU-min: 24.3 dB held-out at 6e-4 and 1.2e-3, 24.0 at 3e-4)")
     lr_decay: bool = opt(True, "cosine decay of the learning rate to 0 at --max-steps after 100 warm-up steps "
                          "(raising --max-steps later restarts the decay); --no-lr-decay: constant")
     max_grad_norm: float = opt(1.0, "gradient clipping norm")

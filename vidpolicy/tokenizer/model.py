@@ -57,6 +57,12 @@ class LatentConvTranspose3d(nn.ConvTranspose3d):
         return super().forward(x, output_size)
 
 
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ / sqrt(d)) v written out: the axes are short (24 at 96²), where PyTorch's fused CPU kernel is
+    3x slower than the plain products in the backward pass (the tokenizer's training step: 0.24 -> 0.20 s)."""
+    return torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2), dim=-1).to(v.dtype) @ v
+
+
 class AxialAttention(nn.Module):
     """Multi-head attention along T, H and W separately (each axis its own q, k, v), outputs summed."""
 
@@ -79,7 +85,7 @@ class AxialAttention(nn.Module):
             q, k, v = proj(y).chunk(3, dim=1)
             pattern = ["b (n c) t h w -> (b h w) n t c", "b (n c) t h w -> (b t w) n h c", "b (n c) t h w -> (b t h) n w c"][axis]
             q, k, v = (rearrange(z, pattern, n=self.heads) for z in (q, k, v))
-            o = F.scaled_dot_product_attention(q, k, v)
+            o = _attend(q, k, v)
             back = ["(b h w) n t c -> b (n c) t h w", "(b t w) n h c -> b (n c) t h w", "(b t h) n w c -> b (n c) t h w"][axis]
             total = total + rearrange(o, back, b=b, t=t, h=h, w=w)
         return x + self.out(total)

@@ -9,6 +9,8 @@ a rerun skips complete shards and redoes only the rest; the main process then me
 from __future__ import annotations
 
 import hashlib
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +128,20 @@ def _encode_shard(model: VideoTokenizer, shard: _ShardClips, writer: TokenShardW
     writer.extra["manifest"] = [vars(r) for r in shard.rows]
 
 
+@contextmanager
+def cores_beside_decoders(num_workers: int):
+    """On a CPU, the encoder gets the cores its decode workers leave it: an OpenMP pool as wide as the machine spins
+    against busy decoders (2 cores, 1 worker: 147 -> 169 clips/s). OMP_NUM_THREADS, when set, wins."""
+    before = torch.get_num_threads()
+    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        torch.set_num_threads(max(1, cores - num_workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     from accelerate import PartialState
     from tqdm.auto import tqdm
@@ -147,14 +163,15 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     n_shards = (len(units) + cfg.files_per_shard - 1) // cfg.files_per_shard
     mine = [k for k in range(n_shards) if k % state.num_processes == state.process_index]
     bar = tqdm(mine, desc=f"tokenize [{state.process_index}]", unit="shard", disable=not state.is_main_process)
-    for k in bar:
-        writer = TokenShardWriter(out, k)
-        if writer.complete():
-            continue
-        shard = _ShardClips(units[k * cfg.files_per_shard : (k + 1) * cfg.files_per_shard], spec)
-        fps_of = {i: (cfg.fps or r.fps) for i, r in enumerate(shard.rows)}
-        _encode_shard(model, shard, writer, cfg, fps_of)
-        writer.close()
+    with cores_beside_decoders(cfg.num_workers):
+        for k in bar:
+            writer = TokenShardWriter(out, k)
+            if writer.complete():
+                continue
+            shard = _ShardClips(units[k * cfg.files_per_shard : (k + 1) * cfg.files_per_shard], spec)
+            fps_of = {i: (cfg.fps or r.fps) for i, r in enumerate(shard.rows)}
+            _encode_shard(model, shard, writer, cfg, fps_of)
+            writer.close()
     state.wait_for_everyone()
     result = {}
     if state.is_main_process:
