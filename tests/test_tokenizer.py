@@ -53,6 +53,27 @@ def test_save_load_round_trip_is_bit_exact(tmp_path):
     assert torch.equal(m.encode(x), m2.encode(x))
 
 
+def test_a_tokenizer_saved_before_encoder_type_existed_loads_as_videogpt(tmp_path):
+    m = VideoTokenizer(size=32, hidden_channels=32, res_layers=1, codebook_size=64, embedding_dim=16,
+                       encoder_type="videogpt").eval()
+    save_model(m, tmp_path / "model")
+    cfg_file = tmp_path / "model" / "config.json"
+    old = json.loads(cfg_file.read_text())
+    del old["encoder_type"]  # as session-1 checkpoints were written
+    cfg_file.write_text(json.dumps(old))
+    m2 = load_model(VideoTokenizer, tmp_path)
+    assert m2.config.encoder_type == "videogpt"
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
+    # a config that names the encoder keeps it
+    assert load_model(VideoTokenizer, _saved(tmp_path / "new", encoder_type="patch")).config.encoder_type == "patch"
+
+
+def _saved(path, **kw):
+    save_model(VideoTokenizer(size=32, hidden_channels=32, res_layers=1, codebook_size=64, embedding_dim=16, **kw),
+               path / "model")
+    return path
+
+
 def test_tokenizer_train_run_outputs(tiny_tokenizer):
     for name in ("config.json", "manifest.csv", "eval.json", "loss.png", "model/config.json"):
         assert (tiny_tokenizer / name).exists(), name

@@ -32,8 +32,10 @@ def load_model(cls: type[M], path: str | Path, subfolder: str = "model") -> M:
         raise VidpolicyError(f"{where / 'config.json'}: not valid JSON ({e})") from None
     if cfg.get("_class_name") != cls.__name__:
         raise VidpolicyError(f"{where}: holds a {cfg.get('_class_name')!r}, expected a {cls.__name__}")
+    # a config saved before a key existed meant that key's old behaviour, not today's default
+    legacy = {k: v for k, v in getattr(cls, "legacy_config", {}).items() if k not in cfg}
     # use_safetensors=True: a pickle (.bin) placed beside the weights is never deserialised.
-    model = cls.from_pretrained(str(where), use_safetensors=True)
+    model = cls.from_pretrained(str(where), use_safetensors=True, **legacy)
     return model.eval()
 
 

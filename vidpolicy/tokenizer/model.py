@@ -137,6 +137,9 @@ def _kernel(stride: tuple[int, int, int]) -> tuple[int, int, int]:
 class VideoTokenizer(ModelMixin, ConfigMixin):
     """``encode(video (b, 3, T, H, W)) -> tokens (b, t, h, w)``; ``decode(tokens) -> video``."""
 
+    # tokenizers saved before ``encoder_type`` existed have VideoGPT's encoder (`load_model` reads this)
+    legacy_config = {"encoder_type": "videogpt"}
+
     @register_to_config
     def __init__(
         self,
