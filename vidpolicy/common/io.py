@@ -76,13 +76,10 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
             os.fsync(f.fileno())
 
 
-def remove_stale_temps(folder: str | Path) -> int:
+def remove_stale_temps(folder: str | Path) -> None:
     """Delete temporary files a killed writer left in ``folder`` (the ``.NAME.*.tmp*`` of `atomic_path`)."""
-    n = 0
     for p in Path(folder).glob(".*.tmp*"):
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
-        n += 1
-    return n

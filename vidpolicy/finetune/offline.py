@@ -33,9 +33,10 @@ def offline_eval(policy_dir: str | Path, eps: RobotEpisodes, tokens: dict[int, n
     # the dataset's action variance: a held-out episode may barely move some joints (near-zero variance there)
     var = np.concatenate([eps.actions(i) for i in range(len(eps))]).var(0) + 1e-8
     mean = np.broadcast_to(policy.binner.mean.astype(np.float32), true.shape)
+    true_bins = policy.binner.encode(true)
 
     def scores(p: np.ndarray) -> tuple[float, float]:
-        return float((((p - true) ** 2) / var).mean()), float((policy.binner.encode(p) == policy.binner.encode(true)).mean())
+        return float((((p - true) ** 2) / var).mean()), float((policy.binner.encode(p) == true_bins).mean())
 
     (mse, acc), (mean_mse, mean_acc) = scores(pred), scores(mean)
     return {"samples": len(pick), "normalized_mse": mse, "bin_accuracy": acc,
