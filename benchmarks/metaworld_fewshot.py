@@ -2,6 +2,8 @@
 frozen, the paper), (b) the same architecture from scratch (its video model is trained with the actions), (c) the
 scripted expert, and with ``--joint`` (a'): pre-trained and fine-tuned exactly as (b), so that only the
 initialisation differs — evaluated on seeds disjoint from the demonstrations. All policies read the robot state.
+Every policy meets the same (task, seed) episodes, so the JSON also has a paired comparison with (b): episodes
+only one of the two solved, and McNemar's exact p-value.
 
 Mini-suite by default: reach, button-press-topdown, drawer-close, door-open, push; 10 expert demos per task. The
 actionless corpus is Meta-World expert video of *other* tasks plus ../shared/data/human when present.
@@ -9,12 +11,14 @@ actionless corpus is Meta-World expert video of *other* tasks plus ../shared/dat
     python benchmarks/metaworld_fewshot.py --quick      # ~10 min on 2 CPU cores
     python benchmarks/metaworld_fewshot.py --joint      # the default budget (~65 min on 2 CPU cores)
     python benchmarks/metaworld_fewshot.py --add-joint  # only (a'), into the last default run
+    python benchmarks/metaworld_fewshot.py --rescore    # only the paired comparison, from the last default run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -36,6 +40,30 @@ SIZES = {
 }
 
 
+def episode_outcomes(rollout_dir: Path) -> dict[tuple[str, int], bool]:
+    """(task, seed) -> success, from a rollout's results.json."""
+    res = json.loads((rollout_dir / "results.json").read_text())
+    return {(task, seed): step is not None for task, r in res.items() if isinstance(r, dict) and "seeds" in r
+            for seed, step in zip(r["seeds"], r["success_steps"])}
+
+
+def paired(a: dict, b: dict) -> dict:
+    """Two policies on the same (task, seed) episodes: episodes only a solved ("wins"), only b solved ("losses"),
+    and the exact two-sided McNemar p-value (a binomial test on those discordant episodes)."""
+    wins = sum(a[k] and not b[k] for k in a)
+    losses = sum(b[k] and not a[k] for k in a)
+    n = wins + losses
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n) if n else 1.0
+    return {"wins": wins, "losses": losses, "p_value": p}
+
+
+def paired_vs_scratch(out: Path) -> dict:
+    scratch = episode_outcomes(out / "rollout_policy_scratch")
+    return {col: paired(episode_outcomes(out / f"rollout_{v}"), scratch)
+            for col, v in (("pretrained", "policy"), ("pretrained_joint", "policy_joint"))
+            if (out / f"rollout_{v}" / "results.json").exists()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small models and budgets (~10 min)")
@@ -46,6 +74,8 @@ def main() -> None:
                     help="also (a'): pre-trained, video model fine-tuned with the actions as (b) does")
     ap.add_argument("--add-joint", action="store_true",
                     help="only run (a') in the finished run of this budget and add its column to the JSON")
+    ap.add_argument("--rescore", action="store_true",
+                    help="only recompute the paired comparison from the finished run's rollouts, into the JSON")
     args = ap.parse_args()
     from vidpolicy.demo import finetune_variant, rollout_variant, run_pipeline
     from vidpolicy.envs.rollout import RolloutConfig, rollout
@@ -54,6 +84,11 @@ def main() -> None:
     human = str(SHARED_HUMAN) if SHARED_HUMAN.exists() and not args.no_human else None
     out = Path(args.out) / ("quick" if args.quick else "default")
     name = "metaworld_fewshot" + ("_quick" if args.quick else "")
+    if args.rescore:
+        result = json.loads((OUT / f"{name}.json").read_text())
+        result["paired_vs_scratch"] = paired_vs_scratch(out)
+        save(name, {k: v for k, v in result.items() if k != "benchmark"})  # measured at its commit, not this one
+        return
     if args.add_joint:
         t0 = time.time()
         finetune_variant(out, s, "policy_joint", scratch=False, joint=True, overwrite=True)
@@ -63,6 +98,7 @@ def main() -> None:
             row["pretrained_joint"] = res[task]["success_rate"]
         result["mean"]["pretrained_joint"] = res["mean_success_rate"]
         result["stage_seconds"]["finetune+rollout:policy_joint"] = round(time.time() - t0, 1)
+        result["paired_vs_scratch"] = paired_vs_scratch(out)
         save(name, {k: v for k, v in result.items() if k not in ("benchmark", "commit", "machine", "torch")})
         return
     t0 = time.time()
@@ -81,7 +117,7 @@ def main() -> None:
     save(name, {
         "budget": "quick" if args.quick else "default", "minutes": (time.time() - t0) / 60, "sizes": s,
         "human_videos": human, "demos_per_task": s["demos"], "eval_episodes_per_task": s["episodes"],
-        "eval_seeds_from": 1000, "per_task": rows, "mean": means,
+        "eval_seeds_from": 1000, "per_task": rows, "mean": means, "paired_vs_scratch": paired_vs_scratch(out),
         "tokenizer_psnr_db": summary["tokenizer_psnr_db"],
         "imagined_token_accuracy": summary["imagined_token_accuracy"], "stage_seconds": summary["stage_seconds"]})
 

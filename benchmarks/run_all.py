@@ -78,6 +78,9 @@ def markdown(r: dict) -> str:
                 " / ".join(fmt(f["mean"][c], True) for c in cols))
             for task, row in f["per_task"].items():
                 add(key, task, " / ".join(fmt(row.get(c), True) for c in cols))
+            for c, v in f.get("paired_vs_scratch", {}).items():
+                add(key, f"{names.get(c, c)} vs scratch, same episodes: solved only by it / only by scratch "
+                    "(McNemar p)", f"{v['wins']} / {v['losses']} (p = {v['p_value']:.2g})")
     if "g1_offline" in r:
         for name, v in r["g1_offline"]["results"].items():
             add("g1_offline", f"{name}: held-out normalised action MSE / bin accuracy",

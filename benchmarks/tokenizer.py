@@ -21,6 +21,7 @@ import torch
 
 from _common import OUT, save, timed
 from vidpolicy.common.pretrained import save_model
+from vidpolicy.common.threads import torch_threads
 from vidpolicy.datasets.clips import ClipSpec, clip_starts, to_unit_range
 from vidpolicy.datasets.video import VideoSource, find_videos, resample_indices
 from vidpolicy.tokenizer.model import VideoTokenizer
@@ -58,13 +59,8 @@ def decode_rate(files: list[Path], backend: str, size: int = 96) -> float:
 
 def encode_rate(model: VideoTokenizer, batch: int = 32, threads: int | None = None, bf16: bool = False) -> float:
     x = torch.rand(batch, 3, 4, model.config.size, model.config.size) - 0.5
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads or before)
-    try:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return batch / timed(lambda: model.encode(x), repeat=2)
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(threads), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return batch / timed(lambda: model.encode(x), repeat=2)
 
 
 def tokenize_rate(videos: Path, model: VideoTokenizer) -> float:

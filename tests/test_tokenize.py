@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from vidpolicy.datasets.tokens import TokenDataset
 from vidpolicy.tokenizer.config import TokenizeConfig
@@ -104,19 +105,23 @@ def test_encoder_threads_leave_the_decoders_their_cores(monkeypatch):
 
     import torch
 
-    from vidpolicy.tokenizer.tokenize import cores_beside_decoders
+    from vidpolicy.common.threads import torch_threads
+    from vidpolicy.tokenizer.tokenize import encoder_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
-    before = torch.get_num_threads()
-    with cores_beside_decoders(3):
-        assert torch.get_num_threads() == 5
-    assert torch.get_num_threads() == before
+    assert encoder_threads(3) == 5
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two processes on this machine: 4 cores each
-    with cores_beside_decoders(3):
-        assert torch.get_num_threads() == 1
+    assert encoder_threads(3) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's setting wins
-    with cores_beside_decoders(3):
+    assert encoder_threads(3) is None
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):  # the count comes back, also after an error
+        with torch_threads(before + 1):
+            assert torch.get_num_threads() == before + 1
+            raise RuntimeError
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
         assert torch.get_num_threads() == before

@@ -121,6 +121,8 @@ def test_both_encoders_and_the_projected_code_search():
         z = rearrange(m.encoder(x), "b d t h w -> (b t h w) d")
         brute = torch.cdist(z, m.codebook.embed).argmin(1).view_as(tok)
         assert tok.shape == (3, 1, 8, 8) and (tok == brute).float().mean() > 0.99
+        # training searches the same way (in feature space when narrower): it picks exactly tokenize's codes
+        assert torch.equal(m(x)["tokens"], tok)
     # the patch encoder is the cheap one
     n = {k: sum(p.numel() for p in VideoTokenizer(encoder_type=k).encoder.parameters()) for k in ("patch", "videogpt")}
     assert n["patch"] < 0.5 * n["videogpt"]

@@ -22,7 +22,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from vidpolicy.common.errors import VidpolicyError
-from vidpolicy.common.io import write_json
+from vidpolicy.common.io import remove_stale_temps, write_json
 
 CKPT_RE = re.compile(r"^step-(\d{7})$")
 
@@ -91,8 +91,7 @@ class Trainer:
     def resume(self) -> int:
         """Load the newest complete checkpoint, if any; return the step to start from."""
         if self.acc.is_main_process:  # a checkpoint torn by a kill mid-save never became step-XXXXXXX
-            for stale in (self.out / "checkpoints").glob(".tmp-step-*"):
-                shutil.rmtree(stale, ignore_errors=True)
+            remove_stale_temps(self.out / "checkpoints")
         ckpts = list_checkpoints(self.out)
         if not ckpts:
             return 0
@@ -109,7 +108,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         root = self.out / "checkpoints"
         final = root / f"step-{self.step:07d}"
-        tmp = root / f".tmp-step-{self.step:07d}"
+        tmp = root / f".{final.name}.tmp"  # one name on every process (save_state writes from all of them)
         if self.acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)

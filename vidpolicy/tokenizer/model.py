@@ -190,11 +190,20 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
     def tokens_per_clip(self) -> int:
         return math.prod(self.latent_shape)
 
+    def _projection(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(W, b) of the encoder's last 1x1 convolution when ``features`` are narrower than the codes (128 vs 256
+        by default): the code search then runs in feature space, half the work (`EMACodebook.nearest`)."""
+        proj = self.encoder[-1]
+        return (proj.weight.flatten(1), proj.bias) if features.shape[1] < proj.out_channels else None
+
     def _quantize(self, video: torch.Tensor):
-        z = self.encoder(video)
+        features = self.encoder[:-1](video)
+        z = self.encoder[-1](features)
         b, d, t, h, w = z.shape
         flat = rearrange(z, "b d t h w -> (b t h w) d")
-        z_q, idx, commit, stats = self.codebook(flat)
+        project = self._projection(features)
+        search = (rearrange(features, "b c t h w -> (b t h w) c"), project) if project else None
+        z_q, idx, commit, stats = self.codebook(flat, search)
         z_q = rearrange(z_q, "(b t h w) d -> b d t h w", b=b, t=t, h=h, w=w)
         return z_q, idx.view(b, t, h, w), commit, stats
 
@@ -203,12 +212,11 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         """``video: (b, 3, T, H, W)`` in [-0.5, 0.5] -> ``tokens: (b, t, h, w)`` int64 (the code search in fp32
         even under autocast)."""
         features = self.encoder[:-1](video.to(self.dtype))
-        proj = self.encoder[-1]  # the last 1x1 convolution, features -> code space
+        proj, project = self.encoder[-1], self._projection(features)
         b, d, t, h, w = features.shape
         with torch.autocast(device_type=features.device.type, enabled=False):
-            if d < proj.out_channels:  # narrower than the codes (128 vs 256 by default): search in feature space
-                flat = rearrange(features.float(), "b d t h w -> (b t h w) d")
-                idx = self.codebook.nearest(flat, project=(proj.weight.flatten(1), proj.bias))
+            if project:
+                idx = self.codebook.nearest(rearrange(features.float(), "b d t h w -> (b t h w) d"), project=project)
             else:
                 z = proj(features.to(proj.weight.dtype)).float()
                 idx = self.codebook.nearest(rearrange(z, "b d t h w -> (b t h w) d"))

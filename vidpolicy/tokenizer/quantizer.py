@@ -68,8 +68,10 @@ class EMACodebook(nn.Module):
         e = e.t().contiguous()
         return torch.cat([blocked_argmin(torch.addmm(sq, zz, e, alpha=-2)) for zz in z.split(chunk)])
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-        """``z: (n, d)`` -> (straight-through z_q, indices (n,), commitment loss, stats)."""
+    def forward(self, z: torch.Tensor, search: tuple[torch.Tensor, tuple] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """``z: (n, d)`` -> (straight-through z_q, indices (n,), commitment loss, stats). ``search=(h, (W, b))``:
+        find the codes from the features ``h`` that ``z = h Wᵀ + b`` came from (`nearest`'s ``project``)."""
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = z.float()
             if self.training and not bool(self.initialized):
@@ -79,7 +81,7 @@ class EMACodebook(nn.Module):
                     self.embed_avg.copy_(rows)
                     self.cluster_size.fill_(1.0)
                     self.initialized.fill_(True)
-            indices = self.nearest(z)
+            indices = self.nearest(z) if search is None else self.nearest(search[0].float(), project=search[1])
             z_q = self.lookup(indices)
             commitment = F.mse_loss(z, z_q.detach())
             counts = torch.bincount(indices, minlength=self.num_codes).float()

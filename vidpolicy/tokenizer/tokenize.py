@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import remove_stale_temps, write_json
 from vidpolicy.common.pretrained import load_model, model_dir
+from vidpolicy.common.threads import torch_threads
 from vidpolicy.datasets.clips import ClipSpec, clip_starts, probe, to_unit_range
 from vidpolicy.datasets.manifest import ManifestRow, caption_for, read_captions, summarize, write_manifest
 from vidpolicy.datasets.tokens import TokenShardWriter, load_shard_json
@@ -128,18 +128,14 @@ def _encode_shard(model: VideoTokenizer, shard: _ShardClips, writer: TokenShardW
     writer.extra["manifest"] = [vars(r) for r in shard.rows]
 
 
-@contextmanager
-def cores_beside_decoders(num_workers: int):
+def encoder_threads(num_workers: int) -> int | None:
     """On a CPU, the encoder gets the cores its decode workers leave it: an OpenMP pool as wide as the machine spins
-    against busy decoders (2 cores, 1 worker: 147 -> 169 clips/s). OMP_NUM_THREADS, when set, wins."""
-    before = torch.get_num_threads()
-    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
-        cores = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        torch.set_num_threads(max(1, cores - num_workers))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    against busy decoders (2 cores, 1 worker: 147 -> 169 clips/s). None (leave torch's count) on a GPU or where
+    OMP_NUM_THREADS is set: the user's setting wins."""
+    if torch.cuda.is_available() or "OMP_NUM_THREADS" in os.environ:
+        return None
+    cores = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, cores - num_workers)
 
 
 def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
@@ -163,7 +159,7 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     n_shards = (len(units) + cfg.files_per_shard - 1) // cfg.files_per_shard
     mine = [k for k in range(n_shards) if k % state.num_processes == state.process_index]
     bar = tqdm(mine, desc=f"tokenize [{state.process_index}]", unit="shard", disable=not state.is_main_process)
-    with cores_beside_decoders(cfg.num_workers):
+    with torch_threads(encoder_threads(cfg.num_workers)):
         for k in bar:
             writer = TokenShardWriter(out, k)
             if writer.complete():
