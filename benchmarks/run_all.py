@@ -98,7 +98,7 @@ def main() -> None:
         run("envs.py")
         run("pretrain.py")
         run("tokenizer.py", "--budget-min", "20" if args.full else "3")
-        run("metaworld_fewshot.py", *([] if args.full else ["--quick"]))
+        run("metaworld_fewshot.py", *(["--joint"] if args.full else ["--quick"]))
         run("g1_offline.py", "--pretrained", str(OUT / "fewshot_runs" / ("default" if args.full else "quick")
                                                   / "pretrain"))
     results = {p.stem: json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))}
