@@ -213,13 +213,10 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         even under autocast)."""
         features = self.encoder[:-1](video.to(self.dtype))
         proj, project = self.encoder[-1], self._projection(features)
-        b, d, t, h, w = features.shape
+        b, _, t, h, w = features.shape
         with torch.autocast(device_type=features.device.type, enabled=False):
-            if project:
-                idx = self.codebook.nearest(rearrange(features.float(), "b d t h w -> (b t h w) d"), project=project)
-            else:
-                z = proj(features.to(proj.weight.dtype)).float()
-                idx = self.codebook.nearest(rearrange(z, "b d t h w -> (b t h w) d"))
+            rows = features if project else proj(features.to(proj.weight.dtype))
+            idx = self.codebook.nearest(rearrange(rows.float(), "b d t h w -> (b t h w) d"), project=project)
         return idx.view(b, t, h, w)
 
     @torch.no_grad()
