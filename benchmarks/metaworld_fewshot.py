@@ -12,6 +12,7 @@ actionless corpus is Meta-World expert video of *other* tasks plus ../shared/dat
     python benchmarks/metaworld_fewshot.py --joint      # the default budget (~65 min on 2 CPU cores)
     python benchmarks/metaworld_fewshot.py --add-joint  # only (a'), into the last default run
     python benchmarks/metaworld_fewshot.py --rescore    # only the paired comparison, from the last default run
+    python benchmarks/metaworld_fewshot.py --add-seeds 1 2  # (a) and (b) again with other fine-tuning seeds
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 import time
 from pathlib import Path
 
-from _common import OUT, save
+from _common import OUT, commit, save
 
 TASKS = "reach,button-press-topdown,drawer-close,door-open,push"
 ACTIONLESS = "window-open,drawer-open,button-press,door-close,reach-wall,push-back"
@@ -76,6 +77,9 @@ def main() -> None:
                     help="only run (a') in the finished run of this budget and add its column to the JSON")
     ap.add_argument("--rescore", action="store_true",
                     help="only recompute the paired comparison from the finished run's rollouts, into the JSON")
+    ap.add_argument("--add-seeds", type=int, nargs="+", metavar="SEED",
+                    help="only fine-tune and roll out (a) and (b) again with these fine-tuning seeds in the finished "
+                         "run (same demos, same evaluation episodes): the seed-to-seed spread, into the JSON")
     args = ap.parse_args()
     from vidpolicy.demo import finetune_variant, rollout_variant, run_pipeline
     from vidpolicy.envs.rollout import RolloutConfig, rollout
@@ -99,6 +103,19 @@ def main() -> None:
         result["mean"]["pretrained_joint"] = res["mean_success_rate"]
         result["stage_seconds"]["finetune+rollout:policy_joint"] = round(time.time() - t0, 1)
         result["paired_vs_scratch"] = paired_vs_scratch(out)
+        save(name, {k: v for k, v in result.items() if k not in ("benchmark", "commit", "machine", "torch")})
+        return
+    if args.add_seeds:
+        result = json.loads((OUT / f"{name}.json").read_text())
+        spread = result.setdefault("seed_spread", {})
+        spread.setdefault("0", {col: result["mean"][col] for col in ("pretrained", "scratch")})
+        for seed in args.add_seeds:
+            spread[str(seed)] = {}
+            for col, variant in (("pretrained", "policy"), ("scratch", "policy_scratch")):
+                run = f"{variant}_seed{seed}"
+                finetune_variant(out, s, run, scratch=col == "scratch", joint=False, overwrite=True, seed=seed)
+                spread[str(seed)][col] = rollout_variant(out, s, args.tasks, run)["mean_success_rate"]
+            spread[str(seed)]["commit"] = commit()
         save(name, {k: v for k, v in result.items() if k not in ("benchmark", "commit", "machine", "torch")})
         return
     t0 = time.time()

@@ -81,11 +81,15 @@ def markdown(r: dict) -> str:
             for c, v in f.get("paired_vs_scratch", {}).items():
                 add(key, f"{names.get(c, c)} vs scratch, same episodes: solved only by it / only by scratch "
                     "(McNemar p)", f"{v['wins']} / {v['losses']} (p = {v['p_value']:.2g})")
+            for seed, v in f.get("seed_spread", {}).items():
+                add(key, f"fine-tuning seed {seed}: mean success pretrained (video frozen) / scratch",
+                    f"{fmt(v['pretrained'], True)} / {fmt(v['scratch'], True)}")
     if "g1_offline" in r:
         for name, v in r["g1_offline"]["results"].items():
             add("g1_offline", f"{name}: held-out normalised action MSE / bin accuracy",
                 f"{v['normalized_mse']:.3f} / {v['bin_accuracy']:.3f}")
-    commits = sorted({v.get("commit", "?") for v in r.values()})
+    commits = sorted({v.get("commit", "?") for v in r.values()}
+                     | {s["commit"] for v in r.values() for s in v.get("seed_spread", {}).values() if "commit" in s})
     return "\n".join(lines) + f"\n\nCommits measured: {', '.join(commits)}; 2-core CPU machine, no GPU.\n"
 
 

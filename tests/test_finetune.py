@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from vidpolicy.finetune.binning import ActionBinner
 from _util import run_cli
@@ -196,3 +197,29 @@ def test_state_norm_round_trip(tmp_path):
     assert np.all(z[:, 3] == 0)  # a constant slot maps to 0
     norm.save(tmp_path / "s.json")
     assert np.array_equal(StateNorm.load(tmp_path / "s.json")(states), z)
+
+
+def _weights(d) -> dict:
+    from safetensors.torch import load_file
+
+    (f,) = list(d.glob("*.safetensors"))
+    return load_file(f)
+
+
+def test_video_lr_and_detach_decide_what_moves_the_video_model(policy, tmp_path):
+    """--train-video moves the pre-trained video model; --video-lr 0 keeps it exactly while the action model learns;
+    with no video loss, only the action loss moves it, and --detach-video-features stops that too."""
+    d = policy.parent
+    pre = _weights(d / "pre" / "model")
+    cases = {"lr0": (["--video-lr", "0"], False), "lr": (["--video-lr", "3e-3"], True),
+             "action-only": (["--video-lr", "3e-3", "--video-loss-weight", "0"], True),
+             "detached": (["--video-lr", "3e-3", "--video-loss-weight", "0", "--detach-video-features"], False)}
+    for name, (flags, moves) in cases.items():
+        out = tmp_path / name
+        r = run_cli("finetune", "--pretrained", str(d / "pre"), "--dataset", str(d / "demos"), "--out", str(out),
+                    "--train-video", *flags, "--width", "32", "--depth", "1", "--max-steps", "3", "--batch-size", "4",
+                    "--warmup-steps", "1", "--sampling-steps", "2")
+        assert r.returncode == 0, r.stderr[-2000:]
+        after = _weights(out / "video_model")
+        moved = sum(not torch.equal(after[k], pre[k]) for k in pre)
+        assert (moved > len(pre) // 2) if moves else moved == 0, (name, moved, len(pre))

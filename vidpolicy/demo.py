@@ -144,7 +144,8 @@ def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_vi
     }
 
 
-def finetune_variant(out: Path, s: dict, name: str, scratch: bool, joint: bool, overwrite: bool = False) -> dict:
+def finetune_variant(out: Path, s: dict, name: str, scratch: bool, joint: bool, overwrite: bool = False,
+                     video_lr: float | None = None, seed: int = 0, detach: bool = False) -> dict:
     """Fine-tune ``out/name`` from ``out/pretrain`` on ``out/robot_demos`` with the budget ``s``."""
     from vidpolicy.finetune.config import FinetuneConfig
     from vidpolicy.finetune.train import finetune
@@ -153,7 +154,8 @@ def finetune_variant(out: Path, s: dict, name: str, scratch: bool, joint: bool, 
         pretrained=str(out / "pretrain"), dataset=str(out / "robot_demos"), out=str(out / name),
         from_scratch=scratch, train_video=joint, depth=s["ft_depth"], max_steps=s["ft_steps"],
         warmup_steps=s["ft_steps"] // 10, save_every=max(50, s["ft_steps"] // 2), execute=4,
-        sampling_steps=s["sampling_steps"], lr=1e-3), overwrite=overwrite)
+        sampling_steps=s["sampling_steps"], lr=1e-3, video_lr=video_lr, seed=seed,
+        detach_video_features=detach), overwrite=overwrite)
 
 
 def rollout_variant(out: Path, s: dict, tasks: str, name: str, eval_seed: int = 1000) -> dict:

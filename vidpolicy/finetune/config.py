@@ -14,6 +14,8 @@ class FinetuneConfig:
     out: str = opt("", "policy directory: tokenizer/, video_model/, action_model/, binning.json, config.json")
     from_scratch: bool = opt(False, "same architecture, video model randomly initialised and trained on robot video")
     train_video: bool = opt(False, "also train the video model (always on with --from-scratch)")
+    detach_video_features: bool = opt(False, "with a trained video model: the action loss does not reach it (it "
+                                      "learns from its own video loss only)")
     camera: str | None = opt(None, "LeRobot camera key (default: the first)")
     action_head: str = opt("tokens", "tokens (paper: binned actions denoised with the video) or regression "
                            "(continuous, normalised actions regressed from the imagined future)")
@@ -34,6 +36,8 @@ class FinetuneConfig:
     batch_size: int = opt(16, "samples per process per micro-batch")
     grad_accum: int = opt(1, "micro-batches per optimizer step")
     lr: float = opt(3e-4, "AdamW learning rate")
+    video_lr: float | None = opt(None, "learning rate of the video model when it trains (--train-video, --from-scratch; "
+                                 "default: --lr); fine-tuning a pre-trained video model usually wants less")
     warmup_steps: int = opt(200, "linear warm-up steps, then cosine decay")
     max_grad_norm: float = opt(1.0, "gradient clipping norm")
     aux_weight: float = opt(5e-4, "auxiliary x_0 cross-entropy weight (times 2 - t/T)")

@@ -37,15 +37,15 @@ from vidpolicy.tokenizer.model import VideoTokenizer
 class JointDenoiser(nn.Module):
     """The video denoiser and the action model as one module (one DDP wrapper, one optimizer)."""
 
-    def __init__(self, video: FutureDenoiser, action: ActionDenoiser, train_video: bool):
+    def __init__(self, video: FutureDenoiser, action: ActionDenoiser, train_video: bool, detach: bool = False):
         super().__init__()
-        self.video, self.action, self.train_video = video, action, train_video
+        self.video, self.action, self.train_video, self.detach = video, action, train_video, detach
         video.requires_grad_(train_video)
 
     def forward(self, x_v, a_t, t, hist, text, state=None):
         with torch.set_grad_enabled(self.train_video and torch.is_grad_enabled()):
             log_v, feats = self.video.denoise(x_v, t, self.video.context(hist, self.video.text_input(text)))
-        return log_v, self.action(a_t, t, feats, text, state)
+        return log_v, self.action(a_t, t, feats.detach() if self.detach else feats, text, state)
 
 
 def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
@@ -94,11 +94,16 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
                             width=cfg.width, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio,
                             video_width=video.config.width, text_dim=video.config.text_dim,
                             output=cfg.action_head, state_dim=state_norm.dim if state_norm else 0)
-    model = JointDenoiser(video.train(), action, train_video)
+    model = JointDenoiser(video.train(), action, train_video, detach=cfg.detach_video_features)
     schedule = make_schedule(pre_cfg.get("schedule", "paper"), video.config.num_timesteps,
                              pre_cfg.get("replace_mass", 0.1))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    def trainable(m: nn.Module) -> list:
+        return [p for p in m.parameters() if p.requires_grad]
+
+    groups = [{"params": trainable(action), "lr": cfg.lr}]
+    if train_video:  # a pre-trained video model usually wants a smaller step than the new action model
+        groups.append({"params": trainable(video), "lr": cfg.lr if cfg.video_lr is None else cfg.video_lr})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
     settings = LoopSettings.from_config(cfg)
     trainer = Trainer(out, settings, acc)
     trainer.prepare(model, optimizer, warmup_cosine(optimizer, cfg.warmup_steps, cfg.max_steps))

@@ -130,6 +130,13 @@ def patch_encoder(c: int, in_channels: int, res_layers: int, downsample: tuple[i
     return layers + [ResidualBlock(c, 0) for _ in range(res_layers)]
 
 
+def _channels_first(z: torch.Tensor) -> torch.Tensor:
+    """A contiguous (b, d, t, h, w) copy of a code grid: rearranged from rows it is a channels-last view, which the
+    convolutions propagate and PyTorch's CPU GroupNorm runs 10-15x slower on (the training step: 0.28 -> 0.25 s on
+    one core)."""
+    return z.contiguous()
+
+
 def _kernel(stride: tuple[int, int, int]) -> tuple[int, int, int]:
     return tuple(4 if s == 2 else 3 for s in stride)
 
@@ -204,7 +211,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         project = self._projection(features)
         search = (rearrange(features, "b c t h w -> (b t h w) c"), project) if project else None
         z_q, idx, commit, stats = self.codebook(flat, search)
-        z_q = rearrange(z_q, "(b t h w) d -> b d t h w", b=b, t=t, h=h, w=w)
+        z_q = _channels_first(rearrange(z_q, "(b t h w) d -> b d t h w", b=b, t=t, h=h, w=w))
         return z_q, idx.view(b, t, h, w), commit, stats
 
     @torch.no_grad()
@@ -222,7 +229,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """``tokens: (b, t, h, w)`` -> ``video: (b, 3, T, H, W)`` in about [-0.5, 0.5]."""
-        z_q = rearrange(self.codebook.lookup(tokens.long()), "b t h w d -> b d t h w")
+        z_q = _channels_first(rearrange(self.codebook.lookup(tokens.long()), "b t h w d -> b d t h w"))
         return self.decoder(z_q.to(self.dtype))
 
     def forward(self, video: torch.Tensor) -> dict:
