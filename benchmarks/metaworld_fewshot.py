@@ -103,7 +103,8 @@ def main() -> None:
         result["mean"]["pretrained_joint"] = res["mean_success_rate"]
         result["stage_seconds"]["finetune+rollout:policy_joint"] = round(time.time() - t0, 1)
         result["paired_vs_scratch"] = paired_vs_scratch(out)
-        save(name, {k: v for k, v in result.items() if k not in ("benchmark", "commit", "machine", "torch")})
+        result["pretrained_joint_commit"] = commit()  # the rest keeps the run's own commit
+        save(name, {k: v for k, v in result.items() if k not in ("benchmark", "machine", "torch")})
         return
     if args.add_seeds:
         result = json.loads((OUT / f"{name}.json").read_text())
@@ -115,8 +116,8 @@ def main() -> None:
                 run = f"{variant}_seed{seed}"
                 finetune_variant(out, s, run, scratch=col == "scratch", joint=False, overwrite=True, seed=seed)
                 spread[str(seed)][col] = rollout_variant(out, s, args.tasks, run)["mean_success_rate"]
-            spread[str(seed)]["commit"] = commit()
-        save(name, {k: v for k, v in result.items() if k not in ("benchmark", "commit", "machine", "torch")})
+            spread[str(seed)]["commit"] = commit()  # the rest keeps the run's own commit
+        save(name, {k: v for k, v in result.items() if k not in ("benchmark", "machine", "torch")})
         return
     t0 = time.time()
     summary = run_pipeline(out, s, args.tasks, ACTIONLESS, human, overwrite=True, compare_scratch=True,

@@ -97,12 +97,9 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     model = JointDenoiser(video.train(), action, train_video, detach=cfg.detach_video_features)
     schedule = make_schedule(pre_cfg.get("schedule", "paper"), video.config.num_timesteps,
                              pre_cfg.get("replace_mass", 0.1))
-    def trainable(m: nn.Module) -> list:
-        return [p for p in m.parameters() if p.requires_grad]
-
-    groups = [{"params": trainable(action), "lr": cfg.lr}]
-    if train_video:  # a pre-trained video model usually wants a smaller step than the new action model
-        groups.append({"params": trainable(video), "lr": cfg.lr if cfg.video_lr is None else cfg.video_lr})
+    groups = [{"params": list(action.parameters()), "lr": cfg.lr}]
+    if train_video:  # its own learning rate: a pre-trained video model may want a smaller step (--video-lr)
+        groups.append({"params": list(video.parameters()), "lr": cfg.lr if cfg.video_lr is None else cfg.video_lr})
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
     settings = LoopSettings.from_config(cfg)
     trainer = Trainer(out, settings, acc)
