@@ -1,9 +1,9 @@
 """Tokenization speed and tokenizer quality.
 
 Decode throughput (clips/s, 4 frames at 96²) with decord and torchcodec; encoder throughput of the default
-tokenizer (the trained 96² one when the budget run has made it) on real clips; end-to-end ``tokenize`` throughput and its ratio to pure decoding (goal >= 0.8); held-out PSNR/SSIM
-after a fixed CPU training budget at 64² and 96² (goal >= 26 dB at 96²). Uses ../shared/data/human when present,
-else generated clips.
+tokenizer (the trained 96² one when the budget run has made it) on real clips; end-to-end ``tokenize`` throughput
+and its ratio to pure decoding (goal >= 0.8); held-out PSNR/SSIM after a fixed CPU training budget at 64² and 96²
+(goal >= 26 dB at 96²). Uses ../shared/data/human when present, else generated clips.
 
     python benchmarks/tokenizer.py [--videos DIR] [--budget-min 20] [--sizes 64 96]
 """
@@ -14,6 +14,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +98,6 @@ def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path) -> dic
 def calibrate_step(cfg, steps: int = 150) -> float:
     """Seconds per training step, data loading and logging included: the median logged step time of a short real
     run after its first 50 steps (a probe on random input misjudged it by 5-10% either way)."""
-    from dataclasses import replace
-
     from vidpolicy.tokenizer.train import train_tokenizer
 
     with tempfile.TemporaryDirectory() as d:
@@ -119,8 +118,8 @@ def main() -> None:
     files = find_videos(videos)
     runs = [psnr_after_budget(videos, s, args.budget_min, Path(args.out) / f"s{s}")
             for s in args.sizes if args.budget_min > 0]
-    # throughput with the trained default-size tokenizer when there is one (the code search's cost depends on how
-    # the trained codes lie), else a freshly initialised one
+    # throughput of what tokenize would run: the trained default-size tokenizer when there is one (else a freshly
+    # initialised one, same cost) on real clips
     trained = Path(args.out) / "s96" / "model"
     model = (VideoTokenizer.from_pretrained(trained) if trained.exists() else VideoTokenizer()).eval()
     clips = real_clips(videos, model.config.size)
@@ -140,6 +139,7 @@ def main() -> None:
         runs = [r for r in old if r["size"] not in {n["size"] for n in runs}] + runs
     result["psnr_after_budget"] = sorted(runs, key=lambda r: r["size"])
     save("tokenize", result)
+
 
 if __name__ == "__main__":
     main()

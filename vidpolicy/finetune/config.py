@@ -36,8 +36,8 @@ class FinetuneConfig:
     batch_size: int = opt(16, "samples per process per micro-batch")
     grad_accum: int = opt(1, "micro-batches per optimizer step")
     lr: float = opt(3e-4, "AdamW learning rate")
-    video_lr: float | None = opt(None, "learning rate of the video model when it trains (--train-video, --from-scratch; "
-                                 "default: --lr)")
+    video_lr: float | None = opt(None, "learning rate of the video model when it trains (--train-video, "
+                                 "--from-scratch; default: --lr)")
     warmup_steps: int = opt(200, "linear warm-up steps, then cosine decay")
     max_grad_norm: float = opt(1.0, "gradient clipping norm")
     aux_weight: float = opt(5e-4, "auxiliary x_0 cross-entropy weight (times 2 - t/T)")
