@@ -199,18 +199,14 @@ def test_state_norm_round_trip(tmp_path):
     assert np.array_equal(StateNorm.load(tmp_path / "s.json")(states), z)
 
 
-def _weights(d) -> dict:
-    from safetensors.torch import load_file
-
-    (f,) = list(d.glob("*.safetensors"))
-    return load_file(f)
-
-
 def test_video_lr_and_detach_decide_what_moves_the_video_model(policy, tmp_path):
     """--video-lr 0 keeps the pre-trained video model exactly although it trains; with no video loss the
     action loss alone moves it (the video learning rate is live), and --detach-video-features stops that."""
+    from vidpolicy.common.pretrained import load_model
+    from vidpolicy.pretrain.model import FutureDenoiser
+
     d = policy.parent
-    pre = _weights(d / "pre" / "model")
+    pre = load_model(FutureDenoiser, d / "pre").state_dict()
     cases = {"lr0": (["--video-lr", "0"], False),
              "action-only": (["--video-lr", "3e-3", "--video-loss-weight", "0"], True),
              "detached": (["--video-lr", "3e-3", "--video-loss-weight", "0", "--detach-video-features"], False)}
@@ -220,6 +216,6 @@ def test_video_lr_and_detach_decide_what_moves_the_video_model(policy, tmp_path)
                     "--train-video", *flags, "--width", "32", "--depth", "1", "--max-steps", "3", "--batch-size", "4",
                     "--warmup-steps", "1", "--sampling-steps", "2")
         assert r.returncode == 0, r.stderr[-2000:]
-        after = _weights(out / "video_model")
+        after = load_model(FutureDenoiser, out, "video_model").state_dict()
         moved = sum(not torch.equal(after[k], pre[k]) for k in pre)
         assert (moved > len(pre) // 2) if moves else moved == 0, (name, moved, len(pre))
