@@ -44,9 +44,18 @@ def markdown(r: dict) -> str:
                 f"{c['decode_decord']:.2f} / {c['encode_bf16']:.2f}")
         add("tokenize", "tokenize clips/s (bf16) / share of decord decode",
             f"{fmt(t['tokenize_clips_per_s'])} / {fmt(t['tokenize_over_decord_decode'], True)}")
+        if "paper_codes_256" in t:
+            c = t["paper_codes_256"]
+            add("tokenize", "the paper's 256-d codes: encoder clips/s on one core / tokenize clips/s / share of decode",
+                f"{fmt(c['encode_clips_per_s_one_core_bf16'])} / {fmt(c['tokenize_clips_per_s'])} / "
+                f"{fmt(c['tokenize_over_decord_decode'], True)}")
         for p in t.get("psnr_after_budget", []):
             add("tokenize", f"held-out PSNR / SSIM at {p['size']}² after {p['budget_min']:g} CPU-min "
-                f"({p['steps']} steps)", f"{p['psnr']:.2f} dB / {p['ssim']:.3f}")
+                f"({p['steps']} steps{', ' + str(p['embedding_dim']) + '-d codes' if 'embedding_dim' in p else ''})",
+                f"{p['psnr']:.2f} dB / {p['ssim']:.3f}")
+        for p in t.get("psnr_by_code_dim", []):
+            add("tokenize", f"held-out PSNR / SSIM at 96² after {p['budget_min']:g} CPU-min, {p['embedding_dim']}-d "
+                f"codes ({p['steps']} steps at {p['step_s']:.3f} s)", f"{p['psnr']:.2f} dB / {p['ssim']:.3f}")
     if "pretrain" in r:
         p = r["pretrain"]
         add("pretrain", "matmul peak GFLOP/s bf16 / fp32",
@@ -90,7 +99,10 @@ def markdown(r: dict) -> str:
                 f"{v['normalized_mse']:.3f} / {v['bin_accuracy']:.3f}")
     commits = sorted({v.get("commit", "?") for v in r.values()}
                      | {s["commit"] for v in r.values() for s in v.get("seed_spread", {}).values() if "commit" in s})
-    return "\n".join(lines) + f"\n\nCommits measured: {', '.join(commits)}; 2-core CPU machine, no GPU.\n"
+    cpus = ", ".join(f"{k} on {v['cpu']}" for k, v in r.items() if "cpu" in v)
+    older = [k for k, v in r.items() if "cpu" not in v]  # measured before the JSON named the processor
+    where = f"; {cpus}" + (f"; {', '.join(older)} on an earlier machine" if older else "") if cpus else ""
+    return "\n".join(lines) + f"\n\nCommits measured: {', '.join(commits)}; 2-core CPU machines, no GPU{where}.\n"
 
 
 def main() -> None:

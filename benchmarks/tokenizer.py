@@ -81,18 +81,19 @@ def tokenize_rate(videos: Path, model: VideoTokenizer) -> float:
         return index["num_clips"] / (time.perf_counter() - t0)
 
 
-def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path) -> dict:
+def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path, **overrides) -> dict:
     from vidpolicy.tokenizer.config import TokenizerTrainConfig
     from vidpolicy.tokenizer.train import train_tokenizer
 
-    cfg = TokenizerTrainConfig(videos=str(videos), out=str(out), size=size, save_every=10**9, num_workers=1)
+    cfg = TokenizerTrainConfig(videos=str(videos), out=str(out), size=size, save_every=10**9, num_workers=1,
+                               **overrides)
     per_step = calibrate_step(cfg)
     cfg.max_steps = max(10, int(minutes * 60 / per_step))
     cfg.save_every = cfg.max_steps
     t0 = time.perf_counter()
     res = train_tokenizer(cfg, overwrite=True)
     return {"size": size, "budget_min": minutes, "steps": cfg.max_steps, "train_s": time.perf_counter() - t0,
-            "step_s": per_step, **res["heldout"]}
+            "step_s": per_step, "embedding_dim": cfg.embedding_dim, **res["heldout"]}
 
 
 def calibrate_step(cfg, steps: int = 150) -> float:
@@ -112,19 +113,29 @@ def main() -> None:
     ap.add_argument("--videos", help="video directory (default ../shared/data/human, else generated)")
     ap.add_argument("--budget-min", type=float, default=20.0, help="CPU training minutes per size for PSNR")
     ap.add_argument("--sizes", type=int, nargs="*", default=[64, 96], help="clip sizes for the PSNR runs")
+    ap.add_argument("--code-dims-min", type=float, default=0.0,
+                    help="also train 96² tokenizers with 256-d (the paper) and 32-d codes for this many CPU-min each")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "tokenizer_runs"))
     args = ap.parse_args()
     videos = corpus(args.videos)
     files = find_videos(videos)
     runs = [psnr_after_budget(videos, s, args.budget_min, Path(args.out) / f"s{s}")
             for s in args.sizes if args.budget_min > 0]
+    # the same CPU budget for the paper's code size and the default (a larger code costs steps: a slower search)
+    dims = [psnr_after_budget(videos, 96, args.code_dims_min, Path(args.out) / f"dim{d}", embedding_dim=d)
+            for d in (256, 32) if args.code_dims_min > 0]
     # throughput of what tokenize would run: the trained default-size tokenizer when there is one (else a freshly
     # initialised one, same cost) on real clips
     trained = Path(args.out) / "s96" / "model"
-    model = (VideoTokenizer.from_pretrained(trained) if trained.exists() else VideoTokenizer()).eval()
+    model = VideoTokenizer().eval()
+    if trained.exists() and json.loads((trained / "config.json").read_text())["embedding_dim"] == \
+            model.config.embedding_dim:  # not a budget run made before the default code size changed
+        model = VideoTokenizer.from_pretrained(trained).eval()
+    else:
+        trained = None
     clips = real_clips(videos, model.config.size)
-    result = {"videos": str(videos), "files": len(files), "throughput_model": str(trained) if trained.exists() else
-              "untrained", "decode_clips_per_s": {b: decode_rate(files, b) for b in ("decord", "torchcodec")},
+    result = {"videos": str(videos), "files": len(files), "throughput_model": str(trained or "untrained"),
+              "decode_clips_per_s": {b: decode_rate(files, b) for b in ("decord", "torchcodec")},
               "encode_clips_per_s_default_96": encode_rate(model, clips),
               # what one core gives while the other decodes (tokenize's layout on 2 cores)
               "encode_clips_per_s_one_core_bf16": encode_rate(model, clips, threads=1, bf16=True)}
@@ -133,11 +144,20 @@ def main() -> None:
                                       "encode_bf16": 1e3 / result["encode_clips_per_s_one_core_bf16"]}
     result["tokenize_clips_per_s"] = tokenize_rate(videos, model)
     result["tokenize_over_decord_decode"] = result["tokenize_clips_per_s"] / result["decode_clips_per_s"]["decord"]
+    # the paper's 256-d codes on the same machine (the cost of the code search; weights do not change it)
+    paper = VideoTokenizer(embedding_dim=256).eval()
+    result["paper_codes_256"] = {"encode_clips_per_s_one_core_bf16": encode_rate(paper, clips, threads=1, bf16=True),
+                                 "tokenize_clips_per_s": tokenize_rate(videos, paper)}
+    result["paper_codes_256"]["tokenize_over_decord_decode"] = (result["paper_codes_256"]["tokenize_clips_per_s"]
+                                                                / result["decode_clips_per_s"]["decord"])
     previous = OUT / "tokenize.json"
     if previous.exists():  # keep earlier budget runs at other sizes (they take long; run them one at a time)
         old = json.loads(previous.read_text()).get("psnr_after_budget", [])
         runs = [r for r in old if r["size"] not in {n["size"] for n in runs}] + runs
     result["psnr_after_budget"] = sorted(runs, key=lambda r: r["size"])
+    if not dims and previous.exists():
+        dims = json.loads(previous.read_text()).get("psnr_by_code_dim", [])
+    result["psnr_by_code_dim"] = dims
     save("tokenize", result)
 
 

@@ -16,7 +16,8 @@ class TokenizerTrainConfig:
     fps: float | None = opt(None, "sample videos at this frame rate (default: every native frame)")
     clip_stride: int | None = opt(None, "sampled frames between clip starts (default: --frames, no overlap)")
     codebook_size: int = opt(2048, "number of codes (the paper: 2048)")
-    embedding_dim: int = opt(256, "code dimension (the paper: 256)")
+    embedding_dim: int = opt(32, "code dimension (the paper: 256; 32 matches its held-out PSNR at equal training "
+                             "time, 96², with a 3x cheaper code search in tokenize and training)")
     encoder: str = opt("patch", "patch (4x4x4 patches folded into channels, conv blocks at the latent size; 7x "
                        "cheaper) or videogpt (the decoder's mirror image, as the paper)")
     hidden_channels: int = opt(128, "width of the 3D convolutions")

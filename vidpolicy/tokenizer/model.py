@@ -1,9 +1,10 @@
 """`VideoTokenizer`: a VideoGPT-style 3D-convolution VQ-VAE.
 
 The decoder is VideoGPT's: residual blocks with axial attention over T, H and W, then strided transposed 3D
-convolutions (kernel 4, stride 2) up to the clip. Two encoders, both ending in an EMA codebook (2048 x 256):
+convolutions (kernel 4, stride 2) up to the clip. Two encoders, both ending in an EMA codebook of 2048 codes
+(32-d by default; the paper's 256-d codes cost a 3x slower search for no measured gain in held-out PSNR):
 ``encoder_type="patch"`` (default) projects each 4x4x4 patch on its own and runs convolutional residual blocks at the
-latent resolution — 7x fewer FLOPs than the mirror image, so tokenizing a corpus keeps up with decoding it;
+latent resolution — 7x fewer FLOPs than the mirror image;
 ``encoder_type="videogpt"`` is VideoGPT's mirror image of the decoder (strided 3D convolutions, attention blocks).
 Pixels are in [-0.5, 0.5]; a 4-frame 96x96 clip becomes a 1x24x24 grid of tokens.
 """
@@ -156,7 +157,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         hidden_channels: int = 128,
         res_layers: int = 2,
         attn_heads: int = 2,
-        embedding_dim: int = 256,
+        embedding_dim: int = 32,
         codebook_size: int = 2048,
         downsample: tuple[int, int, int] = (4, 4, 4),
         ema_decay: float = 0.99,
@@ -199,7 +200,8 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
 
     def _projection(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(W, b) of the encoder's last 1x1 convolution when ``features`` are narrower than the codes (128 vs 256
-        by default): the code search then runs in feature space, half the work (`EMACodebook.nearest`)."""
+        with the paper's code size): the code search then runs in feature space, half the work
+        (`EMACodebook.nearest`). Codes narrower than the features (32 by default) are searched as they are."""
         proj = self.encoder[-1]
         return (proj.weight.flatten(1), proj.bias) if features.shape[1] < proj.out_channels else None
 
