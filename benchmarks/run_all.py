@@ -28,6 +28,14 @@ def fmt(x, pct: bool = False) -> str:
     return f"{100 * x:.0f}%" if pct else (f"{x:.3g}" if isinstance(x, float) else str(x))
 
 
+def _tokenizer_shape(p: dict) -> str:
+    """A budget run's tokenizer for its row: ', 32-d codes, 0 encoder blocks' (and its machine where recorded)."""
+    parts = [f"{p['embedding_dim']}-d codes"] if "embedding_dim" in p else []
+    parts += [f"{p['encoder_res_layers']} encoder blocks"] if "encoder_res_layers" in p else []
+    parts += [p["cpu"]] if "cpu" in p else []
+    return "".join(", " + x for x in parts)
+
+
 def markdown(r: dict) -> str:
     lines = ["| benchmark | measure | value |", "| --- | --- | --- |"]
     add = lambda b, m, v: lines.append(f"| {b} | {m} | {v} |")  # noqa: E731
@@ -44,18 +52,15 @@ def markdown(r: dict) -> str:
                 f"{c['decode_decord']:.2f} / {c['encode_bf16']:.2f}")
         add("tokenize", "tokenize clips/s (bf16) / share of decord decode",
             f"{fmt(t['tokenize_clips_per_s'])} / {fmt(t['tokenize_over_decord_decode'], True)}")
-        if "paper_codes_256" in t:
-            c = t["paper_codes_256"]
-            add("tokenize", "the paper's 256-d codes: encoder clips/s on one core / tokenize clips/s / share of decode",
+        if "earlier_default" in t:
+            c = t["earlier_default"]
+            add("tokenize", "earlier default (256-d codes, 2 encoder blocks): encoder clips/s on one core / tokenize "
+                "clips/s / share of decode",
                 f"{fmt(c['encode_clips_per_s_one_core_bf16'])} / {fmt(c['tokenize_clips_per_s'])} / "
                 f"{fmt(c['tokenize_over_decord_decode'], True)}")
-        for p in t.get("psnr_after_budget", []):
+        for p in t.get("psnr_after_budget", []) + t.get("psnr_equal_budget", []):
             add("tokenize", f"held-out PSNR / SSIM at {p['size']}² after {p['budget_min']:g} CPU-min "
-                f"({p['steps']} steps{', ' + str(p['embedding_dim']) + '-d codes' if 'embedding_dim' in p else ''})",
-                f"{p['psnr']:.2f} dB / {p['ssim']:.3f}")
-        for p in t.get("psnr_by_code_dim", []):
-            add("tokenize", f"held-out PSNR / SSIM at 96² after {p['budget_min']:g} CPU-min, {p['embedding_dim']}-d "
-                f"codes ({p['steps']} steps at {p['step_s']:.3f} s)", f"{p['psnr']:.2f} dB / {p['ssim']:.3f}")
+                f"({p['steps']} steps{_tokenizer_shape(p)})", f"{p['psnr']:.2f} dB / {p['ssim']:.3f}")
     if "pretrain" in r:
         p = r["pretrain"]
         add("pretrain", "matmul peak GFLOP/s bf16 / fp32",

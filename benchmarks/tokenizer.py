@@ -28,6 +28,7 @@ from vidpolicy.datasets.video import VideoSource, find_videos, resample_indices
 from vidpolicy.tokenizer.model import VideoTokenizer
 
 SHARED_HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
+AB_SHAPES = ((256, 2), (32, 2), (32, 1), (32, 0))  # (code dimension, encoder residual blocks)
 
 
 def corpus(arg: str | None) -> Path:
@@ -93,7 +94,8 @@ def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path, **over
     t0 = time.perf_counter()
     res = train_tokenizer(cfg, overwrite=True)
     return {"size": size, "budget_min": minutes, "steps": cfg.max_steps, "train_s": time.perf_counter() - t0,
-            "step_s": per_step, "embedding_dim": cfg.embedding_dim, **res["heldout"]}
+            "step_s": per_step, "embedding_dim": cfg.embedding_dim,
+            "encoder_res_layers": cfg.encoder_res_layers, **res["heldout"]}
 
 
 def calibrate_step(cfg, steps: int = 150) -> float:
@@ -113,17 +115,18 @@ def main() -> None:
     ap.add_argument("--videos", help="video directory (default ../shared/data/human, else generated)")
     ap.add_argument("--budget-min", type=float, default=20.0, help="CPU training minutes per size for PSNR")
     ap.add_argument("--sizes", type=int, nargs="*", default=[64, 96], help="clip sizes for the PSNR runs")
-    ap.add_argument("--code-dims-min", type=float, default=0.0,
-                    help="also train 96² tokenizers with 256-d (the paper) and 32-d codes for this many CPU-min each")
+    ap.add_argument("--ab-min", type=float, default=0.0,
+                    help="also train 96² tokenizers for this many CPU-min each: the earlier default (256-d codes, 2 "
+                         "encoder blocks), 32-d codes with 2, 1 and 0 (the default) encoder blocks")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "tokenizer_runs"))
     args = ap.parse_args()
     videos = corpus(args.videos)
     files = find_videos(videos)
     runs = [psnr_after_budget(videos, s, args.budget_min, Path(args.out) / f"s{s}")
             for s in args.sizes if args.budget_min > 0]
-    # the same CPU budget for the paper's code size and the default (a larger code costs steps: a slower search)
-    dims = [psnr_after_budget(videos, 96, args.code_dims_min, Path(args.out) / f"dim{d}", embedding_dim=d)
-            for d in (256, 32) if args.code_dims_min > 0]
+    # the same CPU budget for each shape (a larger code or encoder costs steps: a slower search, more convolutions)
+    ab = [psnr_after_budget(videos, 96, args.ab_min, Path(args.out) / f"d{d}_e{e}", embedding_dim=d,
+                            encoder_res_layers=e) for d, e in AB_SHAPES if args.ab_min > 0]
     # throughput of what tokenize would run: the trained default-size tokenizer when there is one (else a freshly
     # initialised one, same cost) on real clips
     trained = Path(args.out) / "s96" / "model"
@@ -144,20 +147,20 @@ def main() -> None:
                                       "encode_bf16": 1e3 / result["encode_clips_per_s_one_core_bf16"]}
     result["tokenize_clips_per_s"] = tokenize_rate(videos, model)
     result["tokenize_over_decord_decode"] = result["tokenize_clips_per_s"] / result["decode_clips_per_s"]["decord"]
-    # the paper's 256-d codes on the same machine (the cost of the code search; weights do not change it)
-    paper = VideoTokenizer(embedding_dim=256).eval()
-    result["paper_codes_256"] = {"encode_clips_per_s_one_core_bf16": encode_rate(paper, clips, threads=1, bf16=True),
-                                 "tokenize_clips_per_s": tokenize_rate(videos, paper)}
-    result["paper_codes_256"]["tokenize_over_decord_decode"] = (result["paper_codes_256"]["tokenize_clips_per_s"]
+    # the earlier default on the same machine: the paper's 256-d codes, 2 encoder blocks (weights don't change cost)
+    earlier = VideoTokenizer(embedding_dim=256, encoder_res_layers=2).eval()
+    result["earlier_default"] = {"encode_clips_per_s_one_core_bf16": encode_rate(earlier, clips, threads=1, bf16=True),
+                                 "tokenize_clips_per_s": tokenize_rate(videos, earlier)}
+    result["earlier_default"]["tokenize_over_decord_decode"] = (result["earlier_default"]["tokenize_clips_per_s"]
                                                                 / result["decode_clips_per_s"]["decord"])
     previous = OUT / "tokenize.json"
     if previous.exists():  # keep earlier budget runs at other sizes (they take long; run them one at a time)
         old = json.loads(previous.read_text()).get("psnr_after_budget", [])
         runs = [r for r in old if r["size"] not in {n["size"] for n in runs}] + runs
     result["psnr_after_budget"] = sorted(runs, key=lambda r: r["size"])
-    if not dims and previous.exists():
-        dims = json.loads(previous.read_text()).get("psnr_by_code_dim", [])
-    result["psnr_by_code_dim"] = dims
+    if not ab and previous.exists():
+        ab = json.loads(previous.read_text()).get("psnr_equal_budget", [])
+    result["psnr_equal_budget"] = ab
     save("tokenize", result)
 
 

@@ -53,17 +53,27 @@ def test_save_load_round_trip_is_bit_exact(tmp_path):
     assert torch.equal(m.encode(x), m2.encode(x))
 
 
+def _encoder_blocks(m: VideoTokenizer) -> int:
+    from vidpolicy.tokenizer.model import ResidualBlock
+
+    return sum(isinstance(layer, ResidualBlock) for layer in m.encoder)
+
+
 def test_a_tokenizer_saved_before_encoder_type_existed_loads_as_videogpt(tmp_path):
+    # session-1 checkpoints: VideoGPT's encoder with res_layers blocks, neither key in config.json
     m = VideoTokenizer(size=32, hidden_channels=32, res_layers=1, codebook_size=64, embedding_dim=16,
-                       encoder_type="videogpt").eval()
+                       encoder_type="videogpt", encoder_res_layers=None).eval()
     save_model(m, tmp_path / "model")
     cfg_file = tmp_path / "model" / "config.json"
     old = json.loads(cfg_file.read_text())
-    del old["encoder_type"]  # as session-1 checkpoints were written
+    del old["encoder_type"], old["encoder_res_layers"]
     cfg_file.write_text(json.dumps(old))
     m2 = load_model(VideoTokenizer, tmp_path)
-    assert m2.config.encoder_type == "videogpt"
+    assert m2.config.encoder_type == "videogpt" and _encoder_blocks(m2) == _encoder_blocks(m) == 1
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
+    # today's default encoder has no residual blocks (equal-time PSNR); a saved depth is kept
+    assert _encoder_blocks(VideoTokenizer()) == 0
+    assert _encoder_blocks(load_model(VideoTokenizer, _saved(tmp_path / "one", encoder_res_layers=1))) == 1
     # a config that names the encoder keeps it
     assert load_model(VideoTokenizer, _saved(tmp_path / "new", encoder_type="patch")).config.encoder_type == "patch"
 

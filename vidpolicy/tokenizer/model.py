@@ -3,8 +3,8 @@
 The decoder is VideoGPT's: residual blocks with axial attention over T, H and W, then strided transposed 3D
 convolutions (kernel 4, stride 2) up to the clip. Two encoders, both ending in an EMA codebook of 2048 codes
 (32-d by default; the paper's 256-d codes cost a 3x slower search for no measured gain in held-out PSNR):
-``encoder_type="patch"`` (default) projects each 4x4x4 patch on its own and runs convolutional residual blocks at the
-latent resolution — 7x fewer FLOPs than the mirror image;
+``encoder_type="patch"`` (default) projects each 4x4x4 patch on its own and refines it with a convolution at the latent
+resolution (``encoder_res_layers`` residual blocks after it, none by default) — 7x fewer FLOPs than the mirror image;
 ``encoder_type="videogpt"`` is VideoGPT's mirror image of the decoder (strided 3D convolutions, attention blocks).
 Pixels are in [-0.5, 0.5]; a 4-frame 96x96 clip becomes a 1x24x24 grid of tokens.
 """
@@ -123,9 +123,9 @@ def videogpt_encoder(c: int, in_channels: int, res_layers: int, heads: int, stri
 
 
 def patch_encoder(c: int, in_channels: int, res_layers: int, downsample: tuple[int, int, int]) -> list[nn.Module]:
-    """A patchifying convolution (kernel = stride = the down-sampling factors: each patch projected on its own),
-    then convolutional residual blocks at the latent resolution (no attention: the encoder only has to describe its
-    own patch and its neighbours)."""
+    """A patchifying convolution (kernel = stride = the down-sampling factors: each patch projected on its own), a 3x3x3
+    convolution and ``res_layers`` convolutional residual blocks at the latent resolution (no attention: the encoder
+    only has to describe its own patch and its neighbours)."""
     layers = [nn.Conv3d(in_channels, c, tuple(downsample), stride=tuple(downsample)), nn.SiLU(),
               LatentConv3d(c, c, 3, padding=1)]
     return layers + [ResidualBlock(c, 0) for _ in range(res_layers)]
@@ -145,8 +145,9 @@ def _kernel(stride: tuple[int, int, int]) -> tuple[int, int, int]:
 class VideoTokenizer(ModelMixin, ConfigMixin):
     """``encode(video (b, 3, T, H, W)) -> tokens (b, t, h, w)``; ``decode(tokens) -> video``."""
 
-    # tokenizers saved before ``encoder_type`` existed have VideoGPT's encoder (`load_model` reads this)
-    legacy_config = {"encoder_type": "videogpt"}
+    # tokenizers saved before ``encoder_type`` existed have VideoGPT's encoder, those saved before
+    # ``encoder_res_layers`` existed have ``res_layers`` encoder blocks (`load_model` reads this)
+    legacy_config = {"encoder_type": "videogpt", "encoder_res_layers": None}
 
     @register_to_config
     def __init__(
@@ -156,6 +157,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         in_channels: int = 3,
         hidden_channels: int = 128,
         res_layers: int = 2,
+        encoder_res_layers: int | None = 0,
         attn_heads: int = 2,
         embedding_dim: int = 32,
         codebook_size: int = 2048,
@@ -172,10 +174,13 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
             raise ValueError(f"encoder_type must be 'patch' or 'videogpt', got {encoder_type!r}")
         strides = _strides(tuple(downsample))
         c = hidden_channels
+        # no residual blocks in the encoder by default: at equal CPU time (96², 4 min) 0 / 1 / 2 blocks reached
+        # 24.44 / 24.35 / 24.13 dB held-out (the decoder gets the steps), and tokenize is 0.75 ms per clip faster each
+        n_enc = res_layers if encoder_res_layers is None else encoder_res_layers
         if encoder_type == "patch":
-            enc = patch_encoder(c, in_channels, res_layers, tuple(downsample))
+            enc = patch_encoder(c, in_channels, n_enc, tuple(downsample))
         else:
-            enc = videogpt_encoder(c, in_channels, res_layers, attn_heads, strides)
+            enc = videogpt_encoder(c, in_channels, n_enc, attn_heads, strides)
         enc += [_norm(c), nn.SiLU(), nn.Conv3d(c, embedding_dim, 1)]
         self.encoder = nn.Sequential(*enc)
         self.codebook = EMACodebook(codebook_size, embedding_dim, decay=ema_decay)

@@ -27,6 +27,7 @@ from vidpolicy.tokenizer.model import VideoTokenizer
 def build_tokenizer(cfg: TokenizerTrainConfig) -> VideoTokenizer:
     return VideoTokenizer(
         frames=cfg.frames, size=cfg.size, hidden_channels=cfg.hidden_channels, res_layers=cfg.res_layers,
+        encoder_res_layers=cfg.encoder_res_layers,
         attn_heads=cfg.attn_heads, embedding_dim=cfg.embedding_dim, codebook_size=cfg.codebook_size,
         downsample=tuple(cfg.downsample), ema_decay=cfg.ema_decay, commitment_weight=cfg.commitment_weight,
         encoder_type=cfg.encoder,
