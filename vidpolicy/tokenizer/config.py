@@ -18,8 +18,8 @@ class TokenizerTrainConfig:
     codebook_size: int = opt(2048, "number of codes (the paper: 2048)")
     embedding_dim: int = opt(32, "code dimension (the paper: 256; 32 matches its held-out PSNR at equal training "
                              "time, 96², with a 3x cheaper code search in tokenize and training)")
-    encoder: str = opt("patch", "patch (4x4x4 patches folded into channels, conv blocks at the latent size; 7x "
-                       "cheaper) or videogpt (the decoder's mirror image, as the paper)")
+    encoder: str = opt("patch", "patch (4x4x4 patches folded into channels, a convolution at the latent size; over "
+                       "7x cheaper) or videogpt (the decoder's mirror image, as the paper, with --encoder-res-layers 2)")
     hidden_channels: int = opt(128, "width of the 3D convolutions")
     res_layers: int = opt(2, "residual blocks with axial attention in the decoder")
     encoder_res_layers: int = opt(0, "residual blocks in the encoder (VideoGPT's has --res-layers); each costs "
