@@ -41,6 +41,16 @@ def test_tokenize_writes_every_clip_once(tiny_tokenizer, video_dir, tmp_path):
     assert not stale.exists() and _index(out) == keys
 
 
+def test_decode_workers_opening_the_next_shard_early_give_the_same_tokens(tiny_tokenizer, video_dir, tmp_path):
+    # with workers, the next shard is probed and starts decoding while this one's last chunk is encoded
+    cfg = dict(tokenizer=str(tiny_tokenizer), videos=str(video_dir), files_per_shard=2)  # 2 shards of 2 chunks
+    tokenize(TokenizeConfig(out=str(tmp_path / "inline"), num_workers=0, **cfg))
+    tokenize(TokenizeConfig(out=str(tmp_path / "workers"), num_workers=2, **cfg))
+    a, b = TokenDataset(tmp_path / "inline"), TokenDataset(tmp_path / "workers")
+    assert _index(tmp_path / "workers") == _index(tmp_path / "inline") and len(a) == 16
+    assert all(np.array_equal(a.tokens(i), b.tokens(i)) for i in range(len(a)))
+
+
 def test_interrupted_run_resumes_to_the_same_index(tiny_tokenizer, video_dir, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     cfg = dict(tokenizer=str(tiny_tokenizer), videos=str(video_dir), files_per_shard=1, num_workers=0)

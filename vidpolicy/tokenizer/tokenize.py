@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -101,11 +103,23 @@ class _ShardClips(Dataset):
         return ui, c0, clips, ""
 
 
-def _encode_shard(model: VideoTokenizer, shard: _ShardClips, writer: TokenShardWriter, cfg: TokenizeConfig,
-                  fps_of: dict[int, float]) -> None:
-    loader = DataLoader(shard, batch_size=None, num_workers=cfg.num_workers if len(shard) > 1 else 0)
+def _open_shard(units: list[Unit], spec: ClipSpec, num_workers: int) -> tuple[_ShardClips, Iterator]:
+    """Probe a shard's inputs and start decoding it: the loader's workers begin on its first chunks at once."""
+    shard = _ShardClips(units, spec)
+    return shard, iter(DataLoader(shard, batch_size=None, num_workers=num_workers if len(shard) > 1 else 0))
+
+
+def _encode_shard(model: VideoTokenizer, shard: _ShardClips, items: Iterator, writer: TokenShardWriter,
+                  cfg: TokenizeConfig, open_next: Callable[[], None] | None = None) -> None:
+    """Encode a shard's decoded chunks into ``writer``. ``open_next`` is called once the decoder has the shard's last
+    chunk in hand, so the next shard's probing and first chunks overlap the encoding of this one's last (the decoder
+    idled at every shard start: 32 files in 8 shards, 2 CPU cores, 203 -> 225 clips/s)."""
     spec = shard.spec
-    for ui, c0, clips, error in loader:
+    fps_of = {i: (cfg.fps or r.fps) for i, r in enumerate(shard.rows)}
+    for j, (ui, c0, clips, error) in enumerate(items):
+        if open_next is not None and j >= len(shard) - 2:
+            open_next()
+            open_next = None
         row = shard.rows[ui]
         if clips is None:
             row.status, row.reason = "skipped", error
@@ -125,6 +139,8 @@ def _encode_shard(model: VideoTokenizer, shard: _ShardClips, writer: TokenShardW
             writer.add(tok[None], {"source": unit.source, "clip": c0 + j, "start": s,
                                    "start_frame": int(idx[s]) - unit.first_frame, "fps": fps_of[ui],
                                    "instruction": unit.instruction})
+    if open_next is not None:  # a shard with fewer than two chunks
+        open_next()
     writer.extra["manifest"] = [vars(r) for r in shard.rows]
 
 
@@ -158,16 +174,25 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     spec = ClipSpec(model.config.frames, model.config.size, cfg.fps, cfg.clip_stride)
     n_shards = (len(units) + cfg.files_per_shard - 1) // cfg.files_per_shard
     mine = [k for k in range(n_shards) if k % state.num_processes == state.process_index]
-    bar = tqdm(mine, desc=f"tokenize [{state.process_index}]", unit="shard", disable=not state.is_main_process)
+    todo = [k for k in mine if not TokenShardWriter(out, k).complete()]
+    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"tokenize [{state.process_index}]", unit="shard",
+               disable=not state.is_main_process)
+    opened: dict[int, tuple[_ShardClips, Iterator]] = {}
+
+    def open_shard(k: int) -> None:
+        opened[k] = _open_shard(units[k * cfg.files_per_shard : (k + 1) * cfg.files_per_shard], spec, cfg.num_workers)
+
     with torch_threads(encoder_threads(cfg.num_workers)):
-        for k in bar:
+        for i, k in enumerate(todo):
+            if k not in opened:
+                open_shard(k)
+            shard, items = opened.pop(k)
+            after = partial(open_shard, todo[i + 1]) if i + 1 < len(todo) else None
             writer = TokenShardWriter(out, k)
-            if writer.complete():
-                continue
-            shard = _ShardClips(units[k * cfg.files_per_shard : (k + 1) * cfg.files_per_shard], spec)
-            fps_of = {i: (cfg.fps or r.fps) for i, r in enumerate(shard.rows)}
-            _encode_shard(model, shard, writer, cfg, fps_of)
+            _encode_shard(model, shard, items, writer, cfg, after)
             writer.close()
+            bar.update()
+    bar.close()
     state.wait_for_everyone()
     result = {}
     if state.is_main_process:
