@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from _common import OUT, save, timed
-from vidpolicy.common.pretrained import save_model
+from vidpolicy.common.pretrained import load_model, save_model
 from vidpolicy.common.threads import torch_threads
 from vidpolicy.datasets.clips import ClipSpec, VideoClipDataset, clip_starts
 from vidpolicy.datasets.video import VideoSource, find_videos, resample_indices
@@ -131,9 +131,10 @@ def main() -> None:
     # initialised one, same cost) on real clips
     trained = Path(args.out) / "s96" / "model"
     model = VideoTokenizer().eval()
-    if trained.exists() and json.loads((trained / "config.json").read_text())["embedding_dim"] == \
-            model.config.embedding_dim:  # not a budget run made before the default code size changed
-        model = VideoTokenizer.from_pretrained(trained).eval()
+    saved = load_model(VideoTokenizer, trained) if trained.exists() else None
+    shape = ("embedding_dim", "encoder_res_layers")
+    if saved is not None and all(saved.config[k] == model.config[k] for k in shape):  # not an earlier default's run
+        model = saved
     else:
         trained = None
     clips = real_clips(videos, model.config.size)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,16 +111,17 @@ def _open_shard(units: list[Unit], spec: ClipSpec, num_workers: int) -> tuple[_S
 
 
 def _encode_shard(model: VideoTokenizer, shard: _ShardClips, items: Iterator, writer: TokenShardWriter,
-                  cfg: TokenizeConfig, open_next: Callable[[], None] | None = None) -> None:
-    """Encode a shard's decoded chunks into ``writer``. ``open_next`` is called once the decoder has the shard's last
+                  cfg: TokenizeConfig, open_next: Callable[[], Any] | None = None) -> Any:
+    """Encode a shard's decoded chunks into ``writer``; return what ``open_next`` returned (None without one).
+    ``open_next`` is called once the decoder has the shard's last
     chunk in hand, so the next shard's probing and first chunks overlap the encoding of this one's last (the decoder
     idled at every shard start: 32 files in 8 shards, 2 CPU cores, 203 -> 225 clips/s)."""
     spec = shard.spec
     fps_of = {i: (cfg.fps or r.fps) for i, r in enumerate(shard.rows)}
+    opened = None
     for item, (ui, c0, clips, error) in enumerate(items):
         if open_next is not None and item >= len(shard) - 2:
-            open_next()
-            open_next = None
+            opened, open_next = open_next(), None
         row = shard.rows[ui]
         if clips is None:
             row.status, row.reason = "skipped", error
@@ -140,8 +142,9 @@ def _encode_shard(model: VideoTokenizer, shard: _ShardClips, items: Iterator, wr
                                    "start_frame": int(idx[s]) - unit.first_frame, "fps": fps_of[ui],
                                    "instruction": unit.instruction})
     if open_next is not None:  # a shard with fewer than two chunks
-        open_next()
+        opened = open_next()
     writer.extra["manifest"] = [vars(r) for r in shard.rows]
+    return opened
 
 
 def encoder_threads(num_workers: int) -> int | None:
@@ -177,19 +180,17 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     todo = [k for k in mine if not TokenShardWriter(out, k).complete()]
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"tokenize [{state.process_index}]", unit="shard",
                disable=not state.is_main_process)
-    opened: dict[int, tuple[_ShardClips, Iterator]] = {}
 
-    def open_shard(k: int) -> None:
-        opened[k] = _open_shard(units[k * cfg.files_per_shard : (k + 1) * cfg.files_per_shard], spec, cfg.num_workers)
+    def open_shard(k: int) -> tuple[_ShardClips, Iterator]:
+        return _open_shard(units[k * cfg.files_per_shard : (k + 1) * cfg.files_per_shard], spec, cfg.num_workers)
 
     with torch_threads(encoder_threads(cfg.num_workers)):
+        opened = open_shard(todo[0]) if todo else None
         for i, k in enumerate(todo):
-            if k not in opened:
-                open_shard(k)
-            shard, items = opened.pop(k)
+            shard, items = opened
             after = partial(open_shard, todo[i + 1]) if i + 1 < len(todo) else None
             writer = TokenShardWriter(out, k)
-            _encode_shard(model, shard, items, writer, cfg, after)
+            opened = _encode_shard(model, shard, items, writer, cfg, after)
             writer.close()
             bar.update()
     bar.close()
