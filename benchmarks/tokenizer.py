@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--ab-min", type=float, default=0.0,
                     help="also train 96² tokenizers for this many CPU-min each: the earlier default (256-d codes, 2 "
                          "encoder blocks), 32-d codes with 2, 1 and 0 (the default) encoder blocks")
+    ap.add_argument("--repeats", type=int, default=3, help="decode / tokenize measurements, alternated (median)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "tokenizer_runs"))
     args = ap.parse_args()
     videos = corpus(args.videos)
@@ -138,16 +139,21 @@ def main() -> None:
     else:
         trained = None
     clips = real_clips(videos, model.config.size)
+    # decode and tokenize alternate, `--repeats` times: the ratio of each pair is taken on the same machine state
+    # (this one's throughput drifts by +-10% over minutes), the medians are reported
+    pairs = [(decode_rate(files, "decord"), tokenize_rate(videos, model)) for _ in range(args.repeats)]
     result = {"videos": str(videos), "files": len(files), "throughput_model": str(trained or "untrained"),
-              "decode_clips_per_s": {b: decode_rate(files, b) for b in ("decord", "torchcodec")},
+              "decode_clips_per_s": {"decord": float(np.median([d for d, _ in pairs])),
+                                     "torchcodec": decode_rate(files, "torchcodec")},
               "encode_clips_per_s_default_96": encode_rate(model, clips),
               # what one core gives while the other decodes (tokenize's layout on 2 cores)
               "encode_clips_per_s_one_core_bf16": encode_rate(model, clips, threads=1, bf16=True)}
     # what a clip costs one core: tokenizing can reach decode's rate only where the model costs less than decoding
     result["ms_per_clip_one_core"] = {"decode_decord": 1e3 / result["decode_clips_per_s"]["decord"],
                                       "encode_bf16": 1e3 / result["encode_clips_per_s_one_core_bf16"]}
-    result["tokenize_clips_per_s"] = tokenize_rate(videos, model)
-    result["tokenize_over_decord_decode"] = result["tokenize_clips_per_s"] / result["decode_clips_per_s"]["decord"]
+    result["tokenize_clips_per_s"] = float(np.median([t for _, t in pairs]))
+    result["tokenize_over_decord_decode"] = float(np.median([t / d for d, t in pairs]))
+    result["repeats"] = [{"decode_decord": d, "tokenize": t, "ratio": t / d} for d, t in pairs]
     # the earlier default on the same machine: the paper's 256-d codes, 2 encoder blocks (weights don't change cost)
     earlier = VideoTokenizer(embedding_dim=256, encoder_res_layers=2).eval()
     result["earlier_default"] = {"encode_clips_per_s_one_core_bf16": encode_rate(earlier, clips, threads=1, bf16=True),

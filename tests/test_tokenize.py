@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import vidpolicy.tokenizer.tokenize as tokenize_module
+from vidpolicy.datasets.manifest import read_manifest
 from vidpolicy.datasets.tokens import TokenDataset
+from vidpolicy.datasets.video import VideoError, VideoSource
 from vidpolicy.tokenizer.config import TokenizeConfig
 from vidpolicy.tokenizer.tokenize import tokenize
 from _util import run_cli, torchrun
@@ -41,14 +45,36 @@ def test_tokenize_writes_every_clip_once(tiny_tokenizer, video_dir, tmp_path):
     assert not stale.exists() and _index(out) == keys
 
 
-def test_decode_workers_opening_the_next_shard_early_give_the_same_tokens(tiny_tokenizer, video_dir, tmp_path):
-    # with workers, the next shard is probed and starts decoding while this one's last chunk is encoded
-    cfg = dict(tokenizer=str(tiny_tokenizer), videos=str(video_dir), files_per_shard=2)  # 2 shards of 2 chunks
+def test_decode_workers_give_the_inline_index_and_tokens(tiny_tokenizer, video_dir, tmp_path, monkeypatch):
+    # two workers take alternate files and send 2-clip chunks interleaved, across the shard boundary; the shards
+    # still hold the clips in input order, as decoding inline does
+    monkeypatch.setattr(tokenize_module, "MAX_CLIPS_PER_ITEM", 2)
+    cfg = dict(tokenizer=str(tiny_tokenizer), videos=str(video_dir), files_per_shard=3)  # shards of 3 files and 1
     tokenize(TokenizeConfig(out=str(tmp_path / "inline"), num_workers=0, **cfg))
     tokenize(TokenizeConfig(out=str(tmp_path / "workers"), num_workers=2, **cfg))
     a, b = TokenDataset(tmp_path / "inline"), TokenDataset(tmp_path / "workers")
     assert _index(tmp_path / "workers") == _index(tmp_path / "inline") and len(a) == 16
+    assert [r["clip"] for r in a.rows[:3]] == [0, 1, 2] and a.rows[15]["shard"] == "shard-00001"
     assert all(np.array_equal(a.tokens(i), b.tokens(i)) for i in range(len(a)))
+
+
+def test_a_file_failing_mid_way_is_skipped_whole(tiny_tokenizer, video_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(tokenize_module, "MAX_CLIPS_PER_ITEM", 2)
+    real_read = VideoSource.read
+
+    def read(self, indices):  # clip_2.mp4's first chunk decodes, its second does not
+        if self.path.name == "clip_2.mp4" and min(indices) > 0:
+            raise VideoError("decode failed (corrupt packet)")
+        return real_read(self, indices)
+
+    monkeypatch.setattr(VideoSource, "read", read)
+    out = tmp_path / "t"
+    tokenize(TokenizeConfig(tokenizer=str(tiny_tokenizer), out=str(out), videos=str(video_dir), num_workers=0))
+    rows = {Path(r.file).name: r for r in read_manifest(out / "manifest.csv")}
+    assert rows["clip_2.mp4"].status == "skipped" and "corrupt packet" in rows["clip_2.mp4"].reason
+    assert rows["clip_1.mp4"].status == "ok"
+    sources = [Path(c[0]).name for c in _index(out)]
+    assert "clip_2.mp4" not in sources and len(sources) == 16 - 5
 
 
 def test_interrupted_run_resumes_to_the_same_index(tiny_tokenizer, video_dir, tmp_path):

@@ -50,16 +50,22 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 
 def probe(path: Path, spec: ClipSpec, backend: str = "auto", name: str | None = None, first_frame: int = 0,
           num_frames: int | None = None) -> tuple[ManifestRow, np.ndarray]:
-    """Open a file and lay out its clips: (manifest row, native indices of the sampled frames). A file that cannot
-    give one clip is skipped with the reason. ``first_frame``/``num_frames`` select a span (a LeRobot episode)."""
-    name = name or str(path)
+    """Open a file and lay out its clips (`layout`); a file that cannot be opened is skipped with the reason."""
     try:
-        info = VideoSource(path, spec.size, backend=backend).info
+        src = VideoSource(path, spec.size, backend=backend)
     except VideoError as e:
-        return ManifestRow(name, "skipped", str(e)), np.zeros(0, dtype=np.int64)
+        return ManifestRow(name or str(path), "skipped", str(e)), np.zeros(0, dtype=np.int64)
+    return layout(src, spec, name, first_frame, num_frames)
+
+
+def layout(src: VideoSource, spec: ClipSpec, name: str | None = None, first_frame: int = 0,
+           num_frames: int | None = None) -> tuple[ManifestRow, np.ndarray]:
+    """An opened video's clips: (manifest row, native indices of the sampled frames). A video that cannot give one
+    clip is skipped with the reason. ``first_frame``/``num_frames`` select a span (a LeRobot episode)."""
+    info = src.info
     n = num_frames if num_frames is not None else info.num_frames
     idx = first_frame + resample_indices(n, info.fps, spec.fps)
-    row = ManifestRow(name, "ok", "", n, round(info.fps, 3), info.width, info.height, 0, info.backend)
+    row = ManifestRow(name or str(src.path), "ok", "", n, round(info.fps, 3), info.width, info.height, 0, info.backend)
     if len(idx) < spec.frames:
         row.status, row.reason = "skipped", f"too short: {len(idx)} frame(s) at the sampled fps, a clip needs {spec.frames}"
         return row, idx

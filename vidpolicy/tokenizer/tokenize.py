@@ -4,6 +4,10 @@ Inputs are split into shards of ``files_per_shard`` files (or episodes) in sorte
 launch`` process r takes the shards k with k % world == r. A shard is written to a temporary name and renamed, so
 a rerun skips complete shards and redoes only the rest; the main process then merges every shard's clip list into
 ``index.json`` and ``manifest.csv``. The layout does not depend on the number of processes.
+
+One set of decode workers runs ahead of the encoder through all of a process's shards, opening each file once
+for its layout and all its clips; the main process encodes chunks as they arrive and writes each shard in input
+order (32 files, 2 CPU cores: 72% -> 78-91% of the decoder's own rate).
 """
 
 from __future__ import annotations
@@ -12,20 +16,19 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import remove_stale_temps, write_json
 from vidpolicy.common.pretrained import load_model, model_dir
 from vidpolicy.common.threads import torch_threads
-from vidpolicy.datasets.clips import ClipSpec, clip_starts, probe, to_unit_range
+from vidpolicy.datasets.clips import ClipSpec, clip_starts, layout, to_unit_range
 from vidpolicy.datasets.manifest import ManifestRow, caption_for, read_captions, summarize, write_manifest
 from vidpolicy.datasets.tokens import TokenShardWriter, load_shard_json
 from vidpolicy.datasets.video import VideoError, VideoSource, find_videos
@@ -69,82 +72,133 @@ def list_units(cfg: TokenizeConfig) -> list[Unit]:
     return [Unit(str(f), f, caption_for(captions, f, root)) for f in files]
 
 
-class _ShardClips(Dataset):
-    """Items are (unit, chunk of <=64 clips) of one shard, decoded in DataLoader workers."""
+@dataclass
+class _Piece:
+    """What a decode worker sends: up to 64 clips of unit ``ui`` from clip ``c0`` on; the first piece of a unit
+    carries its manifest row and frame layout; ``clips`` is None when the unit is skipped or fails mid-way."""
 
-    def __init__(self, units: list[Unit], spec: ClipSpec):
+    ui: int
+    c0: int = 0
+    clips: np.ndarray | None = None
+    last: bool = True
+    row: ManifestRow | None = None
+    layout: np.ndarray | None = None
+    error: str = ""
+
+
+class _DecodedUnits(IterableDataset):
+    """Decodes units (index, Unit) in order, each opened once for its layout and all its clips (a reader opened
+    again per chunk seeks back to a keyframe: 15-40% slower). Worker w of n takes the units at w, w + n, ..."""
+
+    def __init__(self, units: list[tuple[int, Unit]], spec: ClipSpec):
         self.units, self.spec = units, spec
-        self.rows: list[ManifestRow] = []
-        self.layout: list[np.ndarray] = []  # native frame indices of the sampled stream, per unit
-        self.items: list[tuple[int, int, int]] = []
-        for ui, u in enumerate(units):
-            row, idx = probe(u.path, spec, name=u.source, first_frame=u.first_frame, num_frames=u.num_frames)
-            self.rows.append(row)
-            self.layout.append(idx)
-            if row.status == "ok":
-                starts = clip_starts(len(idx), spec)
-                for c in range(0, len(starts), MAX_CLIPS_PER_ITEM):
-                    self.items.append((ui, c, min(len(starts), c + MAX_CLIPS_PER_ITEM)))
 
-    def __len__(self) -> int:
-        return len(self.items)
+    def __iter__(self) -> Iterator[_Piece]:
+        info = get_worker_info()
+        w, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        for ui, unit in self.units[w::n]:
+            yield from self._decode(ui, unit)
 
-    def __getitem__(self, k: int):
-        ui, c0, c1 = self.items[k]
-        idx = self.layout[ui]
-        starts = clip_starts(len(idx), self.spec)[c0:c1]
+    def _decode(self, ui: int, u: Unit) -> Iterator[_Piece]:
+        spec = self.spec
         try:
-            src = VideoSource(self.units[ui].path, self.spec.size)
-            needed = sorted({int(idx[s + f]) for s in starts for f in range(self.spec.frames)})
-            frames = src.read(needed)
+            src = VideoSource(u.path, spec.size)
         except VideoError as e:
-            return ui, c0, None, str(e)
-        pos = {n: i for i, n in enumerate(needed)}
-        clips = np.stack([frames[[pos[int(idx[s + f])] for f in range(self.spec.frames)]] for s in starts])
-        return ui, c0, clips, ""
-
-
-def _open_shard(units: list[Unit], spec: ClipSpec, num_workers: int) -> tuple[_ShardClips, Iterator]:
-    """Probe a shard's inputs and start decoding it: the loader's workers begin on its first chunks at once."""
-    shard = _ShardClips(units, spec)
-    return shard, iter(DataLoader(shard, batch_size=None, num_workers=num_workers if len(shard) > 1 else 0))
-
-
-def _encode_shard(model: VideoTokenizer, shard: _ShardClips, items: Iterator, writer: TokenShardWriter,
-                  cfg: TokenizeConfig, open_next: Callable[[], Any] | None = None) -> Any:
-    """Encode a shard's decoded chunks into ``writer``; return what ``open_next`` returned (None without one).
-    ``open_next`` is called once the decoder has the shard's last
-    chunk in hand, so the next shard's probing and first chunks overlap the encoding of this one's last (the decoder
-    idled at every shard start: 32 files in 8 shards, 2 CPU cores, 203 -> 225 clips/s)."""
-    spec = shard.spec
-    fps_of = {i: (cfg.fps or r.fps) for i, r in enumerate(shard.rows)}
-    opened = None
-    for item, (ui, c0, clips, error) in enumerate(items):
-        if open_next is not None and item >= len(shard) - 2:
-            opened, open_next = open_next(), None
-        row = shard.rows[ui]
-        if clips is None:
-            row.status, row.reason = "skipped", error
-            continue
-        clips = clips.numpy() if isinstance(clips, torch.Tensor) else clips
-        tokens = []
-        for b in range(0, len(clips), cfg.batch_size):
-            batch = torch.stack([to_unit_range(c) for c in clips[b : b + cfg.batch_size]])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                tokens.append(model.encode(batch).numpy())
-        tokens = np.concatenate(tokens)
-        idx = shard.layout[ui]
+            yield _Piece(ui, row=ManifestRow(u.source, "skipped", str(e)))
+            return
+        row, idx = layout(src, spec, u.source, u.first_frame, u.num_frames)
+        if row.status != "ok":
+            yield _Piece(ui, row=row)
+            return
         starts = clip_starts(len(idx), spec)
-        unit = shard.units[ui]
-        for j, tok in enumerate(tokens):
-            s = starts[c0 + j]
-            writer.add(tok[None], {"source": unit.source, "clip": c0 + j, "start": s,
-                                   "start_frame": int(idx[s]) - unit.first_frame, "fps": fps_of[ui],
-                                   "instruction": unit.instruction})
-    if open_next is not None:  # a shard with fewer than two chunks
-        opened = open_next()
-    writer.extra["manifest"] = [vars(r) for r in shard.rows]
-    return opened
+        for c0 in range(0, len(starts), MAX_CLIPS_PER_ITEM):
+            chunk = starts[c0 : c0 + MAX_CLIPS_PER_ITEM]
+            head = dict(row=row, layout=idx) if c0 == 0 else {}
+            needed = sorted({int(idx[s + f]) for s in chunk for f in range(spec.frames)})
+            try:
+                frames = src.read(needed)
+            except VideoError as e:
+                yield _Piece(ui, c0, error=str(e), **head)
+                return
+            pos = {k: i for i, k in enumerate(needed)}
+            clips = np.stack([frames[[pos[int(idx[s + f])] for f in range(spec.frames)]] for s in chunk])
+            yield _Piece(ui, c0, clips, c0 + MAX_CLIPS_PER_ITEM >= len(starts), **head)
+
+
+def _as_is(piece: _Piece) -> _Piece:
+    return piece  # DataLoader's default would turn the arrays into tensors
+
+
+def _encode(model: VideoTokenizer, clips: np.ndarray, cfg: TokenizeConfig) -> np.ndarray:
+    tokens = []
+    for b in range(0, len(clips), cfg.batch_size):
+        batch = torch.stack([to_unit_range(c) for c in clips[b : b + cfg.batch_size]])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            tokens.append(model.encode(batch).numpy())
+    return np.concatenate(tokens)
+
+
+class _ShardAssembler:
+    """Collects encoded units as they arrive (in any order) and writes them to their shards in input order; a
+    shard is closed (renamed into place) once its last unit is in, and ``on_shard`` is called."""
+
+    def __init__(self, out: Path, units: list[Unit], order: list[int], files_per_shard: int, spec: ClipSpec,
+                 cfg: TokenizeConfig, on_shard: Callable[[], Any]):
+        self.out, self.units, self.order, self.per, self.spec, self.cfg = out, units, order, files_per_shard, spec, cfg
+        self.on_shard = on_shard
+        self.rows: dict[int, ManifestRow] = {}
+        self.layouts: dict[int, np.ndarray] = {}
+        self.tokens: dict[int, list[tuple[int, np.ndarray]]] = {}
+        self.finished: set[int] = set()
+        self.next = 0  # position in ``order`` of the next unit to write
+        self.writer: TokenShardWriter | None = None
+
+    def add(self, p: _Piece, tokens: np.ndarray | None) -> None:
+        if p.row is not None:
+            self.rows[p.ui], self.layouts[p.ui] = p.row, p.layout
+        if p.error:  # a decode failure mid-way: the whole file is skipped, none of its clips written
+            self.rows[p.ui].status, self.rows[p.ui].reason = "skipped", p.error
+            self.tokens.pop(p.ui, None)
+        elif tokens is not None:
+            self.tokens.setdefault(p.ui, []).append((p.c0, tokens))
+        if p.last or p.error:
+            self.finished.add(p.ui)
+        while self.next < len(self.order) and self.order[self.next] in self.finished:
+            self._write(self.order[self.next])
+            self.next += 1
+
+    def _write(self, ui: int) -> None:
+        k = ui // self.per
+        if self.writer is None:
+            self.writer = TokenShardWriter(self.out, k)
+        row, unit = self.rows.pop(ui), self.units[ui]
+        self.writer.extra.setdefault("manifest", []).append(vars(row))
+        idx = self.layouts.pop(ui)
+        chunks = self.tokens.pop(ui, [])
+        starts = clip_starts(len(idx), self.spec) if chunks else []
+        for c0, tokens in chunks:
+            for j, tok in enumerate(tokens):
+                s = starts[c0 + j]
+                self.writer.add(tok[None], {"source": unit.source, "clip": c0 + j, "start": s,
+                                            "start_frame": int(idx[s]) - unit.first_frame,
+                                            "fps": self.cfg.fps or row.fps, "instruction": unit.instruction})
+        if ui + 1 == min((k + 1) * self.per, len(self.units)):  # the shard's last unit
+            self.writer.close()
+            self.writer = None
+            self.on_shard()
+
+
+def _tokenize_shards(model: VideoTokenizer, units: list[Unit], shards: list[int], spec: ClipSpec,
+                     cfg: TokenizeConfig, on_shard: Callable[[], Any]) -> None:
+    """Decode the units of ``shards`` in one pass of one set of workers (no idle decoder at shard boundaries),
+    encode each chunk as it arrives and write the shards in order."""
+    per = cfg.files_per_shard
+    order = [ui for k in shards for ui in range(k * per, min((k + 1) * per, len(units)))]
+    decoded = _DecodedUnits([(ui, units[ui]) for ui in order], spec)
+    loader = DataLoader(decoded, batch_size=None, num_workers=min(cfg.num_workers, len(order)), collate_fn=_as_is)
+    shards_out = _ShardAssembler(Path(cfg.out), units, order, per, spec, cfg, on_shard)
+    for piece in loader:
+        shards_out.add(piece, _encode(model, piece.clips, cfg) if piece.clips is not None else None)
 
 
 def encoder_threads(num_workers: int) -> int | None:
@@ -181,18 +235,9 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"tokenize [{state.process_index}]", unit="shard",
                disable=not state.is_main_process)
 
-    def open_shard(k: int) -> tuple[_ShardClips, Iterator]:
-        return _open_shard(units[k * cfg.files_per_shard : (k + 1) * cfg.files_per_shard], spec, cfg.num_workers)
-
     with torch_threads(encoder_threads(cfg.num_workers)):
-        opened = open_shard(todo[0]) if todo else None
-        for i, k in enumerate(todo):
-            shard, items = opened
-            after = partial(open_shard, todo[i + 1]) if i + 1 < len(todo) else None
-            writer = TokenShardWriter(out, k)
-            opened = _encode_shard(model, shard, items, writer, cfg, after)
-            writer.close()
-            bar.update()
+        if todo:
+            _tokenize_shards(model, units, todo, spec, cfg, on_shard=bar.update)
     bar.close()
     state.wait_for_everyone()
     result = {}
