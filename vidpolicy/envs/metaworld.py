@@ -1,9 +1,7 @@
 """Headless Meta-World v3: the corner camera upright at a fixed size, shadows and reflections off by default.
 
 Rendering uses ``MUJOCO_GL=egl`` (osmesa as fallback). Meta-World renders its 4096² shadow map at 12-20 fps on a
-CPU; the default turns shadows, reflections and 4x multisample anti-aliasing off: ~100 fps at 128² (2 CPU cores,
-Mesa llvmpipe: shadows off alone 51 fps, the multisample resolve costing half of each frame; ``shadows=True`` is
-Meta-World's own look). Observations are dicts:
+CPU; turning shadows and reflections off gives ~100 fps at 128². Observations are dicts:
 ``{"image": uint8 (S, S, 3), "state": float32 (39,), "instruction": str}``.
 """
 
@@ -56,10 +54,9 @@ class MetaWorldEnv:
         self.instruction = INSTRUCTIONS[task]
         self._variations = metaworld.MT1(task, seed=0).train_tasks
         self.env = ALL_V3_ENVIRONMENTS[task](render_mode="rgb_array", camera_name=camera, width=size, height=size)
-        if not shadows:  # before the first render: the GL context is made then, with these settings
+        if not shadows:
             self.env.model.light_castshadow[:] = 0
             self.env.model.mat_reflectance[:] = 0
-            self.env.model.vis.quality.offsamples = 0  # no multisampling (edge pixels differ by ~3/255 on average)
         self.action_low = self.env.action_space.low.astype(np.float32)
         self.action_high = self.env.action_space.high.astype(np.float32)
         self.steps = 0
