@@ -1,7 +1,9 @@
 """Headless Meta-World v3: the corner camera upright at a fixed size, shadows and reflections off by default.
 
 Rendering uses ``MUJOCO_GL=egl`` (osmesa as fallback). Meta-World renders its 4096² shadow map at 12-20 fps on a
-CPU; turning shadows and reflections off gives ~100 fps at 128². Observations are dicts:
+CPU. The default turns shadows and reflections off and anti-aliases by 2x2 supersampling instead of 4x multisampling
+(2 CPU cores, Mesa llvmpipe: 64² 40 -> 83 fps, 96² 45-50 -> 74, 128² 51 -> 65; a tokenizer trained on the frames
+scores 29.2 dB vs 29.0 with multisampling and 27.4 with no anti-aliasing). Observations are dicts:
 ``{"image": uint8 (S, S, 3), "state": float32 (39,), "instruction": str}``.
 """
 
@@ -53,10 +55,17 @@ class MetaWorldEnv:
         self.task, self.size, self.camera, self.max_steps = task, size, camera, max_steps
         self.instruction = INSTRUCTIONS[task]
         self._variations = metaworld.MT1(task, seed=0).train_tasks
-        self.env = ALL_V3_ENVIRONMENTS[task](render_mode="rgb_array", camera_name=camera, width=size, height=size)
-        if not shadows:
+        # the fast path renders twice the size without multisampling and averages 2x2 pixels: anti-aliased as
+        # Meta-World's 4x multisampling is, 1.3-2x faster on a CPU (the multisample resolve is half a small frame)
+        self._ss = 1 if shadows else 2
+        self.env = ALL_V3_ENVIRONMENTS[task](render_mode="rgb_array", camera_name=camera, width=size * self._ss,
+                                             height=size * self._ss)
+        if not shadows:  # before the first render: the GL context is made then, with these settings
             self.env.model.light_castshadow[:] = 0
             self.env.model.mat_reflectance[:] = 0
+            self.env.model.vis.quality.offsamples = 0
+        vis = self.env.model.vis.global_  # the offscreen buffer (640x480 in Meta-World) must hold the render
+        vis.offwidth, vis.offheight = max(vis.offwidth, size * self._ss), max(vis.offheight, size * self._ss)
         self.action_low = self.env.action_space.low.astype(np.float32)
         self.action_high = self.env.action_space.high.astype(np.float32)
         self.steps = 0
@@ -64,6 +73,9 @@ class MetaWorldEnv:
 
     def render(self) -> np.ndarray:
         frame = self.env.render()
+        if self._ss > 1:
+            s, k = self.size, self._ss
+            frame = (frame.reshape(s, k, s, k, 3).mean((1, 3), dtype=np.float32) + 0.5).astype(np.uint8)
         if self.camera == "corner":
             frame = frame[::-1, ::-1]  # the corner camera's image comes out upside down
         return np.ascontiguousarray(frame)
