@@ -9,10 +9,12 @@ Mini-suite by default: reach, button-press-topdown, drawer-close, door-open, pus
 actionless corpus is Meta-World expert video of *other* tasks plus ../shared/data/human when present.
 
     python benchmarks/metaworld_fewshot.py --quick      # ~10 min on 2 CPU cores
-    python benchmarks/metaworld_fewshot.py --joint      # the default budget (~65 min on 2 CPU cores)
+    python benchmarks/metaworld_fewshot.py              # the default budget (50-95 min on 2 CPU cores)
+    python benchmarks/metaworld_fewshot.py --joint      # also (a') (+25-35 min)
     python benchmarks/metaworld_fewshot.py --add-joint  # only (a'), into the last default run
     python benchmarks/metaworld_fewshot.py --rescore    # only the paired comparison, from the last default run
     python benchmarks/metaworld_fewshot.py --add-seeds 1 2  # (a) and (b) again with other fine-tuning seeds
+    python benchmarks/metaworld_fewshot.py --diagnose   # imagination and action error on held-out demos (~2 min)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -30,11 +33,14 @@ ACTIONLESS = "window-open,drawer-open,button-press,door-close,reach-wall,push-ba
 SHARED_HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
 
 SIZES = {
-    True: dict(demos=10, actionless=3, size=64, codebook=512, hidden=64, tok_steps=150, tok_batch=8, width=128,
-               depth=2, pre_steps=200, ft_steps=500, ft_depth=2, episodes=3, max_steps=120, sampling_steps=4),
-    # default: ~50 min on 2 CPU cores, ~65 with --joint (64² keeps every stage within the 2 h budget with 10 eval
-    # episodes per task). Pre-training gets 6,000 steps (~15 min): at 1,500 it was a quarter of the scratch
-    # policy's joint fine-tuning compute, and (a') 72% did not beat (b) 74% (56fd604).
+    # quick: a smoke run of the whole comparison in <= 10 min (10.2 min with 3 actionless episodes per task and 500
+    # fine-tuning steps on the AMD machine; the scratch fine-tuning is its largest stage)
+    True: dict(demos=10, actionless=2, size=64, codebook=512, hidden=64, tok_steps=150, tok_batch=8, width=128,
+               depth=2, pre_steps=200, ft_steps=400, ft_depth=2, episodes=3, max_steps=120, sampling_steps=4),
+    # default: 95 min on the AMD 2-core machine (pre-training 34 min, scratch fine-tuning 28), ~2 h 10 min with
+    # --joint; 50 / 59 min on the earlier machine (64² keeps every stage within the 2 h budget with 10 eval episodes
+    # per task). Pre-training gets 6,000 steps: at 1,500 it was a quarter of the scratch policy's joint fine-tuning
+    # compute, and (a') 72% did not beat (b) 74% (56fd604).
     False: dict(demos=10, actionless=10, size=64, codebook=1024, hidden=96, tok_steps=1500, tok_batch=8,
                 width=192, depth=4, pre_steps=6000, ft_steps=2000, ft_depth=4, episodes=10, max_steps=150,
                 sampling_steps=6),
@@ -80,6 +86,9 @@ def main() -> None:
     ap.add_argument("--add-seeds", type=int, nargs="+", metavar="SEED",
                     help="only fine-tune and roll out (a) and (b) again with these fine-tuning seeds in the finished "
                          "run (same demos, same evaluation episodes): the seed-to-seed spread, into the JSON")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="only measure, in the finished run, each policy's imagined-future token accuracy and "
+                         "first-action error on held-out expert episodes of the target tasks, into the JSON")
     args = ap.parse_args()
     from vidpolicy.demo import finetune_variant, rollout_variant, run_pipeline
     from vidpolicy.envs.rollout import RolloutConfig, rollout
@@ -92,6 +101,15 @@ def main() -> None:
         result = json.loads((OUT / f"{name}.json").read_text())
         result["paired_vs_scratch"] = paired_vs_scratch(out)
         save(name, {k: v for k, v in result.items() if k != "benchmark"})  # measured at its commit, not this one
+        return
+    if args.diagnose:
+        from _fewshot_diag import heldout_diagnostics
+
+        result = json.loads((OUT / f"{name}.json").read_text())
+        policies = [p for p in ("policy", "policy_scratch", "policy_joint") if (out / p / "policy.json").exists()]
+        result["heldout_diagnostics"] = heldout_diagnostics(out, args.tasks, s["size"], policies)
+        result["heldout_diagnostics"]["commit"] = commit()
+        save(name, {k: v for k, v in result.items() if k not in ("benchmark", "machine", "torch")})
         return
     if args.add_joint:
         t0 = time.time()
@@ -119,6 +137,9 @@ def main() -> None:
             spread[str(seed)]["commit"] = commit()  # the rest keeps the run's own commit
         save(name, {k: v for k, v in result.items() if k not in ("benchmark", "machine", "torch")})
         return
+    # a fresh directory: `collect` extends an existing dataset, so a rerun would reuse the last run's episodes (and skip
+    # the collection time), whatever the sizes now ask for
+    shutil.rmtree(out, ignore_errors=True)
     t0 = time.time()
     summary = run_pipeline(out, s, args.tasks, ACTIONLESS, human, overwrite=True, compare_scratch=True,
                            compare_joint=args.joint)

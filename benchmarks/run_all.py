@@ -95,6 +95,14 @@ def markdown(r: dict) -> str:
             for c, v in f.get("paired_vs_scratch", {}).items():
                 add(key, f"{names.get(c, c)} vs scratch, same episodes: solved only by it / only by scratch "
                     "(McNemar p)", f"{v['wins']} / {v['losses']} (p = {v['p_value']:.2g})")
+            d = f.get("heldout_diagnostics", {})
+            for c, v in (("pretrained", d.get("policy")), ("pretrained_joint", d.get("policy_joint")),
+                         ("scratch", d.get("policy_scratch"))):
+                if v:
+                    add(key, f"{names.get(c, c)} on held-out target-task demos: imagined-future token accuracy "
+                        "(copying the history clip) / first-action normalised MSE / bin accuracy",
+                        f"{v['imagined_token_accuracy']:.3f} ({v['copy_history_token_accuracy']:.3f}) / "
+                        f"{v['first_action']['normalized_mse']:.3f} / {v['first_action']['bin_accuracy']:.3f}")
             for seed, v in f.get("seed_spread", {}).items():
                 add(key, f"fine-tuning seed {seed}: mean success pretrained (video frozen) / scratch",
                     f"{fmt(v['pretrained'], True)} / {fmt(v['scratch'], True)}")
