@@ -90,6 +90,10 @@ def markdown(r: dict) -> str:
             add(key, f"mean success {' / '.join(names.get(c, c) for c in cols)} ({f['demos_per_task']} demos, "
                 f"{f['eval_episodes_per_task']} eval eps per task, {f['minutes']:.0f} min)",
                 " / ".join(fmt(f["mean"][c], True) for c in cols))
+            if f["sizes"].get("robot_share"):
+                add(key, "pre-training mix: share of the target tasks' demo videos (actions unused)",
+                    f"{f['sizes']['robot_share']:.2f}" + (f" (pre-trained again at {f['pretrained_commit']})"
+                                                         if "pretrained_commit" in f else ""))
             for task, row in f["per_task"].items():
                 add(key, task, " / ".join(fmt(row.get(c), True) for c in cols))
             for c, v in f.get("paired_vs_scratch", {}).items():
@@ -111,7 +115,9 @@ def markdown(r: dict) -> str:
             add("g1_offline", f"{name}: held-out normalised action MSE / bin accuracy",
                 f"{v['normalized_mse']:.3f} / {v['bin_accuracy']:.3f}")
     commits = sorted({v.get("commit", "?") for v in r.values()}
-                     | {s["commit"] for v in r.values() for s in v.get("seed_spread", {}).values() if "commit" in s})
+                     | {s["commit"] for v in r.values() for s in v.get("seed_spread", {}).values() if "commit" in s}
+                     | {c for v in r.values() for k, c in v.items() if k.endswith("_commit")}
+                     | {v["heldout_diagnostics"]["commit"] for v in r.values() if "heldout_diagnostics" in v})
     cpus = ", ".join(f"{k} on {v['cpu']}" for k, v in r.items() if "cpu" in v)
     older = [k for k, v in r.items() if "cpu" not in v]  # measured before the JSON named the processor
     where = f"; {cpus}" + (f"; {', '.join(older)} on an earlier machine" if older else "") if cpus else ""

@@ -128,6 +128,34 @@ def test_pretrain_run_resume_and_imagine(tiny_tokenizer, video_dir, tmp_path):
     assert r.returncode == 2 and "needs 4 frames" in r.stderr
 
 
+def test_mix_weights_give_the_robot_directory_its_share_of_samples(tiny_tokenizer, video_dir, tmp_path):
+    from vidpolicy.demo import mix_weights
+    from vidpolicy.pretrain.data import TokenPairs
+
+    human = _pipeline(tiny_tokenizer, video_dir, tmp_path)
+    robot = tmp_path / "robot"
+    shutil.copytree(human, robot)  # the same clips, told apart by their instruction
+    index = json.loads((robot / "index.json").read_text())
+    for clip in index["clips"]:
+        clip["instruction"] = "robot"
+    (robot / "index.json").write_text(json.dumps(index))
+    dirs = [str(human), str(robot)]
+    assert mix_weights(dirs, str(robot), None) is None
+    weights = mix_weights(dirs + [str(human)], str(robot), 0.6)
+    assert torch.allclose(torch.tensor(weights, dtype=torch.float64), torch.tensor([0.2, 0.6, 0.2], dtype=torch.float64))
+    meta = json.loads((human / "index.json").read_text())["tokenizer"]
+
+    def text(instructions):  # instruction i -> [i]
+        return torch.arange(len(instructions), dtype=torch.float32)[:, None]
+
+    pairs = TokenPairs(dirs, gap=4, codebook_size=meta["codebook_size"], latent_shape=meta["latent_shape"], text=text,
+                       weights=mix_weights(dirs, str(robot), 0.8))
+    robot_row = pairs.instructions.index("robot")
+    drawn = torch.cat([pairs.batch(0, step, 0, 0, 32)[2][:, 0] for step in range(50)])
+    share = (drawn == robot_row).float().mean().item()
+    assert abs(share - 0.8) < 0.04, share  # 1,600 draws: 3 standard deviations = 0.03
+
+
 def test_codebook_mismatch_exits_2_naming_both(tiny_tokenizer, video_dir, tmp_path):
     tokens = _pipeline(tiny_tokenizer, video_dir, tmp_path)
     index = json.loads((tokens / "index.json").read_text())

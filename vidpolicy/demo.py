@@ -56,9 +56,6 @@ def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_vi
     pre-trained video model frozen (the paper); ``compare_scratch`` adds the same architecture from scratch (video
     model trained with the actions), ``compare_joint`` the pre-trained one trained jointly the same way."""
     from vidpolicy.envs.collect import CollectConfig, collect
-    from vidpolicy.pretrain.config import PretrainConfig
-    from vidpolicy.pretrain.imagine import imagine_video
-    from vidpolicy.pretrain.train import pretrain
     from vidpolicy.tokenizer.config import TokenizeConfig, TokenizerTrainConfig
     from vidpolicy.tokenizer.tokenize import tokenize
     from vidpolicy.tokenizer.train import train_tokenizer
@@ -104,16 +101,11 @@ def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_vi
     done("tokenize")
 
     stage("pretrain")
-    pretrain(PretrainConfig(tokens=token_dirs, tokenizer=str(out / "tokenizer"), out=str(out / "pretrain"),
-                            width=s["width"], depth=s["depth"], heads=2, max_steps=s["pre_steps"],
-                            warmup_steps=s["pre_steps"] // 10, ema_start=s["pre_steps"] // 2, ema_every=1,
-                            save_every=max(50, s["pre_steps"] // 2), lr=1e-3), overwrite=overwrite)
+    pretrain_stage(out, s, token_dirs, overwrite)
     done("pretrain")
 
     stage("imagine")
-    demo_video = sorted((out / "robot_demos" / "videos").rglob("*.mp4"))[0]
-    imagined = imagine_video(str(out / "pretrain"), str(demo_video), "reach the goal position with the gripper",
-                             str(out / "imagine.mp4"), steps=25)
+    imagined = imagine_stage(out)
     done("imagine")
 
     variants = [("policy", False, False)] + ([("policy_scratch", True, True)] if compare_scratch else []) + (
@@ -142,6 +134,37 @@ def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_vi
                     "imagine_video": str(out / "imagine.mp4"), "imagine_sheet": str(out / "imagine.png"),
                     "loss_plots": [str(out / d / "loss.png") for d in ("tokenizer", "pretrain", "policy")]},
     }
+
+
+def mix_weights(token_dirs: list[str], robot_dir: str, robot_share: float | None) -> list[float] | None:
+    """Pre-training sampling weights that give ``robot_dir`` (the demo videos of the target tasks, actions unused)
+    ``robot_share`` of the samples and split the rest equally; None (every directory alike) without a share."""
+    if robot_share is None or len(token_dirs) < 2:
+        return None
+    rest = (1 - robot_share) / (len(token_dirs) - 1)
+    return [robot_share if d == robot_dir else rest for d in token_dirs]
+
+
+def pretrain_stage(out: Path, s: dict, token_dirs: list[str], overwrite: bool = False) -> dict:
+    """Pre-train ``out/pretrain`` on ``token_dirs`` with the budget ``s`` (``s["robot_share"]``: see mix_weights)."""
+    from vidpolicy.pretrain.config import PretrainConfig
+    from vidpolicy.pretrain.train import pretrain
+
+    weights = mix_weights(token_dirs, str(out / "tokens_robot"), s.get("robot_share"))
+    return pretrain(PretrainConfig(
+        tokens=token_dirs, token_weights=weights, tokenizer=str(out / "tokenizer"), out=str(out / "pretrain"),
+        width=s["width"], depth=s["depth"], heads=2, max_steps=s["pre_steps"], warmup_steps=s["pre_steps"] // 10,
+        ema_start=s["pre_steps"] // 2, ema_every=1, save_every=max(50, s["pre_steps"] // 2), lr=1e-3),
+        overwrite=overwrite)
+
+
+def imagine_stage(out: Path) -> dict:
+    """``out/imagine.mp4``: the pre-trained model imagines the first robot demo; its token accuracy."""
+    from vidpolicy.pretrain.imagine import imagine_video
+
+    demo_video = sorted((out / "robot_demos" / "videos").rglob("*.mp4"))[0]
+    return imagine_video(str(out / "pretrain"), str(demo_video), "reach the goal position with the gripper",
+                         str(out / "imagine.mp4"), steps=25)
 
 
 def finetune_variant(out: Path, s: dict, name: str, scratch: bool, joint: bool, overwrite: bool = False,
