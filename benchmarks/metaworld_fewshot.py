@@ -15,6 +15,7 @@ actionless corpus is Meta-World expert video of *other* tasks plus ../shared/dat
     python benchmarks/metaworld_fewshot.py --rescore    # only the paired comparison, from the last default run
     python benchmarks/metaworld_fewshot.py --add-seeds 1 2  # (a) and (b) again with other fine-tuning seeds
     python benchmarks/metaworld_fewshot.py --repretrain # only pre-training and (a) again, in the last default run
+    python benchmarks/metaworld_fewshot.py --execute 1  # (a) and (b) again, planning before every action
     python benchmarks/metaworld_fewshot.py --diagnose   # imagination and action error on held-out demos (~2 min)
 """
 
@@ -94,6 +95,9 @@ def main() -> None:
     ap.add_argument("--repretrain", action="store_true",
                     help="only pre-train again with this budget's mix (robot_share) in the finished run, then "
                          "fine-tune and roll out (a) again; (b) and the data are kept")
+    ap.add_argument("--execute", type=int, metavar="N",
+                    help="only roll out (a) and (b) of the finished run again, running N actions of each chunk "
+                         "before planning again (the run: 4; the paper: 1), into the JSON")
     ap.add_argument("--diagnose", action="store_true",
                     help="only measure, in the finished run, each policy's imagined-future token accuracy and "
                          "first-action error on held-out expert episodes of the target tasks, into the JSON")
@@ -129,12 +133,24 @@ def main() -> None:
         shutil.rmtree(out / "rollout_policy_joint", ignore_errors=True)
 
         def update(result: dict) -> None:
-            for key in ("heldout_diagnostics", "seed_spread", "pretrained_joint_commit"):
+            for key in ("heldout_diagnostics", "seed_spread", "execute", "pretrained_joint_commit"):
                 result.pop(key, None)  # measured with the replaced pre-training
             for row in (*result["per_task"].values(), result["mean"]):
                 row.pop("pretrained_joint", None)
             result.update(sizes=s, imagined_token_accuracy=imagined.get("token_accuracy"))
             set_column(result, out, "pretrained", res, t0, "pretrain+policy")
+        amend(name, update)
+    elif args.execute:
+        t0 = time.time()
+        res = {col: rollout_variant(out, s, args.tasks, v, execute=args.execute)
+               for col, v in (("pretrained", "policy"), ("scratch", "policy_scratch"))}
+        outcomes = [episode_outcomes(out / f"rollout_{v}_execute{args.execute}") for v in ("policy", "policy_scratch")]
+
+        def update(result: dict) -> None:
+            result.setdefault("execute", {})[str(args.execute)] = {
+                "mean": {col: r["mean_success_rate"] for col, r in res.items()},
+                "per_task": {t: {col: r[t]["success_rate"] for col, r in res.items()} for t in result["per_task"]},
+                "paired_vs_scratch": paired(*outcomes), "seconds": round(time.time() - t0, 1), "commit": commit()}
         amend(name, update)
     elif args.add_seeds:
         def update(result: dict) -> None:

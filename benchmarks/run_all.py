@@ -107,6 +107,12 @@ def markdown(r: dict) -> str:
                         "(copying the history clip) / first-action normalised MSE / bin accuracy",
                         f"{v['imagined_token_accuracy']:.3f} ({v['copy_history_token_accuracy']:.3f}) / "
                         f"{v['first_action']['normalized_mse']:.3f} / {v['first_action']['bin_accuracy']:.3f}")
+            for n, v in f.get("execute", {}).items():
+                pv = v["paired_vs_scratch"]
+                add(key, f"planning every {n} action(s) (the run: 4): mean success pretrained (video frozen) / "
+                    "scratch; same episodes, solved only by (a) / only by (b)",
+                    f"{fmt(v['mean']['pretrained'], True)} / {fmt(v['mean']['scratch'], True)}; {pv['wins']} / "
+                    f"{pv['losses']} (p = {pv['p_value']:.2g})")
             for seed, v in f.get("seed_spread", {}).items():
                 add(key, f"fine-tuning seed {seed}: mean success pretrained (video frozen) / scratch",
                     f"{fmt(v['pretrained'], True)} / {fmt(v['scratch'], True)}")
@@ -117,7 +123,8 @@ def markdown(r: dict) -> str:
     commits = sorted({v.get("commit", "?") for v in r.values()}
                      | {s["commit"] for v in r.values() for s in v.get("seed_spread", {}).values() if "commit" in s}
                      | {c for v in r.values() for k, c in v.items() if k.endswith("_commit")}
-                     | {v["heldout_diagnostics"]["commit"] for v in r.values() if "heldout_diagnostics" in v})
+                     | {v["heldout_diagnostics"]["commit"] for v in r.values() if "heldout_diagnostics" in v}
+                     | {e["commit"] for v in r.values() for e in v.get("execute", {}).values()})
     cpus = ", ".join(f"{k} on {v['cpu']}" for k, v in r.items() if "cpu" in v)
     older = [k for k, v in r.items() if "cpu" not in v]  # measured before the JSON named the processor
     where = f"; {cpus}" + (f"; {', '.join(older)} on an earlier machine" if older else "") if cpus else ""

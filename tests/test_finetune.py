@@ -84,6 +84,21 @@ def test_select_action_shape_and_bounds(policy):
         p.select_action({**_obs(), "image": np.zeros((64, 64, 3), np.uint8)})
 
 
+def test_execute_sets_how_often_the_policy_plans(policy):
+    from vidpolicy.finetune.policy import ImaginationPolicy
+
+    for execute, plans in ((1, 8), (2, 4), (4, 2)):  # 8 steps with chunks of 4 actions
+        p = ImaginationPolicy.load(policy, execute=execute)
+        calls, plan = [], p.plan
+        p.plan = lambda *a, **k: calls.append(1) or plan(*a, **k)
+        p.reset()
+        for k in range(8):
+            p.select_action(_obs(k))
+        assert len(calls) == plans, execute
+    with pytest.raises(Exception, match="must be 1..4"):
+        ImaginationPolicy.load(policy, execute=5)
+
+
 def test_reloaded_policy_gives_identical_actions(policy):
     from vidpolicy.finetune.policy import ImaginationPolicy
 

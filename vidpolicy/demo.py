@@ -181,12 +181,14 @@ def finetune_variant(out: Path, s: dict, name: str, scratch: bool, joint: bool, 
         detach_video_features=detach), overwrite=overwrite)
 
 
-def rollout_variant(out: Path, s: dict, tasks: str, name: str, eval_seed: int = 1000) -> dict:
+def rollout_variant(out: Path, s: dict, tasks: str, name: str, eval_seed: int = 1000,
+                    execute: int | None = None) -> dict:
+    """Roll ``out/name`` out into ``out/rollout_name`` (``rollout_name_execute{N}`` with an ``execute`` override)."""
     from vidpolicy.envs.rollout import RolloutConfig, rollout
 
-    return rollout(RolloutConfig(policy=str(out / name), tasks=tasks, episodes=s["episodes"],
-                                 out=str(out / f"rollout_{name}"), max_steps=s["max_steps"], seed=eval_seed),
-                   overwrite=True)
+    report = out / (f"rollout_{name}" + (f"_execute{execute}" if execute else ""))
+    return rollout(RolloutConfig(policy=str(out / name), tasks=tasks, episodes=s["episodes"], out=str(report),
+                                 max_steps=s["max_steps"], seed=eval_seed, execute=execute), overwrite=True)
 
 
 def format_summary(s: dict) -> str:

@@ -40,6 +40,8 @@ class RolloutConfig:
     steps_after_success: int = opt(5, "frames kept in the video after the first success")
     videos: bool = opt(True, "write one mp4 per episode")
     sampling_steps: int | None = opt(None, "override the policy's reverse-diffusion steps per action chunk")
+    execute: int | None = opt(None, "override how many actions of each chunk run before planning again (1: every "
+                              "step, the paper's receding horizon)")
 
 
 class ExpertPolicy:
@@ -96,7 +98,7 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
         else:
             from vidpolicy.finetune.policy import ImaginationPolicy
 
-            shared = ImaginationPolicy.load(cfg.policy, sampling_steps=cfg.sampling_steps)
+            shared = ImaginationPolicy.load(cfg.policy, sampling_steps=cfg.sampling_steps, execute=cfg.execute)
             if shared.action_dim != ACTION_DIM:
                 raise VidpolicyError(f"{cfg.policy}: the policy acts in {shared.action_dim} dimensions but "
                                      f"Meta-World takes {ACTION_DIM}")

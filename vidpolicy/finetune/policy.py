@@ -30,19 +30,22 @@ from vidpolicy.tokenizer.model import VideoTokenizer
 class ImaginationPolicy:
     def __init__(self, tokenizer: VideoTokenizer, video: FutureDenoiser, action: ActionDenoiser,
                  binner: ActionBinner, config: dict, sampling_steps: int | None = None, seed: int = 0,
-                 state_norm: StateNorm | None = None):
+                 state_norm: StateNorm | None = None, execute: int | None = None):
         self.tokenizer, self.video, self.action, self.binner, self.config = tokenizer, video, action, binner, config
         self.state_norm = state_norm
         self.schedule = make_schedule(config.get("schedule", "paper"), video.config.num_timesteps,
                                       config.get("replace_mass", 0.1))
         self.text = TextEncoder(config.get("text_encoder", "all-MiniLM-L6-v2"))
         self.steps = int(sampling_steps or config.get("sampling_steps", 10))
-        self.execute = int(config.get("execute", 1))
+        self.execute = int(execute or config.get("execute", 1))
+        if not 1 <= self.execute <= int(config.get("horizon", self.execute)):
+            raise VidpolicyError(f"execute {self.execute}: must be 1..{config.get('horizon')} (the action chunk)")
         self.seed = seed
         self.reset()
 
     @classmethod
-    def load(cls, path: str | Path, sampling_steps: int | None = None, seed: int = 0) -> "ImaginationPolicy":
+    def load(cls, path: str | Path, sampling_steps: int | None = None, seed: int = 0,
+             execute: int | None = None) -> "ImaginationPolicy":
         path = Path(path)
         cfg_file = path / "config.json"
         if not (path / "binning.json").exists() or not cfg_file.exists():
@@ -52,7 +55,7 @@ class ImaginationPolicy:
         norm = StateNorm.load(path / "state_norm.json") if (path / "state_norm.json").exists() else None
         return cls(load_model(VideoTokenizer, path, "tokenizer"), load_model(FutureDenoiser, path, "video_model"),
                    load_model(ActionDenoiser, path, "action_model"), ActionBinner.load(path / "binning.json"),
-                   config, sampling_steps, seed, norm)
+                   config, sampling_steps, seed, norm, execute)
 
     @property
     def image_size(self) -> int:
