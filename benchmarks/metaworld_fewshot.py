@@ -129,8 +129,8 @@ def main() -> None:
         imagined = imagine_stage(out)
         finetune_variant(out, s, "policy", scratch=False, joint=False, overwrite=True)
         res = rollout_variant(out, s, args.tasks, "policy")
-        shutil.rmtree(out / "policy_joint", ignore_errors=True)  # fine-tuned from the replaced pre-training
-        shutil.rmtree(out / "rollout_policy_joint", ignore_errors=True)
+        for stale in (out / "policy_joint", *out.glob("rollout_policy_joint*"), *out.glob("rollout_policy_execute*")):
+            shutil.rmtree(stale, ignore_errors=True)  # made with the replaced pre-training
 
         def update(result: dict) -> None:
             for key in ("heldout_diagnostics", "seed_spread", "execute", "pretrained_joint_commit"):
