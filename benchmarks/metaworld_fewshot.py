@@ -55,7 +55,11 @@ SIZES = {
 
 def episode_outcomes(rollout_dir: Path) -> dict[tuple[str, int], bool]:
     """(task, seed) -> success, from a rollout's results.json."""
-    res = json.loads((rollout_dir / "results.json").read_text())
+    return outcomes_of(json.loads((rollout_dir / "results.json").read_text()))
+
+
+def outcomes_of(res: dict) -> dict[tuple[str, int], bool]:
+    """(task, seed) -> success, from the results a rollout returns (and writes to results.json)."""
     return {(task, seed): step is not None for task, r in res.items() if isinstance(r, dict) and "seeds" in r
             for seed, step in zip(r["seeds"], r["success_steps"])}
 
@@ -144,13 +148,13 @@ def main() -> None:
         t0 = time.time()
         res = {col: rollout_variant(out, s, args.tasks, v, execute=args.execute)
                for col, v in (("pretrained", "policy"), ("scratch", "policy_scratch"))}
-        outcomes = [episode_outcomes(out / f"rollout_{v}_execute{args.execute}") for v in ("policy", "policy_scratch")]
 
         def update(result: dict) -> None:
             result.setdefault("execute", {})[str(args.execute)] = {
                 "mean": {col: r["mean_success_rate"] for col, r in res.items()},
                 "per_task": {t: {col: r[t]["success_rate"] for col, r in res.items()} for t in result["per_task"]},
-                "paired_vs_scratch": paired(*outcomes), "seconds": round(time.time() - t0, 1), "commit": commit()}
+                "paired_vs_scratch": paired(outcomes_of(res["pretrained"]), outcomes_of(res["scratch"])),
+                "seconds": round(time.time() - t0, 1), "commit": commit()}
         amend(name, update)
     elif args.add_seeds:
         def update(result: dict) -> None:

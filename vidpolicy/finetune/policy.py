@@ -37,9 +37,9 @@ class ImaginationPolicy:
                                       config.get("replace_mass", 0.1))
         self.text = TextEncoder(config.get("text_encoder", "all-MiniLM-L6-v2"))
         self.steps = int(sampling_steps or config.get("sampling_steps", 10))
-        self.execute = int(execute or config.get("execute", 1))
-        if not 1 <= self.execute <= int(config.get("horizon", self.execute)):
-            raise VidpolicyError(f"execute {self.execute}: must be 1..{config.get('horizon')} (the action chunk)")
+        self.execute = int(execute if execute is not None else config.get("execute", 1))
+        if not 1 <= self.execute <= action.config.horizon:
+            raise VidpolicyError(f"execute {self.execute}: must be 1..{action.config.horizon} (the action chunk)")
         self.seed = seed
         self.reset()
 
