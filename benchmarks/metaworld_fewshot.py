@@ -28,10 +28,14 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+
 from _common import OUT, commit, save
 
 TASKS = "reach,button-press-topdown,drawer-close,door-open,push"
 ACTIONLESS = "window-open,drawer-open,button-press,door-close,reach-wall,push-back"
+COLUMNS = {"pretrained": "policy", "scratch": "policy_scratch", "pretrained_joint": "policy_joint"}
+ROLLOUTS = {col: f"rollout_{v}" for col, v in COLUMNS.items()}
 SHARED_HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
 
 SIZES = {
@@ -62,6 +66,31 @@ def outcomes_of(res: dict) -> dict[tuple[str, int], bool]:
     """(task, seed) -> success, from the results a rollout returns (and writes to results.json)."""
     return {(task, seed): step is not None for task, r in res.items() if isinstance(r, dict) and "seeds" in r
             for seed, step in zip(r["seeds"], r["success_steps"])}
+
+
+def closed_loop_error(out: Path, rollout_dir: Path) -> dict | None:
+    """A policy's actions against the scripted expert's in the states the policy itself reached: mean squared
+    difference per action dimension over each episode, normalised by the demonstrations' action variance (the
+    offline check's measure, ``--diagnose``, on the experts' states), per task and over solved / failed episodes."""
+    res = json.loads((rollout_dir / "results.json").read_text())
+    rows = {t: r for t, r in res.items() if isinstance(r, dict) and r.get("expert_action_sq_error")}
+    if not rows:
+        return None
+    from vidpolicy.datasets.robot import RobotEpisodes
+
+    demos = RobotEpisodes(str(out / "robot_demos"))
+    var = np.concatenate([demos.actions(i) for i in range(len(demos))]).var(0) + 1e-8
+    per_ep = {t: (np.array(r["expert_action_sq_error"]) / var).mean(1) for t, r in rows.items()}
+    solved = np.array([step is not None for r in rows.values() for step in r["success_steps"]])
+    flat = np.concatenate(list(per_ep.values()))
+    split = {k: float(flat[m].mean()) if m.any() else None for k, m in (("solved", solved), ("failed", ~solved))}
+    return {"mean": float(flat.mean()), "per_task": {t: float(e.mean()) for t, e in per_ep.items()}, **split}
+
+
+def closed_loop_errors(out: Path, variants: dict[str, str]) -> dict:
+    """``closed_loop_error`` of each column's rollout directory that has expert labels."""
+    errs = {col: closed_loop_error(out, out / d) for col, d in variants.items() if (out / d / "results.json").exists()}
+    return {col: e for col, e in errs.items() if e is not None}
 
 
 def paired(a: dict, b: dict) -> dict:
@@ -154,6 +183,9 @@ def main() -> None:
                 "mean": {col: r["mean_success_rate"] for col, r in res.items()},
                 "per_task": {t: {col: r[t]["success_rate"] for col, r in res.items()} for t in result["per_task"]},
                 "paired_vs_scratch": paired(outcomes_of(res["pretrained"]), outcomes_of(res["scratch"])),
+                "closed_loop_action_error": closed_loop_errors(
+                    out, {"pretrained": f"rollout_policy_execute{args.execute}",
+                          "scratch": f"rollout_policy_scratch_execute{args.execute}"}),
                 "seconds": round(time.time() - t0, 1), "commit": commit()}
         amend(name, update)
     elif args.add_seeds:
@@ -187,6 +219,7 @@ def set_column(result: dict, out: Path, col: str, res: dict, t0: float, stage: s
     result["mean"][col] = res["mean_success_rate"]
     result["stage_seconds"][f"{stage} ({col})"] = round(time.time() - t0, 1)
     result["paired_vs_scratch"] = paired_vs_scratch(out)
+    result["closed_loop_action_error"] = closed_loop_errors(out, ROLLOUTS)
     result[f"{col}_commit"] = commit()
 
 
@@ -204,9 +237,8 @@ def fresh_run(args, s: dict, out: Path, name: str, human: str | None) -> None:
                                    out=str(out / "rollout_expert"), max_steps=500, seed=1000, videos=False),
                      overwrite=True)
     rows = {}
-    columns = {"pretrained": "policy", "scratch": "policy_scratch", "pretrained_joint": "policy_joint"}
     for task in summary["variants"]["policy"]["success"]:
-        rows[task] = {col: summary["variants"][v]["success"][task] for col, v in columns.items()
+        rows[task] = {col: summary["variants"][v]["success"][task] for col, v in COLUMNS.items()
                       if v in summary["variants"]}
         rows[task]["expert"] = expert[task]["success_rate"]
     means = {k: sum(r[k] for r in rows.values()) / len(rows) for k in next(iter(rows.values()))}
@@ -214,6 +246,7 @@ def fresh_run(args, s: dict, out: Path, name: str, human: str | None) -> None:
         "budget": "quick" if args.quick else "default", "minutes": (time.time() - t0) / 60, "sizes": s,
         "human_videos": human, "demos_per_task": s["demos"], "eval_episodes_per_task": s["episodes"],
         "eval_seeds_from": 1000, "per_task": rows, "mean": means, "paired_vs_scratch": paired_vs_scratch(out),
+        "closed_loop_action_error": closed_loop_errors(out, ROLLOUTS),
         "tokenizer_psnr_db": summary["tokenizer_psnr_db"],
         "imagined_token_accuracy": summary["imagined_token_accuracy"], "stage_seconds": summary["stage_seconds"]})
 

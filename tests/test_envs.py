@@ -78,6 +78,32 @@ def test_expert_rollout_succeeds(tmp_path):
     assert saved["mean_success_rate"] == res["mean_success_rate"]
 
 
+class _OffsetExpert:
+    """The scripted expert with its x displacement shifted by 0.3 (clipped to the action box)."""
+
+    def __init__(self, env):
+        self._act = env.expert()
+
+    def reset(self):
+        pass
+
+    def select_action(self, obs):
+        return self._act(obs) + np.array([0.3, 0, 0, 0], np.float32)
+
+
+def test_rollout_scores_actions_against_the_expert_in_the_visited_states(tmp_path):
+    cfg = RolloutConfig(policy="offset", tasks="reach", episodes=2, out=str(tmp_path / "r"), size=64, max_steps=40,
+                        videos=False)
+    res = rollout(cfg, make_policy=_OffsetExpert)
+    err = np.array(res["reach-v3"]["expert_action_sq_error"])
+    assert err.shape == (2, 4)
+    # y, z and the gripper agree exactly; x differs by 0.3 except where clipping at +1 shrinks the gap
+    assert np.all(err[:, 1:] == 0) and np.all(err[:, 0] > 0) and np.all(err[:, 0] <= 0.09 + 1e-6)
+    expert = rollout(RolloutConfig(tasks="reach", episodes=1, out=str(tmp_path / "e"), size=64, max_steps=5,
+                                   videos=False))
+    assert "expert_action_sq_error" not in expert["reach-v3"]  # nothing to compare the expert with
+
+
 def test_sample_reader_pads_at_episode_ends(demos):
     eps = RobotEpisodes(demos, size=64)
     s = RobotSamples(eps, frames=4, gap=20, horizon=4)

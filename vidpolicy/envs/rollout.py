@@ -2,7 +2,9 @@
 
 A policy is any object with ``reset()`` and ``select_action(observation) -> action``; if it also has
 ``imagined_frames()`` the video shows what it imagined next to what the robot did. Meta-World's convention:
-an episode succeeds if ``info["success"]`` is set at any step, within at most 500 steps.
+an episode succeeds if ``info["success"]`` is set at any step, within at most 500 steps. Each learned policy's
+action is also scored against what the scripted expert would do in the same state (the states the policy's own
+actions led to): ``expert_action_sq_error`` per episode and action dimension in results.json.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class RolloutConfig:
     sampling_steps: int | None = opt(None, "override the policy's reverse-diffusion steps per action chunk")
     execute: int | None = opt(None, "override how many actions of each chunk run before planning again (1: every "
                               "step, the paper's receding horizon)")
+    expert_labels: bool = opt(True, "score each action of a learned policy against the scripted expert's action in "
+                              "the same state (results.json: expert_action_sq_error, per episode and dimension)")
 
 
 class ExpertPolicy:
@@ -58,12 +62,20 @@ class ExpertPolicy:
 
 
 def run_episode(env: MetaWorldEnv, policy, seed: int, max_steps: int, after_success: int = 5,
-                record: bool = True) -> dict:
+                record: bool = True, expert: Callable[[dict], np.ndarray] | None = None) -> dict:
+    """One episode; with ``expert`` (obs -> action) each action is also compared with the expert's in that state:
+    ``expert_sq_error`` is the mean squared difference per action dimension (both clipped to the action box)."""
     obs = env.reset(seed)
     policy.reset()
-    frames, panels, success_at = [obs["image"]], [], None
+    frames, panels, success_at, sq_err = [obs["image"]], [], None, []
+
+    def clip(a) -> np.ndarray:
+        return np.clip(np.asarray(a, np.float64), env.action_low, env.action_high)
+
     for step in range(max_steps):
         action = policy.select_action(obs)
+        if expert is not None:
+            sq_err.append((clip(action) - clip(expert(obs))) ** 2)
         if record and hasattr(policy, "imagined_frames"):
             panels.append(policy.imagined_frames())
         obs, _, done, info = env.step(action)
@@ -74,7 +86,8 @@ def run_episode(env: MetaWorldEnv, policy, seed: int, max_steps: int, after_succ
         if done or (success_at is not None and step - success_at >= after_success):
             break
     return {"success": success_at is not None, "success_step": success_at, "steps": step + 1,
-            "frames": np.stack(frames) if record else None, "panels": panels}
+            "frames": np.stack(frames) if record else None, "panels": panels,
+            "expert_sq_error": np.mean(sq_err, axis=0).tolist() if sq_err else None}
 
 
 def _video(result: dict) -> np.ndarray:
@@ -110,14 +123,18 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
     for task in tasks:
         env = MetaWorldEnv(task, size=size, max_steps=cfg.max_steps)
         policy = make_policy(env)
+        expert = env.expert() if cfg.expert_labels and not isinstance(policy, ExpertPolicy) else None
         row = {"episodes": 0, "successes": 0, "seeds": [], "success_steps": []}
         for k in range(cfg.episodes):
             seed = cfg.seed + k
-            res = run_episode(env, policy, seed, cfg.max_steps, cfg.steps_after_success, record=cfg.videos)
+            res = run_episode(env, policy, seed, cfg.max_steps, cfg.steps_after_success, record=cfg.videos,
+                              expert=expert)
             row["episodes"] += 1
             row["successes"] += int(res["success"])
             row["seeds"].append(seed)
             row["success_steps"].append(res["success_step"])
+            if expert is not None:
+                row.setdefault("expert_action_sq_error", []).append(res["expert_sq_error"])
             if cfg.videos:
                 write_mp4(out / "videos" / f"{task}_seed{seed}_{'ok' if res['success'] else 'fail'}.mp4",
                           _video(res), fps=20)
