@@ -1,7 +1,9 @@
 """Why one few-shot policy acts better than another, measured offline on held-out episodes of the target tasks
 (expert episodes at the evaluation seeds, never trained on): how well each policy's video model imagines the future
 clip ``gap`` steps ahead (token accuracy, beside copying the history clip), and how close its first action is to the
-expert's (normalised MSE, bin accuracy)."""
+expert's (normalised MSE, bin accuracy). With ``swap`` (instruction -> its look-alike, e.g. the same scene's
+actionless task: "open the door" -> "close the door") every sample is planned again with the other instruction and
+the same noise: how much the imagined future and the first action follow the words, per task."""
 
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+SWAP_MEASURES = ("acc", "acc_swap", "agree", "mse", "mse_swap")
+
 
 def heldout_diagnostics(out: Path, tasks: str, size: int, policies: list[str], episodes: int = 2,
-                        seed: int = 1000, samples: int = 96, every: int = 5) -> dict:
+                        seed: int = 1000, samples: int = 96, every: int = 5,
+                        swap: dict[str, str] | None = None) -> dict:
     from vidpolicy.datasets.robot import RobotEpisodes
     from vidpolicy.envs.collect import CollectConfig, collect
     from vidpolicy.finetune.data import tokenize_episodes
@@ -23,27 +28,44 @@ def heldout_diagnostics(out: Path, tasks: str, size: int, policies: list[str], e
     held = out / "heldout_demos"
     collect(CollectConfig(tasks=tasks, episodes=episodes, out=str(held), size=size, seed=seed))
     eps = RobotEpisodes(str(held), size=size)
-    result = {"episodes_per_task": episodes, "seeds_from": seed, "samples": samples}
+    result = {"episodes_per_task": episodes, "seeds_from": seed, "samples": samples, "swap": swap}
+    # the held-out actions' variance normalises the action errors (as in offline_eval)
+    var = np.concatenate([eps.actions(i) for i in range(len(eps))]).var(0) + 1e-8
     for name in policies:
         pol = ImaginationPolicy.load(out / name)
         with tempfile.TemporaryDirectory() as d:  # not cached: the held-out set grows when --tasks changes
             toks = tokenize_episodes(eps, pol.tokenizer, Path(d) / "tokens.npz")
         gap = int(pol.config.get("gap", 20))
         items = [(i, t) for i in range(len(eps)) for t in range(0, eps.episodes[i].length - gap, every)]
-        rng, g = np.random.default_rng(0), torch.Generator().manual_seed(0)
+        rng = np.random.default_rng(0)
         pick = [items[k] for k in rng.choice(len(items), min(samples, len(items)), replace=False)]
-        imagined, copied = [], []
+        imagined, copied, swapped = [], [], []
         for b in range(0, len(pick), 16):
             chunk = pick[b : b + 16]
             hist = torch.from_numpy(np.stack([toks[i][t] for i, t in chunk]).astype(np.int64))
             future = np.stack([toks[i][t + gap] for i, t in chunk]).astype(np.int64)
-            states = np.stack([eps.states(i)[t] for i, t in chunk]) if eps.state_key else None
-            video, _ = pol.plan(hist, pol.text([eps.episodes[i].task for i, _ in chunk]), generator=g,
-                                state=pol.state_input(states))
+            states = pol.state_input(np.stack([eps.states(i)[t] for i, t in chunk]) if eps.state_key else None)
+            words = [eps.episodes[i].task for i, _ in chunk]
+            video, acts = pol.plan(hist, pol.text(words), generator=torch.Generator().manual_seed(b), state=states)
             imagined += list((video.numpy() == future).mean(1))
             copied += list((hist.numpy() == future).mean(1))
+            if swap:
+                other, acts_s = pol.plan(hist, pol.text([swap.get(w, w) for w in words]),
+                                         generator=torch.Generator().manual_seed(b), state=states)
+                expert = np.stack([eps.actions(i)[t] for i, t in chunk])
+                cols = {"acc": (video.numpy() == future).mean(1), "acc_swap": (other.numpy() == future).mean(1),
+                        "agree": (other == video).float().mean(1).numpy(),
+                        "mse": ((acts[:, 0] - expert) ** 2 / var).mean(1),
+                        "mse_swap": ((acts_s[:, 0] - expert) ** 2 / var).mean(1)}
+                swapped += [{"task": w, **{k: float(c[j]) for k, c in cols.items()}} for j, w in enumerate(words)]
         result[name] = {"imagined_token_accuracy": float(np.mean(imagined)),
                         "copy_history_token_accuracy": float(np.mean(copied)),
                         "first_action": offline_eval(out / name, eps, toks, list(range(len(eps))),
                                                      max_samples=samples)}
+        if swap:
+            # per instruction: token accuracy with the true / swapped words, imagined tokens that agree between the
+            # two, first-action normalised MSE with the true / swapped words
+            result[name]["instruction_swap"] = {
+                w: {k: float(np.mean([r[k] for r in swapped if r["task"] == w])) for k in SWAP_MEASURES}
+                for w in sorted({r["task"] for r in swapped})}
     return result

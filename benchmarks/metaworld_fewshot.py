@@ -16,7 +16,9 @@ actionless corpus is Meta-World expert video of *other* tasks plus ../shared/dat
     python benchmarks/metaworld_fewshot.py --add-seeds 1 2  # (a) and (b) again with other fine-tuning seeds
     python benchmarks/metaworld_fewshot.py --repretrain # only pre-training and (a) again, in the last default run
     python benchmarks/metaworld_fewshot.py --execute 1  # (a) and (b) again, planning before every action
-    python benchmarks/metaworld_fewshot.py --diagnose   # imagination and action error on held-out demos (~2 min)
+    python benchmarks/metaworld_fewshot.py --guidance 2 # (a) again, its imagined video guided towards the words
+    python benchmarks/metaworld_fewshot.py --yuv420     # (a) and (b) again, live frames as the recordings store them
+    python benchmarks/metaworld_fewshot.py --diagnose   # imagination and action error on held-out demos (~3 min)
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ from _common import OUT, commit, save
 
 TASKS = "reach,button-press-topdown,drawer-close,door-open,push"
 ACTIONLESS = "window-open,drawer-open,button-press,door-close,reach-wall,push-back"
+# each target task's look-alike among the actionless tasks: the same scene, the opposite (or another) motion, and an
+# instruction the sentence encoder puts close to the target's (cosine 0.68-0.90)
+LOOKALIKE = {"reach": "reach-wall", "button-press-topdown": "button-press", "drawer-close": "drawer-open",
+             "door-open": "door-close", "push": "push-back"}
 COLUMNS = {"pretrained": "policy", "scratch": "policy_scratch", "pretrained_joint": "policy_joint"}
 ROLLOUTS = {col: f"rollout_{v}" for col, v in COLUMNS.items()}
 SHARED_HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
@@ -131,9 +137,18 @@ def main() -> None:
     ap.add_argument("--execute", type=int, metavar="N",
                     help="only roll out (a) and (b) of the finished run again, running N actions of each chunk "
                          "before planning again (the run: 4; the paper: 1), into the JSON")
+    ap.add_argument("--guidance", type=float, metavar="G",
+                    help="only roll out (a) of the finished run again with classifier-free guidance G of its imagined "
+                         "video (with --execute N: planning every N actions), into the JSON")
+    ap.add_argument("--yuv420", action="store_true",
+                    help="only roll out (a) and (b) of the finished run again, each live frame seen through yuv420p "
+                         "chroma as the recorded demonstrations store it (with --execute N: planning every N), into "
+                         "the JSON")
     ap.add_argument("--diagnose", action="store_true",
                     help="only measure, in the finished run, each policy's imagined-future token accuracy and "
-                         "first-action error on held-out expert episodes of the target tasks, into the JSON")
+                         "first-action error on held-out expert episodes of the target tasks, and how both change "
+                         "when each target task's instruction is swapped for its actionless look-alike's, into the "
+                         "JSON")
     args = ap.parse_args()
     from vidpolicy.demo import finetune_variant, imagine_stage, pretrain_stage, rollout_variant
 
@@ -147,7 +162,10 @@ def main() -> None:
         from _fewshot_diag import heldout_diagnostics
 
         policies = [p for p in ("policy", "policy_scratch", "policy_joint") if (out / p / "policy.json").exists()]
-        diag = heldout_diagnostics(out, args.tasks, s["size"], policies)
+        from vidpolicy.envs.tasks import INSTRUCTIONS
+
+        swap = {INSTRUCTIONS[f"{t}-v3"]: INSTRUCTIONS[f"{a}-v3"] for t, a in LOOKALIKE.items()}
+        diag = heldout_diagnostics(out, args.tasks, s["size"], policies, swap=swap)
         amend(name, lambda result: result.update(heldout_diagnostics={**diag, "commit": commit()}))
     elif args.add_joint:
         t0 = time.time()
@@ -162,32 +180,20 @@ def main() -> None:
         imagined = imagine_stage(out)
         finetune_variant(out, s, "policy", scratch=False, joint=False, overwrite=True)
         res = rollout_variant(out, s, args.tasks, "policy")
-        for stale in (out / "policy_joint", *out.glob("rollout_policy_joint*"), *out.glob("rollout_policy_execute*")):
+        for stale in (out / "policy_joint", *out.glob("rollout_policy_joint*"), *out.glob("rollout_policy_execute*"),
+                      *out.glob("rollout_policy_guidance*")):
             shutil.rmtree(stale, ignore_errors=True)  # made with the replaced pre-training
 
         def update(result: dict) -> None:
-            for key in ("heldout_diagnostics", "seed_spread", "execute", "pretrained_joint_commit"):
+            for key in ("heldout_diagnostics", "seed_spread", "execute", "guidance", "pretrained_joint_commit"):
                 result.pop(key, None)  # measured with the replaced pre-training
             for row in (*result["per_task"].values(), result["mean"]):
                 row.pop("pretrained_joint", None)
             result.update(sizes=s, imagined_token_accuracy=imagined.get("token_accuracy"))
             set_column(result, out, "pretrained", res, t0, "pretrain+policy")
         amend(name, update)
-    elif args.execute:
-        t0 = time.time()
-        res = {col: rollout_variant(out, s, args.tasks, v, execute=args.execute)
-               for col, v in (("pretrained", "policy"), ("scratch", "policy_scratch"))}
-
-        def update(result: dict) -> None:
-            result.setdefault("execute", {})[str(args.execute)] = {
-                "mean": {col: r["mean_success_rate"] for col, r in res.items()},
-                "per_task": {t: {col: r[t]["success_rate"] for col, r in res.items()} for t in result["per_task"]},
-                "paired_vs_scratch": paired(outcomes_of(res["pretrained"]), outcomes_of(res["scratch"])),
-                "closed_loop_action_error": closed_loop_errors(
-                    out, {"pretrained": f"rollout_policy_execute{args.execute}",
-                          "scratch": f"rollout_policy_scratch_execute{args.execute}"}),
-                "seconds": round(time.time() - t0, 1), "commit": commit()}
-        amend(name, update)
+    elif args.execute or args.guidance or args.yuv420:
+        rerollout(args, s, out, name)
     elif args.add_seeds:
         def update(result: dict) -> None:
             spread = result.setdefault("seed_spread", {})
@@ -202,6 +208,42 @@ def main() -> None:
         amend(name, update)
     else:
         fresh_run(args, s, out, name, human)
+
+
+def rerollout(args, s: dict, out: Path, name: str) -> None:
+    """``--execute N``: (a) and (b) rolled out again planning every N actions; ``--yuv420``: the same, each live
+    frame seen through yuv420p chroma; ``--guidance G``: (a) again with classifier-free guidance of its imagined
+    video (scratch's video model has no null instruction to guide against: paired with its plain rollout). Into the
+    JSON under "execute" / "yuv420" / "guidance"."""
+    from vidpolicy.demo import rollout_dir, rollout_variant
+
+    t0 = time.time()
+    if args.guidance:
+        value = f"{args.guidance:g}" + (f"_execute{args.execute}" if args.execute else "")
+        key, runs = "guidance", {"pretrained": ("policy", args.execute, args.guidance, False)}
+    else:
+        key = "yuv420" if args.yuv420 else "execute"
+        value = str(args.execute or 4)
+        runs = {"pretrained": ("policy", args.execute, None, args.yuv420),
+                "scratch": ("policy_scratch", args.execute, None, args.yuv420)}
+    dirs = {col: rollout_dir(*r) for col, r in runs.items()}
+    if "scratch" not in runs:  # guidance: against scratch's rollout with the same execute
+        dirs["scratch"] = rollout_dir("policy_scratch", args.execute)
+        if not (out / dirs["scratch"] / "results.json").exists():
+            raise SystemExit(f"{out / dirs['scratch']}: no scratch rollout to pair with; run --execute "
+                             f"{args.execute} first")
+    res = {col: rollout_variant(out, s, args.tasks, v, execute=e, guidance=g, yuv420=y)
+           for col, (v, e, g, y) in runs.items()}
+    res.setdefault("scratch", json.loads((out / dirs["scratch"] / "results.json").read_text()))
+
+    def update(result: dict) -> None:
+        result.setdefault(key, {})[value] = {
+            "execute": args.execute, "mean": {col: r["mean_success_rate"] for col, r in res.items()},
+            "per_task": {t: {col: r[t]["success_rate"] for col, r in res.items()} for t in result["per_task"]},
+            "paired_vs_scratch": paired(outcomes_of(res["pretrained"]), outcomes_of(res["scratch"])),
+            "closed_loop_action_error": closed_loop_errors(out, dirs),
+            "seconds": round(time.time() - t0, 1), "commit": commit()}
+    amend(name, update)
 
 
 def amend(name: str, update) -> None:

@@ -107,12 +107,33 @@ def markdown(r: dict) -> str:
                         "(copying the history clip) / first-action normalised MSE / bin accuracy",
                         f"{v['imagined_token_accuracy']:.3f} ({v['copy_history_token_accuracy']:.3f}) / "
                         f"{v['first_action']['normalized_mse']:.3f} / {v['first_action']['bin_accuracy']:.3f}")
-            for n, v in f.get("execute", {}).items():
+            for c, v in d.items():
+                if isinstance(v, dict) and "instruction_swap" in v:
+                    c = {"policy": "pretrained", "policy_joint": "pretrained_joint", "policy_scratch": "scratch"}[c]
+                    add(key, f"{names.get(c, c)}, each instruction swapped for its actionless look-alike's (same "
+                        "noise): imagined tokens unchanged / first-action normalised MSE, true -> swapped words",
+                        "; ".join(f"{w}: {m['agree']:.2f} / {m['mse']:.3f} -> {m['mse_swap']:.3f}"
+                                  for w, m in v["instruction_swap"].items()))
+            for c, v in f.get("closed_loop_action_error", {}).items():
+                add(key, f"{names.get(c, c)}: closed-loop action error against the expert in the states it reached "
+                    "(normalised MSE; solved / failed episodes)",
+                    f"{v['mean']:.3f} ({fmt(v['solved'])} / {fmt(v['failed'])})")
+            for g, v in f.get("guidance", {}).items():
+                pv, every = v["paired_vs_scratch"], f", planning every {v['execute']}" if v.get("execute") else ""
+                add(key, f"pretrained (video frozen) with guidance {g}{every}: mean success / scratch; same episodes, "
+                    "solved only by (a) / only by (b)", f"{fmt(v['mean']['pretrained'], True)} / "
+                    f"{fmt(v['mean']['scratch'], True)}; {pv['wins']} / {pv['losses']} (p = {pv['p_value']:.2g})")
+            for mode, n, v in [("execute", n, v) for n, v in f.get("execute", {}).items()] + [
+                    ("yuv420", n, v) for n, v in f.get("yuv420", {}).items()]:
                 pv = v["paired_vs_scratch"]
-                add(key, f"planning every {n} action(s) (the run: 4): mean success pretrained (video frozen) / "
-                    "scratch; same episodes, solved only by (a) / only by (b)",
-                    f"{fmt(v['mean']['pretrained'], True)} / {fmt(v['mean']['scratch'], True)}; {pv['wins']} / "
-                    f"{pv['losses']} (p = {pv['p_value']:.2g})")
+                what = (f"planning every {n} action(s) (the run: 4)" if mode == "execute" else
+                        f"live frames through yuv420p chroma as the recorded demos (planning every {n})")
+                add(key, f"{what}: mean success pretrained (video frozen) / scratch; same episodes, solved only by "
+                    "(a) / only by (b)", f"{fmt(v['mean']['pretrained'], True)} / {fmt(v['mean']['scratch'], True)}; "
+                    f"{pv['wins']} / {pv['losses']} (p = {pv['p_value']:.2g})")
+                for c, e in v.get("closed_loop_action_error", {}).items():
+                    add(key, f"{what}: {names.get(c, c)} closed-loop action error (solved / failed episodes)",
+                        f"{e['mean']:.3f} ({fmt(e['solved'])} / {fmt(e['failed'])})")
             for seed, v in f.get("seed_spread", {}).items():
                 add(key, f"fine-tuning seed {seed}: mean success pretrained (video frozen) / scratch",
                     f"{fmt(v['pretrained'], True)} / {fmt(v['scratch'], True)}")
@@ -124,7 +145,8 @@ def markdown(r: dict) -> str:
                      | {s["commit"] for v in r.values() for s in v.get("seed_spread", {}).values() if "commit" in s}
                      | {c for v in r.values() for k, c in v.items() if k.endswith("_commit")}
                      | {v["heldout_diagnostics"]["commit"] for v in r.values() if "heldout_diagnostics" in v}
-                     | {e["commit"] for v in r.values() for e in v.get("execute", {}).values()})
+                     | {e["commit"] for v in r.values() for k in ("execute", "guidance", "yuv420")
+                        for e in v.get(k, {}).values()})
     cpus = ", ".join(f"{k} on {v['cpu']}" for k, v in r.items() if "cpu" in v)
     older = [k for k, v in r.items() if "cpu" not in v]  # measured before the JSON named the processor
     where = f"; {cpus}" + (f"; {', '.join(older)} on an earlier machine" if older else "") if cpus else ""

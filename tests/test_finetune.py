@@ -99,6 +99,55 @@ def test_execute_sets_how_often_the_policy_plans(policy):
         ImaginationPolicy.load(policy, execute=5)
 
 
+def test_guidance_denoises_against_the_null_instruction(policy, tmp_path):
+    import shutil
+
+    from vidpolicy.finetune.policy import ImaginationPolicy
+
+    hist = torch.randint(0, 32, (3, 64))
+
+    def imagine(g):
+        p = ImaginationPolicy.load(policy, guidance=g)
+        calls, denoise = [], p.video.denoise
+        p.video.denoise = lambda x, t, ctx: calls.append(ctx) or denoise(x, t, ctx)
+        video = p.plan(hist, p.text(["reach the goal position with the gripper"] * 3), steps=4,
+                       generator=torch.Generator().manual_seed(0), state=p.state_input(np.zeros((3, 39))))[0]
+        return video, calls
+
+    (plain, plain_calls), (unit, _), (guided, guided_calls) = (imagine(g) for g in (None, 1.0, 4.0))
+    assert torch.equal(plain, unit) and len(plain_calls) == 4  # scale 1 is no guidance: one pass per step
+    assert len(guided_calls) == 8 and guided.shape == plain.shape  # and a pass with the null instruction
+    assert guided_calls[0] is not guided_calls[1]
+    scratch = tmp_path / "scratch"
+    shutil.copytree(policy, scratch)
+    cfg = json.loads((scratch / "config.json").read_text())
+    (scratch / "config.json").write_text(json.dumps({**cfg, "from_scratch": True}))
+    with pytest.raises(Exception, match="guidance 2.0: needs the video model as pre-trained"):
+        ImaginationPolicy.load(scratch, guidance=2.0)
+
+
+def test_live_frames_pass_through_the_demonstrations_pixel_format(policy):
+    from vidpolicy.common.media import yuv420_round_trip
+    from vidpolicy.finetune.policy import ImaginationPolicy
+
+    flat = np.full((32, 32, 3), (90, 140, 60), np.uint8)
+    assert np.abs(yuv420_round_trip(flat).astype(int) - flat).max() <= 3  # one colour survives
+    lines = np.full((32, 32, 3), 128, np.uint8)
+    lines[:, ::2] = (255, 0, 0)  # red columns one pixel wide: their colour is averaged with the grey beside them
+    back = yuv420_round_trip(lines).astype(int)
+    assert back[:, ::2, 0].mean() < 230 and back[:, ::2, 1].mean() > 25
+    # on by default: the fixture's demonstrations were recorded as H.264 yuv420p (policy.json says so)
+    assert json.loads((policy / "policy.json").read_text())["observation_pix_fmt"] == "yuv420p"
+    p = ImaginationPolicy.load(policy)
+    p.reset()
+    obs = _obs(3)
+    p.select_action(obs)
+    assert p.yuv420 and np.array_equal(p._frames[-1], yuv420_round_trip(obs["image"]))
+    raw = ImaginationPolicy.load(policy, yuv420=False)
+    raw.select_action(obs)
+    assert np.array_equal(raw._frames[-1], obs["image"])
+
+
 def test_reloaded_policy_gives_identical_actions(policy):
     from vidpolicy.finetune.policy import ImaginationPolicy
 

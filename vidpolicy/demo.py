@@ -181,14 +181,21 @@ def finetune_variant(out: Path, s: dict, name: str, scratch: bool, joint: bool, 
         detach_video_features=detach), overwrite=overwrite)
 
 
+def rollout_dir(name: str, execute: int | None = None, guidance: float | None = None, yuv420: bool = False) -> str:
+    """``rollout_{name}``, with ``_execute{N}`` / ``_guidance{G}`` / ``_yuv420`` for the rollout overrides."""
+    return (f"rollout_{name}" + (f"_execute{execute}" if execute else "")
+            + (f"_guidance{guidance:g}" if guidance is not None else "") + ("_yuv420" if yuv420 else ""))
+
+
 def rollout_variant(out: Path, s: dict, tasks: str, name: str, eval_seed: int = 1000,
-                    execute: int | None = None) -> dict:
-    """Roll ``out/name`` out into ``out/rollout_name`` (``rollout_name_execute{N}`` with an ``execute`` override)."""
+                    execute: int | None = None, guidance: float | None = None, yuv420: bool = False) -> dict:
+    """Roll ``out/name`` out into ``out/rollout_dir(name, execute, guidance, yuv420)``."""
     from vidpolicy.envs.rollout import RolloutConfig, rollout
 
-    report = out / (f"rollout_{name}" + (f"_execute{execute}" if execute else ""))
+    report = out / rollout_dir(name, execute, guidance, yuv420)
     return rollout(RolloutConfig(policy=str(out / name), tasks=tasks, episodes=s["episodes"], out=str(report),
-                                 max_steps=s["max_steps"], seed=eval_seed, execute=execute), overwrite=True)
+                                 max_steps=s["max_steps"], seed=eval_seed, execute=execute, guidance=guidance,
+                                 yuv420=yuv420 or None), overwrite=True)
 
 
 def format_summary(s: dict) -> str:

@@ -34,6 +34,14 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 10.0) -> Path:
     return path
 
 
+def yuv420_round_trip(frame: np.ndarray) -> np.ndarray:
+    """uint8 ``(h, w, 3)`` RGB through yuv420p and back (half-resolution chroma, as an H.264 recording stores it)."""
+    import av
+
+    f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, dtype=np.uint8), format="rgb24")
+    return f.reformat(format="yuv420p").reformat(format="rgb24").to_ndarray()
+
+
 def side_by_side(*panels: np.ndarray, gap: int = 2) -> np.ndarray:
     """Stack ``(t, h, w, 3)`` panels left to right (shorter ones hold their last frame; heights resized)."""
     t = max(p.shape[0] for p in panels)

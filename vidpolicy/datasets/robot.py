@@ -60,6 +60,8 @@ class RobotEpisodes:
         self.action_dim = int(meta.features[action_key]["shape"][0])
         self.state_key = "observation.state" if "observation.state" in meta.features else None
         self.frame_shape = tuple(meta.features[self.camera]["shape"])
+        # how the camera's video stores pixels (e.g. yuv420p: chroma at half resolution); None when unrecorded
+        self.pix_fmt = (meta.features[self.camera].get("info") or {}).get("video.pix_fmt")
         self.episodes: list[Episode] = []
         eps = meta.episodes
         for i in range(len(eps)):

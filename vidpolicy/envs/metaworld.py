@@ -2,7 +2,7 @@
 
 Rendering uses ``MUJOCO_GL=egl`` (osmesa as fallback). Meta-World renders its 4096² shadow map at 12-20 fps on a
 CPU. The default turns shadows and reflections off and anti-aliases by 2x2 supersampling instead of 4x multisampling
-(2 CPU cores, Mesa llvmpipe: 64² 40 -> 83 fps, 96² 45-50 -> 74, 128² 51 -> 65; a tokenizer trained on the frames
+(2 CPU cores, Mesa llvmpipe: 64² 40 -> 83 fps, 96² 45-50 -> 74, 128² 51 -> 65-68; a tokenizer trained on the frames
 scores 29.2 dB vs 29.0 with multisampling and 27.4 with no anti-aliasing). Observations are dicts:
 ``{"image": uint8 (S, S, 3), "state": float32 (39,), "instruction": str}``.
 """

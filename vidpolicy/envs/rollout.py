@@ -44,6 +44,10 @@ class RolloutConfig:
     sampling_steps: int | None = opt(None, "override the policy's reverse-diffusion steps per action chunk")
     execute: int | None = opt(None, "override how many actions of each chunk run before planning again (1: every "
                               "step, the paper's receding horizon)")
+    guidance: float | None = opt(None, "override the policy's classifier-free guidance scale of the imagined video "
+                                 "(1 = off)")
+    yuv420: bool | None = opt(None, "override whether the policy sees each frame through yuv420p chroma (default: "
+                              "when its demonstrations' video was yuv420p, as H.264 recordings are)")
     expert_labels: bool = opt(True, "score each action of a learned policy against the scripted expert's action in "
                               "the same state (results.json: expert_action_sq_error, per episode and dimension)")
 
@@ -111,7 +115,8 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
         else:
             from vidpolicy.finetune.policy import ImaginationPolicy
 
-            shared = ImaginationPolicy.load(cfg.policy, sampling_steps=cfg.sampling_steps, execute=cfg.execute)
+            shared = ImaginationPolicy.load(cfg.policy, sampling_steps=cfg.sampling_steps, execute=cfg.execute,
+                                            guidance=cfg.guidance, yuv420=cfg.yuv420)
             if shared.action_dim != ACTION_DIM:
                 raise VidpolicyError(f"{cfg.policy}: the policy acts in {shared.action_dim} dimensions but "
                                      f"Meta-World takes {ACTION_DIM}")

@@ -26,6 +26,8 @@ class FinetuneConfig:
     gap: int = opt(20, "the imagined future clip ends this many steps ahead (paper: 20)")
     bins: int = opt(48, "quantile bins per action dimension (paper: 48)")
     sampling_steps: int = opt(10, "reverse-diffusion steps per imagined chunk at rollout")
+    guidance: float = opt(1.0, "classifier-free guidance scale of the imagined video at rollout (1 = off; needs the "
+                          "pre-trained video model, frozen: it learned the null instruction)")
     top_r: float = opt(0.88, "imagined video: sample among the most likely codes up to this mass (paper: 0.88)")
     action_top_r: float = opt(0.0, "action bins: the same truncation; 0 takes the most likely bin (the mode)")
     width: int = opt(256, "action model width (paper: 256)")

@@ -3,7 +3,9 @@
 Each plan: tokenize the last T frames (the first frame repeats at an episode's start), jointly denoise the future
 clip's tokens and the action chunk's tokens from all-[MASK] in S steps (conditioned on the robot state too when the
 policy was trained with one), decode the chunk's bins to actions and execute the first ``execute`` of them
-(receding horizon). The last imagined future is kept for rollout videos.
+(receding horizon). Live frames pass through the pixel format the demonstrations were recorded in (yuv420p), so
+that they tokenize as the training clips did. ``guidance`` > 1 sharpens the imagined video towards the instruction (classifier-free guidance
+against the pre-trained model's null instruction). The last imagined future is kept for rollout videos.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import torch
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.pretrained import load_model
 from vidpolicy.common.text import TextEncoder
+from vidpolicy.common.media import yuv420_round_trip
 from vidpolicy.datasets.clips import to_uint8, to_unit_range
 from vidpolicy.finetune.binning import ActionBinner
 from vidpolicy.finetune.model import ActionDenoiser
 from vidpolicy.finetune.state import StateNorm
 from vidpolicy.pretrain.model import FutureDenoiser
-from vidpolicy.pretrain.sample import sample_tokens
+from vidpolicy.pretrain.sample import guide, sample_tokens
 from vidpolicy.pretrain.train import make_schedule
 from vidpolicy.tokenizer.model import VideoTokenizer
 
@@ -30,7 +33,8 @@ from vidpolicy.tokenizer.model import VideoTokenizer
 class ImaginationPolicy:
     def __init__(self, tokenizer: VideoTokenizer, video: FutureDenoiser, action: ActionDenoiser,
                  binner: ActionBinner, config: dict, sampling_steps: int | None = None, seed: int = 0,
-                 state_norm: StateNorm | None = None, execute: int | None = None):
+                 state_norm: StateNorm | None = None, execute: int | None = None, guidance: float | None = None,
+                 yuv420: bool | None = None):
         self.tokenizer, self.video, self.action, self.binner, self.config = tokenizer, video, action, binner, config
         self.state_norm = state_norm
         self.schedule = make_schedule(config.get("schedule", "paper"), video.config.num_timesteps,
@@ -40,12 +44,21 @@ class ImaginationPolicy:
         self.execute = int(execute if execute is not None else config.get("execute", 1))
         if not 1 <= self.execute <= action.config.horizon:
             raise VidpolicyError(f"execute {self.execute}: must be 1..{action.config.horizon} (the action chunk)")
+        self.guidance = float(guidance if guidance is not None else config.get("guidance", 1.0))
+        if self.guidance != 1.0 and (config.get("from_scratch") or config.get("train_video")):
+            raise VidpolicyError(f"guidance {self.guidance}: needs the video model as pre-trained (with instruction "
+                                 f"dropout); this policy's video model was trained in fine-tuning")
+        # live frames seen as the demonstrations' video stored them (yuv420p: chroma at half resolution); raw renders
+        # tokenize differently (half the tokens of a Meta-World clip) and a frozen pre-trained video model acts on that
+        recorded = str(config.get("observation_pix_fmt") or "").startswith(("yuv420", "yuvj420"))
+        self.yuv420 = bool(recorded if yuv420 is None else yuv420)
         self.seed = seed
         self.reset()
 
     @classmethod
     def load(cls, path: str | Path, sampling_steps: int | None = None, seed: int = 0,
-             execute: int | None = None) -> "ImaginationPolicy":
+             execute: int | None = None, guidance: float | None = None,
+             yuv420: bool | None = None) -> "ImaginationPolicy":
         path = Path(path)
         cfg_file = path / "config.json"
         if not (path / "binning.json").exists() or not cfg_file.exists():
@@ -55,7 +68,7 @@ class ImaginationPolicy:
         norm = StateNorm.load(path / "state_norm.json") if (path / "state_norm.json").exists() else None
         return cls(load_model(VideoTokenizer, path, "tokenizer"), load_model(FutureDenoiser, path, "video_model"),
                    load_model(ActionDenoiser, path, "action_model"), ActionBinner.load(path / "binning.json"),
-                   config, sampling_steps, seed, norm, execute)
+                   config, sampling_steps, seed, norm, execute, guidance, yuv420)
 
     @property
     def image_size(self) -> int:
@@ -93,10 +106,14 @@ class ImaginationPolicy:
         last: dict[str, torch.Tensor] = {}
         with torch.autocast("cpu", dtype=torch.bfloat16):
             ctx = v.context(history_tokens, v.text_input(text))
+            null = v.text_input(None).expand(history_tokens.shape[0], -1)
+            uncond = v.context(history_tokens, null) if self.guidance != 1.0 else None
 
             def predict(x, t):
                 tt = torch.full((x["video"].shape[0],), t, dtype=torch.long)
                 log_v, feats = v.denoise(x["video"], tt, ctx)
+                if uncond is not None:  # the action model still reads the conditional features
+                    log_v = guide(log_v, v.denoise(x["video"], tt, uncond)[0], self.guidance)
                 if regression:  # the chunk regressed from the sharpest imagined future so far
                     last["action"] = a(None, tt, feats, text, state).float()
                     return {"video": log_v}
@@ -121,7 +138,7 @@ class ImaginationPolicy:
     def select_action(self, observation: dict) -> np.ndarray:
         image = np.asarray(observation["image"])
         self._check(image)
-        self._frames.append(image)
+        self._frames.append(yuv420_round_trip(image) if self.yuv420 else image)
         T = self.tokenizer.config.frames
         self._frames = self._frames[-T:]
         if not self._queue:

@@ -150,7 +150,8 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
         write_json(out / "policy.json", {"schedule": pre_cfg.get("schedule", "paper"),
                                          "replace_mass": pre_cfg.get("replace_mass", 0.1),
                                          "text_encoder": pre_cfg.get("text_encoder", "all-MiniLM-L6-v2"),
-                                         "action_dim": eps.action_dim, "image_size": tokenizer.config.size})
+                                         "action_dim": eps.action_dim, "image_size": tokenizer.config.size,
+                                         "observation_pix_fmt": eps.pix_fmt})
         plot_losses(out, ("loss", "action_mse") if regression else ("loss", "action_vb", "action_acc_masked"))
         if held_eps:
             from vidpolicy.finetune.offline import offline_eval
