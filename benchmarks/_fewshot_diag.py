@@ -7,6 +7,7 @@ the same noise: how much the imagined future and the first action follow the wor
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -68,4 +69,64 @@ def heldout_diagnostics(out: Path, tasks: str, size: int, policies: list[str], e
             result[name]["instruction_swap"] = {
                 w: {k: float(np.mean([r[k] for r in swapped if r["task"] == w])) for k in SWAP_MEASURES}
                 for w in sorted({r["task"] for r in swapped})}
+    return result
+
+
+def watch_diagnostics(out: Path, tasks: str, size: int, policies: list[str], episodes: int = 2, seed: int = 1000,
+                      max_steps: int = 150) -> dict:
+    """The scripted expert drives and each policy only watches, planning before every action: its action error
+    (normalised MSE, the demos' action variance) on the expert's own states from live frames — raw renders and
+    through yuv420p — to set beside the offline check on the recorded video of the same episodes; and how many tokens
+    of the live frames agree with the tokens of the recording (``heldout_demos``, the same seeds)."""
+    from vidpolicy.common.media import yuv420_round_trip
+    from vidpolicy.datasets.clips import to_unit_range
+    from vidpolicy.datasets.robot import RobotEpisodes
+    from vidpolicy.envs.collect import CollectConfig, collect
+    from vidpolicy.envs.metaworld import MetaWorldEnv
+    from vidpolicy.finetune.policy import ImaginationPolicy
+
+    held = out / "heldout_demos"
+    collect(CollectConfig(tasks=tasks, episodes=episodes, out=str(held), size=size, seed=seed))
+    recorded = RobotEpisodes(str(held), size=size)
+    demos = RobotEpisodes(str(out / "robot_demos"), size=size)
+    var = np.concatenate([demos.actions(i) for i in range(len(demos))]).var(0) + 1e-8
+    tokenizer = ImaginationPolicy.load(out / policies[0]).tokenizer
+    log = json.loads((held / "meta" / "vidpolicy_collect.json").read_text())["episodes"]
+
+    def tokens(frames: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return tokenizer.encode(torch.stack([to_unit_range(frames[i : i + 4])
+                                                 for i in range(0, len(frames) - 3, 4)]))
+
+    agree = {"raw": [], "yuv420": []}
+    for k, e in enumerate(log):  # replay each recorded episode: the same states, live frames
+        env = MetaWorldEnv(e["task"].removesuffix("-v3"), size=size, max_steps=500)
+        obs, expert = env.reset(e["seed"]), env.expert()
+        raw = [obs["image"]]
+        for _ in range(e["length"] - 1):
+            obs, *_ = env.step(expert(obs))
+            raw.append(obs["image"])
+        env.close()
+        n = min(len(raw), recorded.episodes[k].length) // 4 * 4
+        ref = tokens(recorded.frames(k)[:n])
+        live = {"raw": np.stack(raw[:n]), "yuv420": np.stack([yuv420_round_trip(f) for f in raw[:n]])}
+        for mode, frames in live.items():
+            agree[mode].append(float((tokens(frames) == ref).float().mean()))
+    result = {"token_agreement_with_recording": {m: float(np.mean(v)) for m, v in agree.items()}}
+    for name in policies:
+        for yuv in (False, True):
+            pol = ImaginationPolicy.load(out / name, execute=1, yuv420=yuv)
+            errs = []
+            for e in log:
+                env = MetaWorldEnv(e["task"].removesuffix("-v3"), size=size, max_steps=max_steps)
+                obs, expert = env.reset(e["seed"]), env.expert()
+                pol.reset()
+                for _ in range(max_steps):
+                    a, x = pol.select_action(obs), expert(obs)
+                    errs.append(float(((np.clip(a, -1, 1) - np.clip(x, -1, 1)) ** 2 / var).mean()))
+                    obs, _, done, info = env.step(x)
+                    if done or info["success"]:
+                        break
+                env.close()
+            result.setdefault(name, {})["yuv420" if yuv else "raw"] = float(np.mean(errs))
     return result

@@ -18,6 +18,7 @@ actionless corpus is Meta-World expert video of *other* tasks plus ../shared/dat
     python benchmarks/metaworld_fewshot.py --execute 1  # (a) and (b) again, planning before every action
     python benchmarks/metaworld_fewshot.py --guidance 2 # (a) again, its imagined video guided towards the words
     python benchmarks/metaworld_fewshot.py --yuv420     # (a) and (b) again, live frames as the recordings store them
+    python benchmarks/metaworld_fewshot.py --watch      # action error while the expert drives, live frames (~8 min)
     python benchmarks/metaworld_fewshot.py --diagnose   # imagination and action error on held-out demos (~3 min)
 """
 
@@ -144,6 +145,10 @@ def main() -> None:
                     help="only roll out (a) and (b) of the finished run again, each live frame seen through yuv420p "
                          "chroma as the recorded demonstrations store it (with --execute N: planning every N), into "
                          "the JSON")
+    ap.add_argument("--watch", action="store_true",
+                    help="only measure, in the finished run, each policy's action error while the scripted expert "
+                         "drives (live frames, raw and through yuv420p) and how the live frames tokenize against the "
+                         "recording of the same episodes, into the JSON")
     ap.add_argument("--diagnose", action="store_true",
                     help="only measure, in the finished run, each policy's imagined-future token accuracy and "
                          "first-action error on held-out expert episodes of the target tasks, and how both change "
@@ -167,6 +172,12 @@ def main() -> None:
         swap = {INSTRUCTIONS[f"{t}-v3"]: INSTRUCTIONS[f"{a}-v3"] for t, a in LOOKALIKE.items()}
         diag = heldout_diagnostics(out, args.tasks, s["size"], policies, swap=swap)
         amend(name, lambda result: result.update(heldout_diagnostics={**diag, "commit": commit()}))
+    elif args.watch:
+        from _fewshot_diag import watch_diagnostics
+
+        policies = [p for p in ("policy", "policy_scratch") if (out / p / "policy.json").exists()]
+        res = watch_diagnostics(out, args.tasks, s["size"], policies)
+        amend(name, lambda result: result.update(watch_diagnostics={**res, "commit": commit()}))
     elif args.add_joint:
         t0 = time.time()
         finetune_variant(out, s, "policy_joint", scratch=False, joint=True, overwrite=True)

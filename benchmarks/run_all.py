@@ -114,6 +114,14 @@ def markdown(r: dict) -> str:
                         "noise): imagined tokens unchanged / first-action normalised MSE, true -> swapped words",
                         "; ".join(f"{w}: {m['agree']:.2f} / {m['mse']:.3f} -> {m['mse_swap']:.3f}"
                                   for w, m in v["instruction_swap"].items()))
+            w = f.get("watch_diagnostics")
+            if w:
+                t = w["token_agreement_with_recording"]
+                add(key, "the expert drives, each policy watches (planning before every action): action error "
+                    "(normalised MSE) from raw renders / through yuv420p, pretrained (video frozen); scratch; tokens "
+                    "of the live frames agreeing with the recording's", f"{w['policy']['raw']:.3f} / "
+                    f"{w['policy']['yuv420']:.3f}; {w['policy_scratch']['raw']:.3f} / "
+                    f"{w['policy_scratch']['yuv420']:.3f}; {t['raw']:.2f} / {t['yuv420']:.2f}")
             for c, v in f.get("closed_loop_action_error", {}).items():
                 add(key, f"{names.get(c, c)}: closed-loop action error against the expert in the states it reached "
                     "(normalised MSE; solved / failed episodes)",
@@ -144,7 +152,8 @@ def markdown(r: dict) -> str:
     commits = sorted({v.get("commit", "?") for v in r.values()}
                      | {s["commit"] for v in r.values() for s in v.get("seed_spread", {}).values() if "commit" in s}
                      | {c for v in r.values() for k, c in v.items() if k.endswith("_commit")}
-                     | {v["heldout_diagnostics"]["commit"] for v in r.values() if "heldout_diagnostics" in v}
+                     | {v[k]["commit"] for v in r.values() for k in ("heldout_diagnostics", "watch_diagnostics")
+                        if k in v}
                      | {e["commit"] for v in r.values() for k in ("execute", "guidance", "yuv420")
                         for e in v.get(k, {}).values()})
     cpus = ", ".join(f"{k} on {v['cpu']}" for k, v in r.items() if "cpu" in v)

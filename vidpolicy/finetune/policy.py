@@ -4,8 +4,9 @@ Each plan: tokenize the last T frames (the first frame repeats at an episode's s
 clip's tokens and the action chunk's tokens from all-[MASK] in S steps (conditioned on the robot state too when the
 policy was trained with one), decode the chunk's bins to actions and execute the first ``execute`` of them
 (receding horizon). Live frames pass through the pixel format the demonstrations were recorded in (yuv420p), so
-that they tokenize as the training clips did. ``guidance`` > 1 sharpens the imagined video towards the instruction (classifier-free guidance
-against the pre-trained model's null instruction). The last imagined future is kept for rollout videos.
+that they tokenize as the training clips did. ``guidance`` > 1 sharpens the imagined video towards the instruction
+(classifier-free guidance against the pre-trained model's null instruction). The last imagined future is kept for
+rollout videos.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import numpy as np
 import torch
 
 from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.media import yuv420_round_trip
 from vidpolicy.common.pretrained import load_model
 from vidpolicy.common.text import TextEncoder
-from vidpolicy.common.media import yuv420_round_trip
 from vidpolicy.datasets.clips import to_uint8, to_unit_range
 from vidpolicy.finetune.binning import ActionBinner
 from vidpolicy.finetune.model import ActionDenoiser
