@@ -31,7 +31,7 @@ def heldout_diagnostics(out: Path, tasks: str, size: int, policies: list[str], e
     eps = RobotEpisodes(str(held), size=size)
     result = {"episodes_per_task": episodes, "seeds_from": seed, "samples": samples, "swap": swap}
     # the held-out actions' variance normalises the action errors (as in offline_eval)
-    var = np.concatenate([eps.actions(i) for i in range(len(eps))]).var(0) + 1e-8
+    var = eps.action_variance()
     for name in policies:
         pol = ImaginationPolicy.load(out / name)
         with tempfile.TemporaryDirectory() as d:  # not cached: the held-out set grows when --tasks changes
@@ -88,8 +88,7 @@ def watch_diagnostics(out: Path, tasks: str, size: int, policies: list[str], epi
     held = out / "heldout_demos"
     collect(CollectConfig(tasks=tasks, episodes=episodes, out=str(held), size=size, seed=seed))
     recorded = RobotEpisodes(str(held), size=size)
-    demos = RobotEpisodes(str(out / "robot_demos"), size=size)
-    var = np.concatenate([demos.actions(i) for i in range(len(demos))]).var(0) + 1e-8
+    var = RobotEpisodes(str(out / "robot_demos"), size=size).action_variance()
     tokenizer = ImaginationPolicy.load(out / policies[0]).tokenizer
     log = json.loads((held / "meta" / "vidpolicy_collect.json").read_text())["episodes"]
 
@@ -98,15 +97,24 @@ def watch_diagnostics(out: Path, tasks: str, size: int, policies: list[str], epi
             return tokenizer.encode(torch.stack([to_unit_range(frames[i : i + 4])
                                                  for i in range(0, len(frames) - 3, 4)]))
 
-    agree = {"raw": [], "yuv420": []}
-    for k, e in enumerate(log):  # replay each recorded episode: the same states, live frames
+    def expert_episode(e: dict, steps: int, until_success: bool = False):
+        """(observation, expert action) along the scripted expert's episode ``e`` (its task and seed); the expert
+        acts. ``steps`` observations at most; ``until_success``: the last is the one the success came after."""
         env = MetaWorldEnv(e["task"].removesuffix("-v3"), size=size, max_steps=500)
         obs, expert = env.reset(e["seed"]), env.expert()
-        raw = [obs["image"]]
-        for _ in range(e["length"] - 1):
-            obs, *_ = env.step(expert(obs))
-            raw.append(obs["image"])
+        for k in range(steps):
+            act = env.clip_action(expert(obs))
+            yield obs, act
+            if k == steps - 1:
+                break  # no step past the last observation
+            obs, _, done, info = env.step(act)
+            if until_success and (done or info["success"]):
+                break
         env.close()
+
+    agree = {"raw": [], "yuv420": []}
+    for k, e in enumerate(log):  # replay each recorded episode: the same states, live frames
+        raw = [obs["image"] for obs, _ in expert_episode(e, e["length"])]
         n = min(len(raw), recorded.episodes[k].length) // 4 * 4
         ref = tokens(recorded.frames(k)[:n])
         live = {"raw": np.stack(raw[:n]), "yuv420": np.stack([yuv420_round_trip(f) for f in raw[:n]])}
@@ -118,15 +126,8 @@ def watch_diagnostics(out: Path, tasks: str, size: int, policies: list[str], epi
             pol = ImaginationPolicy.load(out / name, execute=1, yuv420=yuv)
             errs = []
             for e in log:
-                env = MetaWorldEnv(e["task"].removesuffix("-v3"), size=size, max_steps=max_steps)
-                obs, expert = env.reset(e["seed"]), env.expert()
                 pol.reset()
-                for _ in range(max_steps):
-                    a, x = pol.select_action(obs), expert(obs)
-                    errs.append(float(((np.clip(a, -1, 1) - np.clip(x, -1, 1)) ** 2 / var).mean()))
-                    obs, _, done, info = env.step(x)
-                    if done or info["success"]:
-                        break
-                env.close()
+                errs += [float(((np.clip(pol.select_action(obs), -1, 1) - act) ** 2 / var).mean())
+                         for obs, act in expert_episode(e, max_steps, until_success=True)]
             result.setdefault(name, {})["yuv420" if yuv else "raw"] = float(np.mean(errs))
     return result

@@ -85,8 +85,7 @@ def closed_loop_error(out: Path, rollout_dir: Path) -> dict | None:
         return None
     from vidpolicy.datasets.robot import RobotEpisodes
 
-    demos = RobotEpisodes(str(out / "robot_demos"))
-    var = np.concatenate([demos.actions(i) for i in range(len(demos))]).var(0) + 1e-8
+    var = RobotEpisodes(str(out / "robot_demos")).action_variance()
     per_ep = {t: (np.array(r["expert_action_sq_error"]) / var).mean(1) for t, r in rows.items()}
     solved = np.array([step is not None for r in rows.values() for step in r["success_steps"]])
     flat = np.concatenate(list(per_ep.values()))

@@ -98,6 +98,10 @@ class RobotEpisodes:
     def actions(self, i: int) -> np.ndarray:
         return self._load_table()[self.episodes[i].index][0]
 
+    def action_variance(self, eps: float = 1e-8) -> np.ndarray:
+        """Per-dimension variance of every episode's actions (+ ``eps``): what normalised action errors divide by."""
+        return np.concatenate([self.actions(i) for i in range(len(self))]).var(0) + eps
+
     def states(self, i: int) -> np.ndarray | None:
         return self._load_table()[self.episodes[i].index][1]
 

@@ -61,7 +61,7 @@ def run_expert_episode(env: MetaWorldEnv, seed: int, cfg: CollectConfig) -> tupl
         if cfg.action_noise > 0:
             action = action + rng.normal(0, cfg.action_noise, action.shape)
         # record what the robot executes: the experts' raw outputs can exceed the [-1, 1] action space
-        action = np.clip(action, env.action_low, env.action_high).astype(np.float32)
+        action = env.clip_action(action)
         frames.append({IMAGE_KEY: obs["image"], "observation.state": obs["state"], "action": action,
                        "task": env.instruction})
         obs, _, done, info = env.step(action)

@@ -91,8 +91,12 @@ class MetaWorldEnv:
         self.steps = 0
         return self._observation(state)
 
+    def clip_action(self, action) -> np.ndarray:
+        """``action`` as float32 inside the action box (what ``step`` executes)."""
+        return np.clip(np.asarray(action, dtype=np.float32), self.action_low, self.action_high)
+
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, dict]:
-        action = np.clip(np.asarray(action, dtype=np.float32), self.action_low, self.action_high)
+        action = self.clip_action(action)
         state, reward, terminated, truncated, info = self.env.step(action)
         self.steps += 1
         done = bool(terminated or truncated or self.steps >= self.max_steps)

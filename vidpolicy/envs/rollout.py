@@ -72,14 +72,10 @@ def run_episode(env: MetaWorldEnv, policy, seed: int, max_steps: int, after_succ
     obs = env.reset(seed)
     policy.reset()
     frames, panels, success_at, sq_err = [obs["image"]], [], None, []
-
-    def clip(a) -> np.ndarray:
-        return np.clip(np.asarray(a, np.float64), env.action_low, env.action_high)
-
     for step in range(max_steps):
         action = policy.select_action(obs)
         if expert is not None:
-            sq_err.append((clip(action) - clip(expert(obs))) ** 2)
+            sq_err.append((env.clip_action(action).astype(np.float64) - env.clip_action(expert(obs))) ** 2)
         if record and hasattr(policy, "imagined_frames"):
             panels.append(policy.imagined_frames())
         obs, _, done, info = env.step(action)

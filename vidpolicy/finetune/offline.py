@@ -31,7 +31,7 @@ def offline_eval(policy_dir: str | Path, eps: RobotEpisodes, tokens: dict[int, n
         true.append(np.stack([eps.actions(i)[t] for i, t in chunk]))
     pred, true = np.concatenate(pred), np.concatenate(true)
     # the dataset's action variance: a held-out episode may barely move some joints (near-zero variance there)
-    var = np.concatenate([eps.actions(i) for i in range(len(eps))]).var(0) + 1e-8
+    var = eps.action_variance()
     mean = np.broadcast_to(policy.binner.mean.astype(np.float32), true.shape)
     true_bins = policy.binner.encode(true)
 

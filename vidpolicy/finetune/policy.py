@@ -107,8 +107,8 @@ class ImaginationPolicy:
         last: dict[str, torch.Tensor] = {}
         with torch.autocast("cpu", dtype=torch.bfloat16):
             ctx = v.context(history_tokens, v.text_input(text))
-            null = v.text_input(None).expand(history_tokens.shape[0], -1)
-            uncond = v.context(history_tokens, null) if self.guidance != 1.0 else None
+            uncond = (v.context(history_tokens, v.text_input(None).expand(history_tokens.shape[0], -1))
+                      if self.guidance != 1.0 else None)
 
             def predict(x, t):
                 tt = torch.full((x["video"].shape[0],), t, dtype=torch.long)
