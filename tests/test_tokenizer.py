@@ -199,3 +199,28 @@ def test_shifted_clips_cover_every_start_offset(tmp_path):
     firsts = [round(float((view[j][:, 0].mean() + 0.5) * 255 / 20)) for j in range(8)]
     # clip 0 at shifts 0..3 starts at frames 0..3; clip 1 (start 4) fits shifts 0..2, shift 3 falls back to 4
     assert firsts == [0, 4, 1, 5, 2, 6, 3, 4]
+
+
+def test_training_squares_spread_along_the_longer_side(tmp_path):
+    """``crops`` squares cut from whole resized frames: left, centre and right thirds of a horizontal ramp (and top
+    to bottom of a portrait one); the centre square is exactly what evaluation and tokenize see."""
+    import numpy as np
+
+    from vidpolicy.common.media import write_mp4
+    from vidpolicy.datasets.clips import ClipSpec, ShiftedClips, VideoClipDataset
+
+    wide = np.zeros((8, 64, 192, 3), np.uint8)
+    wide[..., 0] = np.arange(192)[None, None, :] * 255 // 191  # red grows left to right
+    write_mp4(tmp_path / "wide.mp4", wide, fps=10)
+    write_mp4(tmp_path / "tall.mp4", wide.transpose(0, 2, 1, 3).copy(), fps=10)  # red grows top to bottom
+    for name in ("wide.mp4", "tall.mp4"):
+        square = VideoClipDataset([tmp_path / name], ClipSpec(4, 32))
+        whole = VideoClipDataset([tmp_path / name], ClipSpec(4, 32), whole_frames=True)
+        assert torch.equal(whole[1], square[1])  # the centre square, bit for bit
+        view = ShiftedClips(whole, [0, 1], shifts=2, crops=3)
+        assert len(view) == 2 * 2 * 3
+        red = [float(view[j][0].mean()) + 0.5 for j in (0, 4, 8)]  # clip 0, shift 0, squares 0, 1, 2
+        assert red[0] < 0.25 and abs(red[1] - 0.5) < 0.05 and red[2] > 0.75
+        assert torch.equal(view[4], square[0])
+    # over centre squares (no whole frames) crops has nothing to choose from
+    assert len(ShiftedClips(square, [0, 1], shifts=2, crops=3)) == 4

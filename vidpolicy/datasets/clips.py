@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vidpolicy.datasets.manifest import ManifestRow
-from vidpolicy.datasets.video import VideoError, VideoSource, resample_indices
+from vidpolicy.datasets.video import VideoError, VideoSource, crop, resample_indices
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,13 @@ def layout(src: VideoSource, spec: ClipSpec, name: str | None = None, first_fram
 
 
 class VideoClipDataset(Dataset):
-    """Every clip of every readable file; ``dataset[i]`` is float ``(3, T, S, S)`` in [-0.5, 0.5]."""
+    """Every clip of every readable file; ``dataset[i]`` is float ``(3, T, S, S)`` in [-0.5, 0.5], the centre square.
+    ``whole_frames=True`` keeps whole resized frames in the cache so that `frames` can cut any square of them."""
 
     def __init__(self, files: list[Path], spec: ClipSpec, backend: str = "auto", max_open: int = 4,
-                 cache_bytes: int = 2 << 30):
+                 cache_bytes: int = 2 << 30, whole_frames: bool = False):
         self.spec, self.backend, self.max_open, self.cache_bytes = spec, backend, max_open, cache_bytes
+        self.whole_frames = whole_frames
         self._videos: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cached = 0
         self.rows: list[ManifestRow] = []
@@ -114,43 +116,51 @@ class VideoClipDataset(Dataset):
         if fi in self._videos:
             self._videos.move_to_end(fi)
             return self._videos[fi]
-        size = len(self.frame_index[fi]) * self.spec.size**2 * 3
+        src = self.source(fi)
+        side = max(src.info.height, src.info.width) * self.spec.size // min(src.info.height, src.info.width)
+        size = len(self.frame_index[fi]) * self.spec.size * (side if self.whole_frames else self.spec.size) * 3
         if size > self.cache_bytes // 4:
             return None
-        video = self.source(fi).read(self.frame_index[fi])
+        video = src.read(self.frame_index[fi], square=not self.whole_frames)
         self._videos[fi] = video
-        self._cached += size
+        self._cached += video.nbytes
         while self._cached > self.cache_bytes and len(self._videos) > 1:
             _, old = self._videos.popitem(last=False)
             self._cached -= old.nbytes
         return video
 
-    def frames(self, i: int, shift: int = 0) -> np.ndarray:
-        """The frames of clip ``i``, its start moved ``shift`` sampled frames later when the video is long enough."""
+    def frames(self, i: int, shift: int = 0, where: float = 0.5) -> np.ndarray:
+        """The frames of clip ``i``, its start moved ``shift`` sampled frames later when the video is long enough;
+        ``where``: which square along the frame's longer side (`crop`; 0.5, the centre, unless ``whole_frames``)."""
         fi, start = (int(v) for v in self.items[i])
         if start + shift + self.spec.frames <= len(self.frame_index[fi]):
             start += shift
         video = self._whole_video(fi)
-        if video is not None:
-            return video[start : start + self.spec.frames]
-        native = self.frame_index[fi][start : start + self.spec.frames]
-        return self.source(fi).read(native)
+        if video is None:
+            native = self.frame_index[fi][start : start + self.spec.frames]
+            video, start = self.source(fi).read(native, square=not self.whole_frames), 0
+        clip = video[start : start + self.spec.frames]
+        return crop(clip, self.spec.size, where) if self.whole_frames else clip
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return to_unit_range(self.frames(i))
 
 
 class ShiftedClips(Dataset):
-    """Training view of some clips of a `VideoClipDataset` with every start shift in ``[0, stride)``: index
-    ``j`` is clip ``indices[j % n]`` moved ``j // n`` frames later, so a sampler over ``range(len(self))`` sees each
-    temporal offset and batches stay a function of the index alone (resume reproduces them)."""
+    """Training view of some clips of a `VideoClipDataset` with every start shift in ``[0, stride)`` and, over a
+    ``whole_frames`` dataset, ``crops`` squares spread along each frame's longer side: index ``j`` is clip
+    ``indices[j % n]`` moved ``(j // n) % shifts`` frames later, cut at square ``j // (n * shifts)``, so a sampler over
+    ``range(len(self))`` sees each offset and batches stay a function of the index alone (resume reproduces them)."""
 
-    def __init__(self, ds: VideoClipDataset, indices: list[int], shifts: int):
+    def __init__(self, ds: VideoClipDataset, indices: list[int], shifts: int, crops: int = 1):
         self.ds, self.indices, self.shifts = ds, list(indices), max(1, shifts)
+        self.crops = max(1, crops) if ds.whole_frames else 1
 
     def __len__(self) -> int:
-        return len(self.indices) * self.shifts
+        return len(self.indices) * self.shifts * self.crops
 
     def __getitem__(self, j: int) -> torch.Tensor:
         n = len(self.indices)
-        return to_unit_range(self.ds.frames(self.indices[j % n], j // n))
+        shift, square = (j // n) % self.shifts, j // (n * self.shifts)
+        where = square / (self.crops - 1) if self.crops > 1 else 0.5
+        return to_unit_range(self.ds.frames(self.indices[j % n], shift, where))

@@ -51,9 +51,11 @@ def _resized_shape(h: int, w: int, size: int) -> tuple[int, int]:
     return max(size, round(h * scale)), max(size, round(w * scale))
 
 
-def _center_crop(frames: np.ndarray, size: int) -> np.ndarray:
+def crop(frames: np.ndarray, size: int, where: float = 0.5) -> np.ndarray:
+    """The ``size`` x ``size`` square of ``(n, h, w, 3)`` frames along their longer side: ``where`` 0 the first
+    (left or top), 0.5 the centre, 1 the last."""
     h, w = frames.shape[1:3]
-    top, left = (h - size) // 2, (w - size) // 2
+    top, left = int((h - size) * where), int((w - size) * where)  # 0.5: (h - size) // 2, as always
     return frames[:, top : top + size, left : left + size]
 
 
@@ -104,8 +106,9 @@ class VideoSource:
         else:
             raise VideoError(f"unknown backend {backend!r}")
 
-    def read(self, indices: list[int] | np.ndarray) -> np.ndarray:
-        """Frames at ``indices`` as uint8 ``(n, size, size, 3)``."""
+    def read(self, indices: list[int] | np.ndarray, square: bool = True) -> np.ndarray:
+        """Frames at ``indices`` as uint8 ``(n, size, size, 3)`` (``square=False``: the whole resized frame, shorter
+        side ``size``)."""
         indices = [int(i) for i in indices]
         try:
             if self.info.backend == "decord":
@@ -117,7 +120,7 @@ class VideoSource:
                 frames = data.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         except Exception as e:
             raise VideoError(f"decode failed ({_short(e)})") from None
-        return np.ascontiguousarray(_center_crop(frames, self.size))
+        return np.ascontiguousarray(crop(frames, self.size) if square else frames)
 
 
 def _short(e: Exception) -> str:

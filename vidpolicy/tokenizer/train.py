@@ -73,7 +73,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     out = Path(cfg.out)
     files = find_videos(cfg.videos)
     spec = ClipSpec(cfg.frames, cfg.size, cfg.fps, cfg.clip_stride)
-    ds = VideoClipDataset(files, spec, cache_bytes=int(cfg.cache_gb * (1 << 30)))
+    ds = VideoClipDataset(files, spec, cache_bytes=int(cfg.cache_gb * (1 << 30)), whole_frames=cfg.crops > 1)
     if len(ds) == 0:
         raise VidpolicyError(f"{cfg.videos}: no readable video with at least {cfg.frames} frames ({summarize(ds.rows)})")
     acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
@@ -91,7 +91,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     trainer.prepare(model, optimizer, warmup_cosine(optimizer, min(100, cfg.max_steps // 10), cfg.max_steps)
                     if cfg.lr_decay else None)
     start = trainer.resume()
-    train_set = ShiftedClips(ds, train_idx.tolist(), spec.step if cfg.augment else 1)
+    train_set = ShiftedClips(ds, train_idx.tolist(), spec.step if cfg.augment else 1, cfg.crops if cfg.augment else 1)
     sampler = StepBatchSampler(len(train_set), cfg.batch_size, cfg.seed, start, cfg.max_steps, cfg.grad_accum,
                                rank=acc.process_index)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, persistent_workers=False)
