@@ -29,9 +29,12 @@ def fmt(x, pct: bool = False) -> str:
 
 
 def _tokenizer_shape(p: dict) -> str:
-    """A budget run's tokenizer for its row: ', 32-d codes, 0 encoder blocks' (and its machine where recorded)."""
+    """A budget run's tokenizer for its row: ', 32-d codes, 0 encoder blocks, no attention, 5 training squares' (and
+    its machine where recorded)."""
     parts = [f"{p['embedding_dim']}-d codes"] if "embedding_dim" in p else []
     parts += [f"{p['encoder_res_layers']} encoder blocks"] if "encoder_res_layers" in p else []
+    parts += [f"{p['attn_heads']} attention heads" if p["attn_heads"] else "no attention"] if "attn_heads" in p else []
+    parts += [f"{p['crops']} training square{'s' if p['crops'] > 1 else ''}"] if "crops" in p else []
     parts += [p["cpu"]] if "cpu" in p else []
     return "".join(", " + x for x in parts)
 

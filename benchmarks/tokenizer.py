@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import OUT, save, timed
+from _common import OUT, cpu_model, save, timed
 from vidpolicy.common.pretrained import load_model, save_model
 from vidpolicy.common.threads import torch_threads
 from vidpolicy.datasets.clips import ClipSpec, VideoClipDataset, clip_starts
@@ -28,7 +28,8 @@ from vidpolicy.datasets.video import VideoSource, find_videos, resample_indices
 from vidpolicy.tokenizer.model import VideoTokenizer
 
 SHARED_HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
-AB_SHAPES = ((256, 2), (32, 2), (32, 1), (32, 0))  # (code dimension, encoder residual blocks)
+# (decoder attention heads, training squares per frame): VideoGPT's blocks on centre squares, each change alone, the default
+AB_SHAPES = ((2, 1), (0, 1), (2, 5), (0, 5))
 
 
 def corpus(arg: str | None) -> Path:
@@ -94,8 +95,8 @@ def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path, **over
     t0 = time.perf_counter()
     res = train_tokenizer(cfg, overwrite=True)
     return {"size": size, "budget_min": minutes, "steps": cfg.max_steps, "train_s": time.perf_counter() - t0,
-            "step_s": per_step, "embedding_dim": cfg.embedding_dim,
-            "encoder_res_layers": cfg.encoder_res_layers, **res["heldout"]}
+            "step_s": per_step, "embedding_dim": cfg.embedding_dim, "encoder_res_layers": cfg.encoder_res_layers,
+            "attn_heads": cfg.attn_heads, "crops": cfg.crops, "cpu": cpu_model(), **res["heldout"]}
 
 
 def calibrate_step(cfg, steps: int = 150) -> float:
@@ -116,8 +117,8 @@ def main() -> None:
     ap.add_argument("--budget-min", type=float, default=20.0, help="CPU training minutes per size for PSNR")
     ap.add_argument("--sizes", type=int, nargs="*", default=[64, 96], help="clip sizes for the PSNR runs")
     ap.add_argument("--ab-min", type=float, default=0.0,
-                    help="also train 96² tokenizers for this many CPU-min each: the earlier default (256-d codes, 2 "
-                         "encoder blocks), 32-d codes with 2, 1 and 0 (the default) encoder blocks")
+                    help="also train 96² tokenizers for this many CPU-min each: decoder blocks with and without axial "
+                         "attention, on centre squares and on 5 squares per frame (the default: no attention, 5)")
     ap.add_argument("--repeats", type=int, default=3, help="decode / tokenize measurements, alternated (median)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "tokenizer_runs"))
     args = ap.parse_args()
@@ -126,8 +127,8 @@ def main() -> None:
     runs = [psnr_after_budget(videos, s, args.budget_min, Path(args.out) / f"s{s}")
             for s in args.sizes if args.budget_min > 0]
     # the same CPU budget for each shape (a larger code or encoder costs steps: a slower search, more convolutions)
-    ab = [psnr_after_budget(videos, 96, args.ab_min, Path(args.out) / f"d{d}_e{e}", embedding_dim=d,
-                            encoder_res_layers=e) for d, e in AB_SHAPES if args.ab_min > 0]
+    ab = [psnr_after_budget(videos, 96, args.ab_min, Path(args.out) / f"a{a}_c{c}", attn_heads=a, crops=c)
+          for a, c in AB_SHAPES if args.ab_min > 0]
     # throughput of what tokenize would run: the trained default-size tokenizer when there is one (else a freshly
     # initialised one, same cost) on real clips
     trained = Path(args.out) / "s96" / "model"
@@ -165,8 +166,8 @@ def main() -> None:
         old = json.loads(previous.read_text()).get("psnr_after_budget", [])
         runs = [r for r in old if r["size"] not in {n["size"] for n in runs}] + runs
     result["psnr_after_budget"] = sorted(runs, key=lambda r: r["size"])
-    if not ab and previous.exists():
-        ab = json.loads(previous.read_text()).get("psnr_equal_budget", [])
+    if previous.exists():  # earlier equal-budget comparisons stay, each with its own shape and machine
+        ab = [r for r in json.loads(previous.read_text()).get("psnr_equal_budget", []) if not ab or "crops" not in r] + ab
     result["psnr_equal_budget"] = ab
     save("tokenize", result)
 
