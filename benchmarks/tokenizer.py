@@ -28,7 +28,7 @@ from vidpolicy.datasets.video import VideoSource, find_videos, resample_indices
 from vidpolicy.tokenizer.model import VideoTokenizer
 
 SHARED_HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
-# (decoder attention heads, training squares per frame): VideoGPT's blocks on centre squares, each change alone, the default
+# (decoder attention heads, training squares per frame): VideoGPT's blocks on centre squares, each change alone, both
 AB_SHAPES = ((2, 1), (0, 1), (2, 5), (0, 5))
 
 
@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[64, 96], help="clip sizes for the PSNR runs")
     ap.add_argument("--ab-min", type=float, default=0.0,
                     help="also train 96² tokenizers for this many CPU-min each: decoder blocks with and without axial "
-                         "attention, on centre squares and on 5 squares per frame (the default: no attention, 5)")
+                         "attention, on centre squares and on 5 squares per frame (the default: attention, 5)")
     ap.add_argument("--repeats", type=int, default=3, help="decode / tokenize measurements, alternated (median)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "tokenizer_runs"))
     args = ap.parse_args()

@@ -27,13 +27,15 @@ class TokenizerTrainConfig:
                                   "tokenize ~0.75 ms per clip on a CPU core and bought no PSNR at equal CPU time "
                                   "(96², 4 min: 0 / 1 / 2 blocks 24.44 / 24.35 / 24.13 dB)")
     attn_heads: int = opt(2, "heads of axial attention in each decoder block (0: none, a 29% cheaper training step; "
-                          "96² held-out with --crops 5: ahead at 3 CPU-min, 24.76 vs 24.59 dB, level at 20, 25.57 dB)")
+                          "96² held-out with --crops 5: ahead at 3 CPU-min, 24.76 vs 24.59 dB, behind at 20, 25.57 vs "
+                          "25.67)")
     downsample: tuple[int, int, int] = opt((4, 4, 4), "down-sampling factors over T H W (powers of two)")
     ema_decay: float = opt(0.99, "EMA decay of the codebook")
     commitment_weight: float = opt(0.25, "weight of the commitment loss")
     augment: bool = opt(True, "random horizontal flips and clip-start jitter within the clip stride")
     crops: int = opt(5, "training squares per frame, spread along its longer side (1: the centre square only, as "
-                     "evaluation and tokenize cut; 96², 3 CPU-min: 5 squares 24.59 vs 24.49 dB held-out)")
+                     "evaluation and tokenize cut; 96² held-out, 5 squares vs 1: 24.59 vs 24.49 dB after 3 CPU-min, "
+                     "25.67 vs 25.55 after 20)")
     max_steps: int = opt(2000, "optimizer steps in total (raise it and rerun to train longer)")
     batch_size: int = opt(8, "clips per process per micro-batch")
     grad_accum: int = opt(1, "micro-batches per optimizer step")

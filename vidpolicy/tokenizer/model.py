@@ -1,11 +1,12 @@
 """`VideoTokenizer`: a VideoGPT-style 3D-convolution VQ-VAE.
 
 The decoder is VideoGPT's: residual blocks with axial attention over T, H and W (``attn_heads=0``: none, a 29% cheaper
-training step), then strided transposed 3D convolutions (kernel 4, stride 2) up to the clip. Two encoders, both ending in an EMA codebook of 2048 codes
-(32-d by default; the paper's 256-d codes cost a 3x slower search for no measured gain in held-out PSNR):
-``encoder_type="patch"`` (default) projects each 4x4x4 patch on its own and refines it with a convolution at the latent
-resolution (``encoder_res_layers`` residual blocks after it, none by default) — 7x fewer FLOPs than the mirror image;
-``encoder_type="videogpt"`` is VideoGPT's mirror image of the decoder (strided 3D convolutions, attention blocks).
+training step), then strided transposed 3D convolutions (kernel 4, stride 2) up to the clip. Two encoders, both ending
+in an EMA codebook of 2048 codes (32-d by default; the paper's 256-d codes cost a 3x slower search for no measured gain
+in held-out PSNR): ``encoder_type="patch"`` (default) projects each 4x4x4 patch on its own and refines it with a
+convolution at the latent resolution (``encoder_res_layers`` residual blocks after it, none by default) — 7x fewer
+FLOPs than the mirror image; ``encoder_type="videogpt"`` is VideoGPT's mirror image of the decoder (strided 3D
+convolutions, attention blocks).
 Pixels are in [-0.5, 0.5]; a 4-frame 96x96 clip becomes a 1x24x24 grid of tokens.
 """
 
@@ -46,8 +47,9 @@ class LatentConv3d(nn.Conv3d):
 class LatentConvTranspose3d(nn.ConvTranspose3d):
     """A transposed 3D convolution that, on a one-frame-deep input, computes only the temporal taps that land inside
     the output: kernel 4 / stride 2 / padding 1 over T=1 gives 2 frames from taps 1 and 2, half the FLOPs. It runs as a
-    2D transposed convolution with the output frames folded into the channels (oneDNN's 2D path: 28 -> 19 ms forward
-    and backward at batch 8, 128 channels, 24² -> 48²). Same parameters as ``nn.ConvTranspose3d``."""
+    2D transposed convolution with the output frames folded into the channels (oneDNN's 2D path: 35 -> 32 ms forward
+    and backward at batch 8, 128 channels, 24² -> 48², median of 7 alternating rounds). Same parameters as
+    ``nn.ConvTranspose3d``."""
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
         k, p = self.kernel_size[0], self.padding[0]
@@ -80,6 +82,7 @@ class AxialAttention(nn.Module):
 
     # (b t h w) rows -> sequences along one axis, and back
     _SEQ = ("b t h w (n d) -> b h w n t d", "b t h w (n d) -> b t w n h d", "b t h w (n d) -> b t h n w d")
+    _BACK = tuple(" -> ".join(reversed(p.split(" -> "))) for p in _SEQ)
 
     def __init__(self, channels: int, heads: int):
         super().__init__()
@@ -104,8 +107,7 @@ class AxialAttention(nn.Module):
                 total = total + z
                 continue
             q, k, v = (rearrange(u, self._SEQ[axis], n=self.heads) for u in z.chunk(3, dim=-1))
-            total = total + rearrange(_attend(q, k, v), self._SEQ[axis].split(" -> ")[1] + " -> "
-                                      + self._SEQ[axis].split(" -> ")[0])
+            total = total + rearrange(_attend(q, k, v), self._BACK[axis])
         out = F.linear(total, self.out.weight.flatten(1), self.out.bias)
         return x + rearrange(out, "b t h w c -> b c t h w")
 
