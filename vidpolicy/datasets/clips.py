@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vidpolicy.datasets.manifest import ManifestRow
-from vidpolicy.datasets.video import VideoError, VideoSource, crop, resample_indices
+from vidpolicy.datasets.video import VideoError, VideoSource, _resized_shape, crop, resample_indices
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,10 @@ class VideoClipDataset(Dataset):
             self._videos.move_to_end(fi)
             return self._videos[fi]
         src = self.source(fi)
-        side = max(src.info.height, src.info.width) * self.spec.size // min(src.info.height, src.info.width)
-        size = len(self.frame_index[fi]) * self.spec.size * (side if self.whole_frames else self.spec.size) * 3
+        h, w = (self.spec.size,) * 2
+        if self.whole_frames:
+            h, w = _resized_shape(src.info.height, src.info.width, self.spec.size)
+        size = len(self.frame_index[fi]) * h * w * 3
         if size > self.cache_bytes // 4:
             return None
         video = src.read(self.frame_index[fi], square=not self.whole_frames)
