@@ -106,11 +106,12 @@ def test_latent_conv_skips_padding_taps_exactly():
         assert torch.allclose(conv(x), ref, atol=1e-5)
     from vidpolicy.tokenizer.model import LatentConvTranspose3d
 
-    up = LatentConvTranspose3d(8, 6, 4, stride=2, padding=1)
-    for t in (1, 2):  # one frame deep: only the taps that land in the 2 output frames
-        x = torch.randn(2, 8, t, 5, 7)
-        ref = torch.nn.functional.conv_transpose3d(x, up.weight, up.bias, stride=2, padding=1)
-        assert up(x).shape == ref.shape == (2, 6, 2 * t, 10, 14) and torch.allclose(up(x), ref, atol=1e-5)
+    for k, s, p in ((4, 2, 1), (3, 1, 1), (4, 2, 0)):
+        up = LatentConvTranspose3d(8, 6, k, stride=s, padding=p)
+        for t in (1, 2, 3):  # 1 and 2 frames deep: folded into a 2D transposed convolution; 3: the 3D one
+            x = torch.randn(2, 8, t, 5, 7)
+            ref = torch.nn.functional.conv_transpose3d(x, up.weight, up.bias, stride=s, padding=p)
+            assert up(x).shape == ref.shape and torch.allclose(up(x), ref, atol=1e-5), (k, s, p, t)
 
 
 def test_both_encoders_and_the_projected_code_search():

@@ -122,3 +122,30 @@ def test_audio_only_file_is_skipped(tmp_path):
             c.mux(p)
     ds = VideoClipDataset([path], ClipSpec(frames=4, size=32))
     assert len(ds) == 0 and ds.rows[0].status == "skipped" and ds.rows[0].reason
+
+
+def test_ssim_equals_the_2d_gaussian_window_and_falls_with_noise():
+    """The separable shifted-sum SSIM equals SSIM written out with the 11x11 Gaussian window as one 2D convolution."""
+    import torch
+    import torch.nn.functional as F
+
+    from vidpolicy.common.media import ssim
+
+    def windowed(a, b):
+        x, y = (torch.from_numpy(v).double().permute(0, 3, 1, 2).reshape(-1, 1, *v.shape[1:3]) for v in (a, b))
+        g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / 4.5)
+        w = (g[:, None] * g[None, :] / g.sum() ** 2)[None, None]
+        mx, my = F.conv2d(x, w), F.conv2d(y, w)
+        sxx, syy, sxy = (F.conv2d(u * v, w) - m * n for u, v, m, n in ((x, x, mx, mx), (y, y, my, my), (x, y, mx, my)))
+        c1, c2 = 6.5025, 58.5225
+        return float((((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))).mean())
+
+    rng = np.random.default_rng(0)
+    a = (np.add.outer(np.arange(20), np.arange(27))[None, :, :, None] * 4 + rng.integers(0, 60, (2, 20, 27, 3)))
+    a = a.clip(0, 255).astype(np.uint8)
+    scores = []
+    for sigma in (0, 5, 20, 60):
+        b = np.clip(a + rng.normal(0, sigma, a.shape), 0, 255).astype(np.uint8)
+        scores.append(ssim(a, b))
+        assert scores[-1] == pytest.approx(windowed(a, b), abs=1e-12)
+    assert scores[0] == 1.0 and all(s > t for s, t in zip(scores, scores[1:]))

@@ -13,6 +13,7 @@ import sys
 
 from vidpolicy.common.cli_args import add_config_args, add_run_flags, config_from_args
 from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.malloc import keep_freed_memory
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -93,6 +94,7 @@ def _leave_distributed(code: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # every command allocates and frees the same tensors batch after batch
     code = 0
     try:
         args.func(args)
