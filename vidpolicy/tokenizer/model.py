@@ -59,10 +59,9 @@ class LatentConvTranspose3d(nn.ConvTranspose3d):
         """``(in * frames, out * frames_out, kh, kw)`` weight: row ``i * in + c``, column ``o * out + c'``."""
         (k, *_), (s, *_), (p, *_) = self.kernel_size, self.stride, self.padding
         t_out = (frames - 1) * s - 2 * p + k
-        rows = []
+        zero, rows = self.weight.new_zeros(self.weight[:, :, 0].shape), []
         for i in range(frames):
             taps = [o - s * i + p for o in range(t_out)]
-            zero = self.weight.new_zeros(self.weight[:, :, 0].shape)
             rows.append(torch.cat([self.weight[:, :, j] if 0 <= j < k else zero for j in taps], dim=1))
         return torch.cat(rows), t_out
 
