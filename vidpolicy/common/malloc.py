@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 # mallopt parameters (malloc.h)
@@ -22,15 +23,11 @@ _MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling on 64-bit: 4 MiB * sizeof(long
 _TOP_PAD = 64 << 20
 _TRIM_THRESHOLD = (1 << 31) - 1  # an int: never trim in practice
 
-_done = False
 
-
+@functools.cache
 def keep_freed_memory() -> bool:
     """Tune glibc malloc for allocate-free-reallocate loops (once per process; forked DataLoader workers inherit it).
     Returns whether it applied: False off Linux/glibc, where nothing changes."""
-    global _done
-    if _done:
-        return True
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -39,7 +36,5 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    ok = all(mallopt(p, v) == 1 for p, v in ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX),
-                                            (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD), (_M_TOP_PAD, _TOP_PAD)))
-    _done = ok
-    return ok
+    return all(mallopt(p, v) == 1 for p, v in ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX),
+                                               (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD), (_M_TOP_PAD, _TOP_PAD)))

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vidpolicy.datasets.manifest import ManifestRow
-from vidpolicy.datasets.video import VideoError, VideoSource, _resized_shape, crop, resample_indices
+from vidpolicy.datasets.video import VideoError, VideoSource, crop, resample_indices, resized_shape
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class VideoClipDataset(Dataset):
         src = self.source(fi)
         h, w = (self.spec.size,) * 2
         if self.whole_frames:
-            h, w = _resized_shape(src.info.height, src.info.width, self.spec.size)
+            h, w = resized_shape(src.info.height, src.info.width, self.spec.size)
         size = len(self.frame_index[fi]) * h * w * 3
         if size > self.cache_bytes // 4:
             return None

@@ -46,7 +46,7 @@ class VideoInfo:
     backend: str
 
 
-def _resized_shape(h: int, w: int, size: int) -> tuple[int, int]:
+def resized_shape(h: int, w: int, size: int) -> tuple[int, int]:
     scale = size / min(h, w)
     return max(size, round(h * scale)), max(size, round(w * scale))
 
@@ -91,7 +91,7 @@ class VideoSource:
                 raise VideoError("no video frames")
             h, w = probe[0].shape[:2]
             fps = float(probe.get_avg_fps())
-            rh, rw = _resized_shape(h, w, self.size)
+            rh, rw = resized_shape(h, w, self.size)
             del probe
             self._reader = decord.VideoReader(str(self.path), num_threads=num_threads, width=rw, height=rh)
             self.info = VideoInfo(n, fps, h, w, "decord")
@@ -115,7 +115,7 @@ class VideoSource:
                 frames = self._reader.get_batch(indices).asnumpy()
             else:
                 data = self._reader.get_frames_at(indices).data  # (n, c, h, w) uint8
-                rh, rw = _resized_shape(data.shape[2], data.shape[3], self.size)
+                rh, rw = resized_shape(data.shape[2], data.shape[3], self.size)
                 data = F.interpolate(data.float(), size=(rh, rw), mode="bilinear", antialias=True, align_corners=False)
                 frames = data.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         except Exception as e:
