@@ -86,7 +86,12 @@ def test_nan_on_one_process_stops_every_process(tmp_path):
 def test_freed_tensor_memory_is_reused_without_page_faults():
     """Allocating and freeing the same 8 MiB activation: glibc's defaults unmap it on free and fault its 2,048 pages
     back in on the next allocation (until its sliding threshold catches up, and again whenever the heap top is
-    trimmed); after `keep_freed_memory` the block is reused."""
+    trimmed); after `keep_freed_memory` the block is reused.
+
+    The first round after the call is a transient and is not measured: in about 1 process in 4 it places up to 7
+    blocks on fresh pages, each right after the last. torch allocates with posix_memalign, which asks glibc for the
+    size plus the alignment plus a minimum chunk, so a freed block alone is too small for the next request until it
+    has merged with the small remainders freed beside it. Every later round reuses two blocks (25 of 25 processes)."""
     script = """
 import resource, torch
 from vidpolicy.common.malloc import keep_freed_memory
@@ -95,7 +100,9 @@ def faults():
     for _ in range(20):
         torch.ones(1 << 21)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-print(faults(), keep_freed_memory(), min(faults() for _ in range(3)))  # steady state: the best of 3 rounds
+before, applied = faults(), keep_freed_memory()
+faults()  # the transient (see above)
+print(before, applied, max(faults() for _ in range(2)))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
     before, applied, after = int(out[0]), out[1], int(out[2])

@@ -78,6 +78,27 @@ def test_a_tokenizer_saved_before_encoder_type_existed_loads_as_videogpt(tmp_pat
     assert load_model(VideoTokenizer, _saved(tmp_path / "new", encoder_type="patch")).config.encoder_type == "patch"
 
 
+def _up_widths(m: VideoTokenizer) -> list[int]:
+    from vidpolicy.tokenizer.model import LatentConvTranspose3d
+
+    return [layer.out_channels for layer in m.decoder if isinstance(layer, LatentConvTranspose3d)]
+
+
+def test_upsampling_width_is_configurable_and_older_tokenizers_load_at_the_hidden_width(tmp_path):
+    m = VideoTokenizer(size=32, hidden_channels=32, res_layers=1, codebook_size=64, embedding_dim=16, up_channels=8)
+    assert _up_widths(m) == [8, 3]
+    assert m.decode(m.encode(torch.rand(2, 3, 4, 32, 32) - 0.5)).shape == (2, 3, 4, 32, 32)
+    assert _up_widths(VideoTokenizer()) == [64, 3]  # the default: half the hidden width
+    # a config.json without the key (saved before it existed) meant the hidden width
+    path = _saved(tmp_path, up_channels=None)
+    cfg_file = path / "model" / "config.json"
+    old = json.loads(cfg_file.read_text())
+    del old["up_channels"]
+    cfg_file.write_text(json.dumps(old))
+    assert _up_widths(load_model(VideoTokenizer, path)) == [32, 3]
+    assert _up_widths(load_model(VideoTokenizer, _saved(tmp_path / "new", up_channels=16))) == [16, 3]
+
+
 def _saved(path, **kw):
     save_model(VideoTokenizer(size=32, hidden_channels=32, res_layers=1, codebook_size=64, embedding_dim=16, **kw),
                path / "model")

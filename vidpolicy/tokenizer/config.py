@@ -22,10 +22,14 @@ class TokenizerTrainConfig:
                        "7x cheaper) or videogpt (the decoder's mirror image, as the paper, with --encoder-res-layers 2)")
     hidden_channels: int = opt(128, "width of the 3D convolutions")
     res_layers: int = opt(2, "residual blocks in the decoder (96², 3 CPU-min, without attention: 2 / 4 / 8 blocks "
-                          "24.76 / 24.64 / 24.54 dB held-out with --crops 5)")
+                          "24.76 / 24.64 / 24.54 dB held-out with --crops 5; 20 CPU-min with attention, AMD: 1 / 2 / 3 "
+                          "blocks 25.58 (64 wide upsampling) / 25.65 / 25.44 dB)")
     encoder_res_layers: int = opt(0, "residual blocks in the encoder (VideoGPT's has --res-layers); each costs "
                                   "tokenize ~0.75 ms per clip on a CPU core and bought no PSNR at equal CPU time "
                                   "(96², 4 min: 0 / 1 / 2 blocks 24.44 / 24.35 / 24.13 dB)")
+    up_channels: int = opt(64, "width of the decoder's transposed convolutions from the latent to the clip (the "
+                           "first is the step's largest product); 96², 20 CPU-min (AMD): 64 / 128 wide 25.65 / 25.60 dB "
+                           "held-out at 0.153 / 0.187 s a step")
     attn_heads: int = opt(2, "heads of axial attention in each decoder block (0: none, a 29% cheaper training step; "
                           "96² held-out with --crops 5: ahead at 3 CPU-min, 24.76 vs 24.59 dB, behind at 20, 25.57 vs "
                           "25.67)")

@@ -1,7 +1,8 @@
 """`VideoTokenizer`: a VideoGPT-style 3D-convolution VQ-VAE.
 
 The decoder is VideoGPT's: residual blocks with axial attention over T, H and W (``attn_heads=0``: none, a 29% cheaper
-training step), then strided transposed 3D convolutions (kernel 4, stride 2) up to the clip. Two encoders, both ending
+training step), then strided transposed 3D convolutions (kernel 4, stride 2) up to the clip, ``up_channels`` wide (64,
+half the hidden width: the same held-out PSNR after 20 CPU-min as 128 with an 18% cheaper training step). Two encoders, both ending
 in an EMA codebook of 2048 codes (32-d by default; the paper's 256-d codes cost a 3x slower search for no measured gain
 in held-out PSNR): ``encoder_type="patch"`` (default) projects each 4x4x4 patch on its own and refines it with a
 convolution at the latent resolution (``encoder_res_layers`` residual blocks after it, none by default) — 7x fewer
@@ -177,8 +178,9 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
     """``encode(video (b, 3, T, H, W)) -> tokens (b, t, h, w)``; ``decode(tokens) -> video``."""
 
     # tokenizers saved before ``encoder_type`` existed have VideoGPT's encoder, those saved before
-    # ``encoder_res_layers`` existed have ``res_layers`` encoder blocks (`load_model` reads this)
-    legacy_config = {"encoder_type": "videogpt", "encoder_res_layers": None}
+    # ``encoder_res_layers`` existed have ``res_layers`` encoder blocks, those saved before ``up_channels`` existed
+    # upsample ``hidden_channels`` wide (`load_model` reads this)
+    legacy_config = {"encoder_type": "videogpt", "encoder_res_layers": None, "up_channels": None}
 
     @register_to_config
     def __init__(
@@ -196,6 +198,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         ema_decay: float = 0.99,
         commitment_weight: float = 0.25,
         encoder_type: str = "patch",
+        up_channels: int | None = 64,
     ):
         super().__init__()
         for d in downsample:
@@ -218,9 +221,11 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         dec = [nn.Conv3d(embedding_dim, c, 1)]
         dec += [ResidualBlock(c, attn_heads) for _ in range(res_layers)]
         dec += [_norm(c), nn.SiLU()]
+        width = c if up_channels is None else up_channels
         for i, s in enumerate(reversed(strides)):
             last = i == len(strides) - 1
-            dec += [LatentConvTranspose3d(c, in_channels if last else c, _kernel(s), stride=s, padding=1)]
+            out = in_channels if last else width
+            dec += [LatentConvTranspose3d(c if i == 0 else width, out, _kernel(s), stride=s, padding=1)]
             if not last:
                 dec += [nn.SiLU()]
         self.decoder = nn.Sequential(*dec)

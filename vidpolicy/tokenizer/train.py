@@ -30,7 +30,7 @@ def build_tokenizer(cfg: TokenizerTrainConfig) -> VideoTokenizer:
         encoder_res_layers=cfg.encoder_res_layers,
         attn_heads=cfg.attn_heads, embedding_dim=cfg.embedding_dim, codebook_size=cfg.codebook_size,
         downsample=tuple(cfg.downsample), ema_decay=cfg.ema_decay, commitment_weight=cfg.commitment_weight,
-        encoder_type=cfg.encoder,
+        encoder_type=cfg.encoder, up_channels=cfg.up_channels,
     )
 
 
