@@ -22,8 +22,8 @@ class TokenizerTrainConfig:
                        "7x cheaper) or videogpt (the decoder's mirror image, as the paper, with --encoder-res-layers 2)")
     hidden_channels: int = opt(128, "width of the 3D convolutions")
     res_layers: int = opt(2, "residual blocks in the decoder (96², 3 CPU-min, without attention: 2 / 4 / 8 blocks "
-                          "24.76 / 24.64 / 24.54 dB held-out with --crops 5; 20 CPU-min with attention, AMD: 1 / 2 / 3 "
-                          "blocks 25.58 (64 wide upsampling) / 25.65 / 25.44 dB)")
+                          "24.76 / 24.64 / 24.54 dB held-out with --crops 5; 20 CPU-min with attention, AMD: 1 / 2 blocks "
+                          "25.58 / 25.65 dB with 64 wide upsampling, 2 / 3 blocks 25.60 / 25.44 with 128)")
     encoder_res_layers: int = opt(0, "residual blocks in the encoder (VideoGPT's has --res-layers); each costs "
                                   "tokenize ~0.75 ms per clip on a CPU core and bought no PSNR at equal CPU time "
                                   "(96², 4 min: 0 / 1 / 2 blocks 24.44 / 24.35 / 24.13 dB)")
