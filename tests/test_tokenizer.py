@@ -64,10 +64,7 @@ def test_a_tokenizer_saved_before_encoder_type_existed_loads_as_videogpt(tmp_pat
     m = VideoTokenizer(size=32, hidden_channels=32, res_layers=1, codebook_size=64, embedding_dim=16,
                        encoder_type="videogpt", encoder_res_layers=None).eval()
     save_model(m, tmp_path / "model")
-    cfg_file = tmp_path / "model" / "config.json"
-    old = json.loads(cfg_file.read_text())
-    del old["encoder_type"], old["encoder_res_layers"]
-    cfg_file.write_text(json.dumps(old))
+    _drop_config_keys(tmp_path, "encoder_type", "encoder_res_layers")
     m2 = load_model(VideoTokenizer, tmp_path)
     assert m2.config.encoder_type == "videogpt" and _encoder_blocks(m2) == _encoder_blocks(m) == 1
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
@@ -90,13 +87,19 @@ def test_upsampling_width_is_configurable_and_older_tokenizers_load_at_the_hidde
     assert m.decode(m.encode(torch.rand(2, 3, 4, 32, 32) - 0.5)).shape == (2, 3, 4, 32, 32)
     assert _up_widths(VideoTokenizer()) == [64, 3]  # the default: half the hidden width
     # a config.json without the key (saved before it existed) meant the hidden width
-    path = _saved(tmp_path, up_channels=None)
-    cfg_file = path / "model" / "config.json"
-    old = json.loads(cfg_file.read_text())
-    del old["up_channels"]
-    cfg_file.write_text(json.dumps(old))
+    path = _drop_config_keys(_saved(tmp_path, up_channels=None), "up_channels")
     assert _up_widths(load_model(VideoTokenizer, path)) == [32, 3]
     assert _up_widths(load_model(VideoTokenizer, _saved(tmp_path / "new", up_channels=16))) == [16, 3]
+
+
+def _drop_config_keys(path, *keys):
+    """Make a saved tokenizer look as if it was saved before ``keys`` existed."""
+    cfg_file = path / "model" / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    for key in keys:
+        del cfg[key]
+    cfg_file.write_text(json.dumps(cfg))
+    return path
 
 
 def _saved(path, **kw):
