@@ -33,6 +33,7 @@ def _tokenizer_shape(p: dict) -> str:
     its machine where recorded)."""
     parts = [f"{p['embedding_dim']}-d codes"] if "embedding_dim" in p else []
     parts += [f"{p['encoder_res_layers']} encoder blocks"] if "encoder_res_layers" in p else []
+    parts += [f"{p['up_channels']}-wide upsampling"] if "up_channels" in p else []
     parts += [f"{p['attn_heads']} attention heads" if p["attn_heads"] else "no attention"] if "attn_heads" in p else []
     parts += [f"{p['crops']} training square{'s' if p['crops'] > 1 else ''}"] if "crops" in p else []
     parts += [p["cpu"]] if "cpu" in p else []
