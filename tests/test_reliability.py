@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -108,3 +109,23 @@ print(before, applied, max(faults() for _ in range(2)))
     before, applied, after = int(out[0]), out[1], int(out[2])
     assert applied == "True"
     assert before > 4 * 2048 and after < 1000, (before, after)  # glibc raises its threshold after a few frees
+
+
+def test_a_run_saved_before_a_key_existed_resumes_when_asked_for_the_old_behaviour(tmp_path):
+    from vidpolicy.common.config import prepare_run_dir, to_dict
+    from vidpolicy.common.errors import VidpolicyError
+    from vidpolicy.tokenizer.config import TokenizerTrainConfig
+
+    old = TokenizerTrainConfig(videos="v", out=str(tmp_path), hidden_channels=96, res_layers=3)
+    saved = {k: v for k, v in to_dict(old).items() if k not in ("up_channels", "encoder_res_layers", "crops")}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(VidpolicyError, match="crops: 1 there, 5 now"):
+        prepare_run_dir(tmp_path, old)
+    with pytest.raises(VidpolicyError, match="encoder_res_layers: 3 there, 0 now"):
+        prepare_run_dir(tmp_path, replace(old, crops=1))
+    with pytest.raises(VidpolicyError, match="up_channels: 96 there, 64 now"):
+        prepare_run_dir(tmp_path, replace(old, crops=1, encoder_res_layers=3))
+    assert json.loads((tmp_path / "config.json").read_text()) == saved  # refused: nothing rewritten
+    as_before = replace(old, crops=1, encoder_res_layers=3, up_channels=96, max_steps=5000)
+    assert prepare_run_dir(tmp_path, as_before) is True
+    assert json.loads((tmp_path / "config.json").read_text())["up_channels"] == 96

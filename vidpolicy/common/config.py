@@ -21,7 +21,8 @@ C = TypeVar("C")
 
 # Fields a user may change when resuming a run (train longer, log more often, move the directory) without it
 # being "another run".
-RESUMABLE_FIELDS = frozenset({"out", "max_steps", "resume", "overwrite", "log_every", "save_every", "num_workers"})
+RESUMABLE_FIELDS = frozenset({"out", "max_steps", "resume", "overwrite", "log_every", "save_every", "num_workers",
+                              "cache_gb"})
 
 
 def to_dict(cfg: Any) -> dict:
@@ -114,6 +115,8 @@ def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False) -> bool:
         except (json.JSONDecodeError, UnicodeDecodeError):
             old = None
         new = to_dict(cfg)
+        if isinstance(old, dict):
+            old = with_legacy_values(type(cfg), old)
         same = isinstance(old, dict) and _comparable(old) == _comparable(new)
         if same and not overwrite:
             resuming = True
@@ -129,6 +132,18 @@ def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False) -> bool:
     out.mkdir(parents=True, exist_ok=True)
     write_json(cfg_path, to_dict(cfg))
     return resuming
+
+
+def with_legacy_values(cls: type, old: dict) -> dict:
+    """``old`` (a config.json an earlier version wrote) with the keys added since filled in as that version behaved:
+    ``cls.legacy_values`` maps a key to its old value, or to a function of the old config giving it. A run saved
+    before a key existed then compares equal to a config that asks for the old behaviour (and differs, naming the
+    key and its old value, from one that does not), so it can be resumed."""
+    filled = dict(old)
+    for key, value in getattr(cls, "legacy_values", {}).items():
+        if key not in filled:
+            filled[key] = value(old) if callable(value) else value
+    return filled
 
 
 def _comparable(d: dict) -> dict:
