@@ -129,3 +129,19 @@ def test_a_run_saved_before_a_key_existed_resumes_when_asked_for_the_old_behavio
     as_before = replace(old, crops=1, encoder_res_layers=3, up_channels=96, max_steps=5000)
     assert prepare_run_dir(tmp_path, as_before) is True
     assert json.loads((tmp_path / "config.json").read_text())["up_channels"] == 96
+
+
+def test_a_finetune_run_saved_before_state_conditioning_resumes_as_it_was(tmp_path):
+    from vidpolicy.common.config import prepare_run_dir, to_dict
+    from vidpolicy.common.errors import VidpolicyError
+    from vidpolicy.finetune.config import FinetuneConfig
+
+    new_keys = ("state", "action_head", "guidance", "detach_video_features", "video_lr", "top_r", "action_top_r")
+    cfg = FinetuneConfig(pretrained="p", dataset="d", out=str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in to_dict(cfg).items() if k not in new_keys}))
+    as_before = replace(cfg, top_r=None, action_top_r=None)  # both streams sampled untruncated then
+    with pytest.raises(VidpolicyError, match="action_top_r: None there, 0.0 now"):
+        prepare_run_dir(tmp_path, cfg)
+    with pytest.raises(VidpolicyError, match="state: False there, True now"):
+        prepare_run_dir(tmp_path, as_before)
+    assert prepare_run_dir(tmp_path, replace(as_before, state=False)) is True

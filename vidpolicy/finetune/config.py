@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from vidpolicy.common.cli_args import opt
 
 
 @dataclass
 class FinetuneConfig:
+    # what runs saved before a key existed did (`prepare_run_dir` fills these in before comparing for a resume): no
+    # robot state, binned-action tokens, no guidance, the video model reached by the action loss at --lr, both
+    # streams sampled from their whole distribution (no top-r truncation)
+    legacy_values: ClassVar[dict] = {
+        "state": False, "action_head": "tokens", "guidance": 1.0, "detach_video_features": False, "video_lr": None,
+        "top_r": None, "action_top_r": None,
+    }
+
     pretrained: str = opt("", "a `pretrain` run directory (its tokenizer and video model)")
     dataset: str = opt("", "a LeRobotDataset with actions (e.g. from `vidpolicy collect`)")
     out: str = opt("", "policy directory: tokenizer/, video_model/, action_model/, binning.json, config.json")
