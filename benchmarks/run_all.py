@@ -36,6 +36,7 @@ def _tokenizer_shape(p: dict) -> str:
     parts += [f"{p['up_channels']}-wide upsampling"] if "up_channels" in p else []
     parts += [f"{p['attn_heads']} attention heads" if p["attn_heads"] else "no attention"] if "attn_heads" in p else []
     parts += [f"{p['crops']} training square{'s' if p['crops'] > 1 else ''}"] if "crops" in p else []
+    parts += [f"batch {p['batch_size']}, lr {p['lr']:g}"] if "batch_size" in p else []
     parts += [p["cpu"]] if "cpu" in p else []
     return "".join(", " + x for x in parts)
 

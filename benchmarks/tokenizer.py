@@ -96,7 +96,7 @@ def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path, **over
     res = train_tokenizer(cfg, overwrite=True)
     return {"size": size, "budget_min": minutes, "steps": cfg.max_steps, "train_s": time.perf_counter() - t0,
             "step_s": per_step, "embedding_dim": cfg.embedding_dim, "encoder_res_layers": cfg.encoder_res_layers,
-            "up_channels": cfg.up_channels,
+            "up_channels": cfg.up_channels, "batch_size": cfg.batch_size, "lr": cfg.lr,
             "attn_heads": cfg.attn_heads, "crops": cfg.crops, "cpu": cpu_model(), **res["heldout"]}
 
 

@@ -207,6 +207,18 @@ def test_blocked_argmin_equals_argmin_including_ties():
             assert torch.equal(blocked_argmin(s), s.argmin(1))
 
 
+def test_dead_codes_are_those_under_one_row_per_step_or_half_an_even_share_in_small_batches():
+    from vidpolicy.tokenizer.quantizer import EMACodebook
+
+    for rows, restarted in ((4, [True, False, False, False]), (40, [True, True, True, False])):
+        cb = EMACodebook(4, 2, decay=1.0)  # decay 1: the usage set here is what the update compares
+        cb.cluster_size.copy_(torch.tensor([0.3, 0.6, 0.9, 5.0]))
+        z = torch.full((rows, 2), 7.0)
+        cb._ema_update(z, torch.full((rows,), 3), torch.tensor([0.0, 0, 0, rows]))
+        # an even share is rows / 4 codes: 1 row (threshold 0.5) or 10 rows (threshold capped at 1)
+        assert [bool(torch.equal(e, z[0])) for e in cb.embed] == restarted, rows
+
+
 def test_shifted_clips_cover_every_start_offset(tmp_path):
     import numpy as np
 

@@ -1,8 +1,10 @@
 """EMA vector quantiser with dead-code restarts (VQ-VAE-2 / VideoGPT), synchronised across processes.
 
 The codebook is updated by exponential moving averages of assigned encoder outputs (decay 0.99 as the paper), not
-by gradients; a code whose EMA usage falls below ``dead_threshold`` is re-initialised from a random encoder output
-of the current batch, so the whole codebook stays in use.
+by gradients; a code whose EMA usage falls below ``dead_threshold`` rows per step (VideoGPT's 1) is re-initialised from
+a random encoder output of the current batch, so the whole codebook stays in use. Small batches lower the threshold to
+``dead_fraction`` of an even share of a step's rows (all processes together): at batch 4 (96², 2048 codes, an even
+share 1.1 rows) a threshold of 1 would restart most codes that are used less than average.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ def _distributed() -> bool:
 
 
 class EMACodebook(nn.Module):
-    def __init__(self, num_codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5, dead_threshold: float = 1.0):
+    def __init__(self, num_codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5, dead_threshold: float = 1.0,
+                 dead_fraction: float = 0.5):
         super().__init__()
-        self.num_codes, self.dim, self.decay, self.eps, self.dead_threshold = num_codes, dim, decay, eps, dead_threshold
+        self.num_codes, self.dim, self.decay, self.eps = num_codes, dim, decay, eps
+        self.dead_threshold, self.dead_fraction = dead_threshold, dead_fraction
         self.register_buffer("embed", torch.randn(num_codes, dim))
         self.register_buffer("embed_avg", self.embed.clone())
         self.register_buffer("cluster_size", torch.zeros(num_codes))
@@ -107,7 +111,7 @@ class EMACodebook(nn.Module):
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n
         self.embed.copy_(self.embed_avg / smoothed[:, None])
-        dead = self.cluster_size < self.dead_threshold
+        dead = self.cluster_size < min(self.dead_threshold, self.dead_fraction * float(counts.sum()) / self.num_codes)
         if _distributed():
             dead = dead.float()
             dist.broadcast(dead, 0)
