@@ -32,6 +32,16 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def previous(name: str) -> dict | None:
+    """The last result of benchmark ``name``: benchmarks/out/<name>.json, else its entry in the committed
+    benchmarks/results.json (a fresh checkout has no out/)."""
+    path = OUT / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    committed = OUT.parent / "results.json"
+    return json.loads(committed.read_text()).get(name) if committed.exists() else None
+
+
 def save(name: str, result: dict) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": name, "commit": commit(), "machine": f"{platform.machine()} {torch.get_num_threads()} "

@@ -2,7 +2,7 @@
 
     python benchmarks/run_all.py            # quick budgets (~20 min on 2 CPU cores)
     python benchmarks/run_all.py --full     # the issue budgets (several hours on 2 CPU cores)
-    python benchmarks/run_all.py --collect  # only re-assemble the tables from benchmarks/out/*.json
+    python benchmarks/run_all.py --collect  # only re-assemble the tables: benchmarks/out/*.json over results.json
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def _tokenizer_shape(p: dict) -> str:
     parts += [f"{p['crops']} training square{'s' if p['crops'] > 1 else ''}"] if "crops" in p else []
     parts += [f"batch {p['batch_size']}, lr {p['lr']:g}"] if "batch_size" in p else []
     parts += [p["cpu"]] if "cpu" in p else []
+    parts += [f"at {p['commit']}"] if "commit" in p else []
     return "".join(", " + x for x in parts)
 
 
@@ -157,6 +158,8 @@ def markdown(r: dict) -> str:
     commits = sorted({v.get("commit", "?") for v in r.values()}
                      | {s["commit"] for v in r.values() for s in v.get("seed_spread", {}).values() if "commit" in s}
                      | {c for v in r.values() for k, c in v.items() if k.endswith("_commit")}
+                     | {p["commit"] for v in r.values() for k in ("psnr_after_budget", "psnr_equal_budget")
+                        for p in v.get(k, []) if "commit" in p}
                      | {v[k]["commit"] for v in r.values() for k in ("heldout_diagnostics", "watch_diagnostics")
                         if k in v}
                      | {e["commit"] for v in r.values() for k in ("execute", "guidance", "yuv420")
@@ -179,7 +182,11 @@ def main() -> None:
         run("metaworld_fewshot.py", *(["--joint"] if args.full else ["--quick"]))
         run("g1_offline.py", "--pretrained", str(OUT / "fewshot_runs" / ("default" if args.full else "quick")
                                                   / "pretrain"))
-    results = {p.stem: json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))}
+    # benchmarks/out/ holds what ran on this checkout; the others keep their committed results
+    committed = HERE / "results.json"
+    results = json.loads(committed.read_text()) if committed.exists() else {}
+    results.update({p.stem: json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))})
+    results = dict(sorted(results.items()))
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (HERE / "results.md").write_text(table)

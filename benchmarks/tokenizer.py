@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import OUT, cpu_model, save, timed
+from _common import commit, cpu_model, previous, save, timed
 from vidpolicy.common.pretrained import load_model, save_model
 from vidpolicy.common.threads import torch_threads
 from vidpolicy.datasets.clips import ClipSpec, VideoClipDataset, clip_starts
@@ -94,8 +94,9 @@ def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path, **over
     cfg.save_every = cfg.max_steps
     t0 = time.perf_counter()
     res = train_tokenizer(cfg, overwrite=True)
-    return {"size": size, "budget_min": minutes, "steps": cfg.max_steps, "train_s": time.perf_counter() - t0,
-            "step_s": per_step, "embedding_dim": cfg.embedding_dim, "encoder_res_layers": cfg.encoder_res_layers,
+    return {"size": size, "budget_min": minutes, "commit": commit(), "steps": cfg.max_steps,
+            "train_s": time.perf_counter() - t0, "step_s": per_step, "embedding_dim": cfg.embedding_dim,
+            "encoder_res_layers": cfg.encoder_res_layers,
             "up_channels": cfg.up_channels, "batch_size": cfg.batch_size, "lr": cfg.lr,
             "attn_heads": cfg.attn_heads, "crops": cfg.crops, "cpu": cpu_model(), **res["heldout"]}
 
@@ -111,6 +112,18 @@ def calibrate_step(cfg, steps: int = 300) -> float:
         train_tokenizer(probe, overwrite=True)
         rows = [json.loads(x) for x in (Path(d) / "logs" / "metrics.jsonl").read_text().splitlines()]
     return float(np.median([r["step_time_s"] for r in rows if r["step"] > steps // 2]))
+
+
+# what makes two budget rows the same measurement (rows without a key predate it)
+ROW_KEY = ("size", "budget_min", "embedding_dim", "encoder_res_layers", "up_channels", "attn_heads", "crops",
+           "batch_size", "lr", "cpu")
+
+
+def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
+    """The ``old`` rows that no ``new`` row measures again, then ``new``."""
+    key = lambda r: tuple(r.get(k) for k in ROW_KEY)  # noqa: E731
+    fresh = {key(r) for r in new}
+    return [r for r in old if key(r) not in fresh] + new
 
 
 def main() -> None:
@@ -163,14 +176,12 @@ def main() -> None:
                                  "tokenize_clips_per_s": tokenize_rate(videos, earlier)}
     result["earlier_default"]["tokenize_over_decord_decode"] = (result["earlier_default"]["tokenize_clips_per_s"]
                                                                 / result["decode_clips_per_s"]["decord"])
-    previous = OUT / "tokenize.json"
-    if previous.exists():  # keep earlier budget runs at other sizes (they take long; run them one at a time)
-        old = json.loads(previous.read_text()).get("psnr_after_budget", [])
-        runs = [r for r in old if r["size"] not in {n["size"] for n in runs}] + runs
-    result["psnr_after_budget"] = sorted(runs, key=lambda r: r["size"])
-    if previous.exists():  # earlier equal-budget comparisons stay, each with its own shape and machine
-        ab = [r for r in json.loads(previous.read_text()).get("psnr_equal_budget", []) if not ab or "crops" not in r] + ab
-    result["psnr_equal_budget"] = ab
+    # earlier budget runs stay (they take long: run them one size or shape at a time), each with its own shape and
+    # machine, unless this run measured the same one again
+    last = previous("tokenize") or {}
+    result["psnr_after_budget"] = sorted(merge_rows(last.get("psnr_after_budget", []), runs),
+                                         key=lambda r: r["size"])
+    result["psnr_equal_budget"] = merge_rows(last.get("psnr_equal_budget", []), ab)
     save("tokenize", result)
 
 
