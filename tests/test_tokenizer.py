@@ -261,3 +261,29 @@ def test_training_squares_spread_along_the_longer_side(tmp_path):
         assert torch.equal(view[4], square[0])
     # over centre squares (no whole frames) crops has nothing to choose from
     assert len(ShiftedClips(square, [0, 1], shifts=2, crops=3)) == 4
+
+
+def test_random_flips_rearrange_each_clip_and_pick_half_per_symmetry():
+    import pytest
+
+    from vidpolicy.datasets.augment import check_flips, random_flips
+
+    x = torch.rand(400, 3, 4, 6, 6)
+    y = random_flips(x, "ht", torch.Generator().manual_seed(0))
+    variants = {"none": lambda v: v, "h": lambda v: v.flip(-1), "t": lambda v: v.flip(-3),
+                "ht": lambda v: v.flip(-1).flip(-3)}
+    seen = [next(k for k, f in variants.items() if torch.equal(y[i], f(x[i]))) for i in range(len(x))]
+    mirrored, reversed_ = sum("h" in s for s in seen) / len(x), sum("t" in s for s in seen) / len(x)
+    assert 0.42 < mirrored < 0.58 and 0.42 < reversed_ < 0.58
+    # the left-right draws of a seed do not depend on the other symmetries named (runs stay comparable)
+    only_h = random_flips(x, "h", torch.Generator().manual_seed(0))
+    assert all(torch.equal(only_h[i], x[i].flip(-1) if "h" in s else x[i]) for i, s in enumerate(seen))
+    d = random_flips(x, "d", torch.Generator().manual_seed(1))
+    swapped = sum(torch.equal(d[i], x[i].transpose(-1, -2)) and not torch.equal(d[i], x[i]) for i in range(len(x)))
+    assert 0.42 < swapped / len(x) < 0.58
+    assert torch.equal(random_flips(x, "", torch.Generator()), x)
+    for bad in ("hx", "hh"):
+        with pytest.raises(ValueError, match="distinct letters of htvd"):
+            check_flips(bad)
+    with pytest.raises(ValueError, match="square"):
+        random_flips(torch.rand(2, 3, 4, 6, 8), "d", torch.Generator())

@@ -17,6 +17,7 @@ from vidpolicy.common.plots import plot_losses
 from vidpolicy.common.pretrained import save_model
 from vidpolicy.common.sampling import StepBatchSampler, step_generator
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
+from vidpolicy.datasets.augment import check_flips, random_flips
 from vidpolicy.datasets.clips import ClipSpec, ShiftedClips, VideoClipDataset, to_uint8
 from vidpolicy.datasets.manifest import summarize, write_manifest
 from vidpolicy.datasets.video import find_videos
@@ -71,6 +72,10 @@ def evaluate(model: VideoTokenizer, ds, indices: np.ndarray, max_clips: int = 12
 
 def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     out = Path(cfg.out)
+    try:
+        check_flips(cfg.flips)
+    except ValueError as e:
+        raise VidpolicyError(f"--flips: {e}") from None
     files = find_videos(cfg.videos)
     spec = ClipSpec(cfg.frames, cfg.size, cfg.fps, cfg.clip_stride)
     ds = VideoClipDataset(files, spec, cache_bytes=int(cfg.cache_gb * (1 << 30)), whole_frames=cfg.crops > 1)
@@ -99,10 +104,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, persistent_workers=False)
 
     def compute(batch: torch.Tensor):
-        if cfg.augment:  # mirror half the clips, chosen by (seed, step, rank) so that a resumed run sees the same
-            g = step_generator(cfg.seed, trainer.step, 0, acc.process_index)
-            flip = torch.rand(batch.shape[0], generator=g) < 0.5
-            batch = torch.where(flip[:, None, None, None, None], batch.flip(-1), batch)
+        if cfg.augment:  # the clips flipped are chosen by (seed, step, rank): a resumed run sees the same batches
+            batch = random_flips(batch, cfg.flips, step_generator(cfg.seed, trainer.step, 0, acc.process_index))
         res = trainer.model(batch.to(acc.device))
         logs = {k: float(res[k].detach()) for k in ("loss", "recon_loss", "commitment", "perplexity", "codebook_usage")}
         with torch.no_grad():
