@@ -88,7 +88,7 @@ def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path, **over
     from vidpolicy.tokenizer.train import train_tokenizer
 
     cfg = TokenizerTrainConfig(videos=str(videos), out=str(out), size=size, save_every=10**9, num_workers=1,
-                               **overrides)
+                               eval_every=0, **overrides)  # the budget is for training steps only
     per_step = calibrate_step(cfg)
     cfg.max_steps = max(10, int(minutes * 60 / per_step))
     cfg.save_every = cfg.max_steps

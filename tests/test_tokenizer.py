@@ -117,6 +117,11 @@ def test_tokenizer_train_run_outputs(tiny_tokenizer):
     assert ev["heldout"]["clips"] > 0 and ev["heldout"]["psnr"] > 5
     rows = [json.loads(x) for x in (tiny_tokenizer / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert {"loss", "recon_loss", "commitment", "perplexity", "codebook_usage", "psnr"} <= set(rows[-1])
+    # --eval-every 4 of 12 steps: held-out rows at 4 and 8 (off the --log-every 10 grid, with the training averages);
+    # step 12 has the full evaluation in eval.json instead
+    curve = {r["step"]: r for r in rows if "heldout_psnr" in r}
+    assert sorted(curve) == [4, 8] and [r["step"] for r in rows] == [4, 8, 10, 12]
+    assert all(5 < r["heldout_psnr"] < 60 and 0 < r["heldout_ssim"] <= 1 and "loss" in r for r in curve.values())
 
 
 def test_latent_conv_skips_padding_taps_exactly():

@@ -76,6 +76,7 @@ class Trainer:
         self._writer = None
         self._extra_save: list[Callable[[Path], None]] = []
         self._extra_load: list[Callable[[Path], None]] = []
+        self._notes: dict[str, float] = {}
 
     # ---- set-up -------------------------------------------------------------------------------------------
     def prepare(self, model, optimizer, scheduler=None):
@@ -146,6 +147,11 @@ class Trainer:
         with open(self.out / "logs" / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": self.step, **logs}) + "\n")
 
+    def note(self, logs: dict[str, float]) -> None:
+        """Scalars measured after this step (a held-out evaluation): written with this step's row of the training
+        averages, which is then logged even off the ``log_every`` grid."""
+        self._notes.update(logs)
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
@@ -198,8 +204,9 @@ class Trainer:
             if after_step is not None:
                 after_step(self.step)
             bar.update(1)
-            if self.step % s.log_every == 0 or self.step == s.max_steps:
-                logs = {k: v / counts[k] for k, v in sums.items()}
+            if self.step % s.log_every == 0 or self.step == s.max_steps or self._notes:
+                logs = {k: v / counts[k] for k, v in sums.items()} | self._notes
+                self._notes = {}
                 if self.scheduler is not None:
                     logs["lr"] = self.scheduler.get_last_lr()[0]
                 logs["step_time_s"] = (time.time() - t0) / max(count / s.grad_accum, 1)

@@ -63,6 +63,8 @@ class TokenizerTrainConfig:
     nan_policy: str = opt("stop", "on a NaN/Inf loss: stop (keep the last good checkpoint) or skip the batch")
     save_every: int = opt(250, "checkpoint every N steps")
     log_every: int = opt(10, "log scalars every N steps")
+    eval_every: int = opt(1000, "log held-out PSNR/SSIM on up to 32 clips every N steps as heldout_psnr / heldout_ssim "
+                          "(0: never; the end of the run evaluates up to 128 clips into eval.json either way)")
     num_workers: int = opt(1, "DataLoader decode workers per process (each caches decoded videos)")
     cache_gb: float = opt(2.0, "decoded-video cache per worker, GiB (random access into H.264 is slow)")
     holdout_fraction: float = opt(0.1, "fraction of files (or clips) held out for the PSNR/SSIM evaluation")

@@ -113,7 +113,13 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
             logs["psnr"] = float(10 * torch.log10(1.0 / mse.clamp(min=1e-10)))
         return res["loss"], logs
 
-    trainer.fit(loader, compute)
+    def heldout_curve(step: int) -> None:  # the last step gets the full evaluation below
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps and acc.is_main_process:
+            r = evaluate(acc.unwrap_model(trainer.model), ds, held_idx, max_clips=32)
+            if r["clips"]:
+                trainer.note({"heldout_psnr": r["psnr"], "heldout_ssim": r["ssim"]})
+
+    trainer.fit(loader, compute, after_step=heldout_curve)
     result = {}
     if acc.is_main_process:
         model = acc.unwrap_model(trainer.model)
