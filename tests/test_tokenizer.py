@@ -292,3 +292,25 @@ def test_random_flips_rearrange_each_clip_and_pick_half_per_symmetry():
             check_flips(bad)
     with pytest.raises(ValueError, match="square"):
         random_flips(torch.rand(2, 3, 4, 6, 8), "d", torch.Generator())
+
+
+def test_error_restarts_put_dead_codes_where_the_codebook_fits_worst():
+    """1000 encoder outputs at the origin, 10 at (50, 50), all nearest code 0; codes 1-3 are unused, so they restart:
+    drawn in proportion to squared error they land on the badly fitted (50, 50) rows, drawn uniformly on the origin."""
+    from vidpolicy.tokenizer.quantizer import EMACodebook
+
+    torch.manual_seed(0)
+    z = torch.cat([0.001 * torch.randn(1000, 2), torch.tensor([50.0, 50.0]) + torch.randn(10, 2)])
+    fresh = {}
+    for restart in ("error", "random"):
+        cb = EMACodebook(4, 2, restart=restart).train()
+        codes = torch.tensor([[0.0, 0.0], [-100.0, -100.0], [-100.0, -101.0], [-101.0, -100.0]])
+        cb.embed.copy_(codes)
+        cb.embed_avg.copy_(codes)
+        cb.cluster_size.copy_(torch.tensor([100.0, 0.0, 0.0, 0.0]))
+        cb.initialized.fill_(True)
+        _, idx, _, _ = cb(z)
+        assert (idx == 0).all()
+        fresh[restart] = cb.embed[1:].norm(dim=1)
+    assert (fresh["error"] > 40).all()
+    assert (fresh["random"] < 1).sum() >= 2  # all three from the 10 outliers: probability 1e-6

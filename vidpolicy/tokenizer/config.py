@@ -13,7 +13,7 @@ class TokenizerTrainConfig:
     # what runs saved before a key existed did (`prepare_run_dir` fills these in before comparing for a resume)
     legacy_values: ClassVar[dict] = {
         "encoder": "videogpt", "encoder_res_layers": lambda old: old.get("res_layers"), "augment": False,
-        "lr_decay": False, "crops": 1, "flips": "h", "up_channels": lambda old: old.get("hidden_channels"),
+        "lr_decay": False, "crops": 1, "flips": "h", "codebook_restart": "random", "up_channels": lambda old: old.get("hidden_channels"),
     }
 
     videos: str = opt("", "directory of videos (searched recursively) or a .txt list of video paths")
@@ -42,6 +42,9 @@ class TokenizerTrainConfig:
                           "25.67)")
     downsample: tuple[int, int, int] = opt((4, 4, 4), "down-sampling factors over T H W (powers of two)")
     ema_decay: float = opt(0.99, "EMA decay of the codebook")
+    codebook_restart: str = opt("random", "where unused codes restart: random (a random encoder output of the batch, "
+                                "as VideoGPT) or error (outputs drawn in proportion to their squared distance from "
+                                "their code)")
     commitment_weight: float = opt(0.25, "weight of the commitment loss")
     augment: bool = opt(True, "random flips (--flips) and clip-start jitter within the clip stride")
     flips: str = opt("h", "with --augment, each of these flips a random half of the training clips: h left-right, t "

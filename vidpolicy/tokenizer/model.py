@@ -179,8 +179,9 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
 
     # tokenizers saved before ``encoder_type`` existed have VideoGPT's encoder, those saved before
     # ``encoder_res_layers`` existed have ``res_layers`` encoder blocks, those saved before ``up_channels`` existed
-    # upsample ``hidden_channels`` wide (`load_model` reads this)
-    legacy_config = {"encoder_type": "videogpt", "encoder_res_layers": None, "up_channels": None}
+    # upsample ``hidden_channels`` wide, earlier codebooks restart at random rows (`load_model` reads this)
+    legacy_config = {"encoder_type": "videogpt", "encoder_res_layers": None, "up_channels": None,
+                     "codebook_restart": "random"}
 
     @register_to_config
     def __init__(
@@ -199,6 +200,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         commitment_weight: float = 0.25,
         encoder_type: str = "patch",
         up_channels: int | None = 64,
+        codebook_restart: str = "random",
     ):
         super().__init__()
         for d in downsample:
@@ -217,7 +219,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
             enc = videogpt_encoder(c, in_channels, n_enc, attn_heads, strides)
         enc += [_norm(c), nn.SiLU(), nn.Conv3d(c, embedding_dim, 1)]
         self.encoder = nn.Sequential(*enc)
-        self.codebook = EMACodebook(codebook_size, embedding_dim, decay=ema_decay)
+        self.codebook = EMACodebook(codebook_size, embedding_dim, decay=ema_decay, restart=codebook_restart)
         dec = [nn.Conv3d(embedding_dim, c, 1)]
         dec += [ResidualBlock(c, attn_heads) for _ in range(res_layers)]
         dec += [_norm(c), nn.SiLU()]

@@ -2,7 +2,8 @@
 
 The codebook is updated by exponential moving averages of assigned encoder outputs (decay 0.99 as the paper), not
 by gradients; a code whose EMA usage falls below ``dead_threshold`` rows per step (VideoGPT's 1) is re-initialised from
-a random encoder output of the current batch, so the whole codebook stays in use. Small batches lower the threshold to
+a random encoder output of the current batch, so the whole codebook stays in use (``restart="error"``: drawn with
+probability proportional to its squared distance from its code, so fresh codes go where the codebook fits worst). Small batches lower the threshold to
 ``dead_fraction`` of an even share of a step's rows (all processes together): at batch 4 (96², 2048 codes, an even
 share 1.1 rows) a threshold of 1 would restart most codes that are used less than average.
 """
@@ -34,8 +35,11 @@ def _distributed() -> bool:
 
 class EMACodebook(nn.Module):
     def __init__(self, num_codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5, dead_threshold: float = 1.0,
-                 dead_fraction: float = 0.5):
+                 dead_fraction: float = 0.5, restart: str = "random"):
         super().__init__()
+        if restart not in ("random", "error"):
+            raise ValueError(f"restart must be 'random' or 'error', got {restart!r}")
+        self.restart = restart
         self.num_codes, self.dim, self.decay, self.eps = num_codes, dim, decay, eps
         self.dead_threshold, self.dead_fraction = dead_threshold, dead_fraction
         self.register_buffer("embed", torch.randn(num_codes, dim))
@@ -44,8 +48,14 @@ class EMACodebook(nn.Module):
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
-    def _random_rows(self, z: torch.Tensor, n: int) -> torch.Tensor:
-        """n random rows of z (repeated with jitter when z has fewer rows); identical on every process."""
+    def _random_rows(self, z: torch.Tensor, n: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """n random rows of z (repeated with jitter when z has fewer rows; drawn with probability proportional to
+        ``weights`` when given); identical on every process."""
+        if weights is not None and int((weights > 0).sum()) >= n:
+            rows = z[torch.multinomial(weights, n)].contiguous()
+            if _distributed():
+                dist.broadcast(rows, 0)
+            return rows
         if z.shape[0] < n:
             reps = (n + z.shape[0] - 1) // z.shape[0]
             z = z.repeat(reps, 1) + 0.01 * torch.randn(z.shape[0] * reps, z.shape[1], device=z.device) / z.shape[1] ** 0.5
@@ -90,7 +100,8 @@ class EMACodebook(nn.Module):
             commitment = F.mse_loss(z, z_q.detach())
             counts = torch.bincount(indices, minlength=self.num_codes).float()
             if self.training:
-                self._ema_update(z.detach(), indices, counts)
+                err = (z.detach() - z_q).pow(2).sum(1) if self.restart == "error" else None
+                self._ema_update(z.detach(), indices, counts, err)
             probs = counts / counts.sum().clamp(min=1)
             stats = {
                 "perplexity": torch.exp(-(probs * torch.log(probs + 1e-10)).sum()),
@@ -100,7 +111,8 @@ class EMACodebook(nn.Module):
         return z_q, indices, commitment, stats
 
     @torch.no_grad()
-    def _ema_update(self, z: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
+    def _ema_update(self, z: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor,
+                    err: torch.Tensor | None = None) -> None:
         embed_sum = torch.zeros_like(self.embed).index_add_(0, indices, z)
         counts = counts.clone()
         if _distributed():
@@ -118,7 +130,7 @@ class EMACodebook(nn.Module):
             dead = dead.bool()
         n_dead = int(dead.sum())
         if n_dead:
-            fresh = self._random_rows(z, n_dead)
+            fresh = self._random_rows(z, n_dead, err)
             self.embed[dead] = fresh
             self.embed_avg[dead] = fresh
             self.cluster_size[dead] = 1.0

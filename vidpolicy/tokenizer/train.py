@@ -31,7 +31,7 @@ def build_tokenizer(cfg: TokenizerTrainConfig) -> VideoTokenizer:
         encoder_res_layers=cfg.encoder_res_layers,
         attn_heads=cfg.attn_heads, embedding_dim=cfg.embedding_dim, codebook_size=cfg.codebook_size,
         downsample=tuple(cfg.downsample), ema_decay=cfg.ema_decay, commitment_weight=cfg.commitment_weight,
-        encoder_type=cfg.encoder, up_channels=cfg.up_channels,
+        encoder_type=cfg.encoder, up_channels=cfg.up_channels, codebook_restart=cfg.codebook_restart,
     )
 
 
@@ -76,6 +76,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
         check_flips(cfg.flips)
     except ValueError as e:
         raise VidpolicyError(f"--flips: {e}") from None
+    if cfg.codebook_restart not in ("random", "error"):
+        raise VidpolicyError(f"--codebook-restart must be random or error, got {cfg.codebook_restart!r}")
     files = find_videos(cfg.videos)
     spec = ClipSpec(cfg.frames, cfg.size, cfg.fps, cfg.clip_stride)
     ds = VideoClipDataset(files, spec, cache_bytes=int(cfg.cache_gb * (1 << 30)), whole_frames=cfg.crops > 1)
