@@ -37,6 +37,8 @@ def _tokenizer_shape(p: dict) -> str:
     parts += [f"{p['attn_heads']} attention heads" if p["attn_heads"] else "no attention"] if "attn_heads" in p else []
     parts += [f"{p['crops']} training square{'s' if p['crops'] > 1 else ''}"] if "crops" in p else []
     parts += [f"batch {p['batch_size']}, lr {p['lr']:g}"] if "batch_size" in p else []
+    parts += [f"flips {p['flips']}"] if "flips" in p else []
+    parts += [f"{p['codebook_restart']} restarts"] if "codebook_restart" in p else []
     parts += [p["cpu"]] if "cpu" in p else []
     parts += [f"at {p['commit']}"] if "commit" in p else []
     return "".join(", " + x for x in parts)

@@ -98,7 +98,8 @@ def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path, **over
             "train_s": time.perf_counter() - t0, "step_s": per_step, "embedding_dim": cfg.embedding_dim,
             "encoder_res_layers": cfg.encoder_res_layers,
             "up_channels": cfg.up_channels, "batch_size": cfg.batch_size, "lr": cfg.lr,
-            "attn_heads": cfg.attn_heads, "crops": cfg.crops, "cpu": cpu_model(), **res["heldout"]}
+            "attn_heads": cfg.attn_heads, "crops": cfg.crops, "flips": cfg.flips,
+            "codebook_restart": cfg.codebook_restart, "cpu": cpu_model(), **res["heldout"]}
 
 
 def calibrate_step(cfg, steps: int = 300) -> float:
@@ -116,7 +117,7 @@ def calibrate_step(cfg, steps: int = 300) -> float:
 
 # what makes two budget rows the same measurement (rows without a key predate it)
 ROW_KEY = ("size", "budget_min", "embedding_dim", "encoder_res_layers", "up_channels", "attn_heads", "crops",
-           "batch_size", "lr", "cpu")
+           "batch_size", "lr", "flips", "codebook_restart", "cpu")
 
 
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
