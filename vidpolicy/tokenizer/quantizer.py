@@ -3,9 +3,10 @@
 The codebook is updated by exponential moving averages of assigned encoder outputs (decay 0.99 as the paper), not
 by gradients; a code whose EMA usage falls below ``dead_threshold`` rows per step (VideoGPT's 1) is re-initialised from
 a random encoder output of the current batch, so the whole codebook stays in use (``restart="error"``: drawn with
-probability proportional to its squared distance from its code, so fresh codes go where the codebook fits worst). Small batches lower the threshold to
-``dead_fraction`` of an even share of a step's rows (all processes together): at batch 4 (96², 2048 codes, an even
-share 1.1 rows) a threshold of 1 would restart most codes that are used less than average.
+probability proportional to its squared distance from its code, so fresh codes go where the codebook fits worst).
+Small batches lower the threshold to ``dead_fraction`` of an even share of a step's rows (all processes together): at
+batch 4 (96², 2048 codes, an even share 1.1 rows) a threshold of 1 would restart most codes that are used less than
+average.
 """
 
 from __future__ import annotations
