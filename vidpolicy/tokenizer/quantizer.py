@@ -34,12 +34,15 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+RESTARTS = ("random", "error")  # where dead codes restart (`EMACodebook`'s ``restart``)
+
+
 class EMACodebook(nn.Module):
     def __init__(self, num_codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5, dead_threshold: float = 1.0,
                  dead_fraction: float = 0.5, restart: str = "random"):
         super().__init__()
-        if restart not in ("random", "error"):
-            raise ValueError(f"restart must be 'random' or 'error', got {restart!r}")
+        if restart not in RESTARTS:
+            raise ValueError(f"restart must be one of {RESTARTS}, got {restart!r}")
         self.restart = restart
         self.num_codes, self.dim, self.decay, self.eps = num_codes, dim, decay, eps
         self.dead_threshold, self.dead_fraction = dead_threshold, dead_fraction
@@ -53,14 +56,14 @@ class EMACodebook(nn.Module):
         """n random rows of z (repeated with jitter when z has fewer rows; drawn with probability proportional to
         ``weights`` when given); identical on every process."""
         if weights is not None and int((weights > 0).sum()) >= n:
-            rows = z[torch.multinomial(weights, n)].contiguous()
-            if _distributed():
-                dist.broadcast(rows, 0)
-            return rows
-        if z.shape[0] < n:
-            reps = (n + z.shape[0] - 1) // z.shape[0]
-            z = z.repeat(reps, 1) + 0.01 * torch.randn(z.shape[0] * reps, z.shape[1], device=z.device) / z.shape[1] ** 0.5
-        rows = z[torch.randperm(z.shape[0], device=z.device)[:n]].contiguous()
+            pick = torch.multinomial(weights, n)
+        else:
+            if z.shape[0] < n:
+                reps = (n + z.shape[0] - 1) // z.shape[0]
+                jitter = torch.randn(z.shape[0] * reps, z.shape[1], device=z.device) / z.shape[1] ** 0.5
+                z = z.repeat(reps, 1) + 0.01 * jitter
+            pick = torch.randperm(z.shape[0], device=z.device)[:n]
+        rows = z[pick].contiguous()
         if _distributed():
             dist.broadcast(rows, 0)
         return rows

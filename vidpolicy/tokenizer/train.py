@@ -23,6 +23,7 @@ from vidpolicy.datasets.manifest import summarize, write_manifest
 from vidpolicy.datasets.video import find_videos
 from vidpolicy.tokenizer.config import TokenizerTrainConfig
 from vidpolicy.tokenizer.model import VideoTokenizer
+from vidpolicy.tokenizer.quantizer import RESTARTS
 
 
 def build_tokenizer(cfg: TokenizerTrainConfig) -> VideoTokenizer:
@@ -76,8 +77,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
         check_flips(cfg.flips)
     except ValueError as e:
         raise VidpolicyError(f"--flips: {e}") from None
-    if cfg.codebook_restart not in ("random", "error"):
-        raise VidpolicyError(f"--codebook-restart must be random or error, got {cfg.codebook_restart!r}")
+    if cfg.codebook_restart not in RESTARTS:
+        raise VidpolicyError(f"--codebook-restart must be one of {', '.join(RESTARTS)}, got {cfg.codebook_restart!r}")
     files = find_videos(cfg.videos)
     spec = ClipSpec(cfg.frames, cfg.size, cfg.fps, cfg.clip_stride)
     ds = VideoClipDataset(files, spec, cache_bytes=int(cfg.cache_gb * (1 << 30)), whole_frames=cfg.crops > 1)
