@@ -34,7 +34,7 @@ def tiny_tokenizer(video_dir, tmp_path_factory) -> Path:
     train_tokenizer(TokenizerTrainConfig(videos=str(video_dir), out=str(out), size=32, codebook_size=64,
                                          embedding_dim=32, hidden_channels=32, res_layers=1, max_steps=12,
                                          batch_size=4, save_every=6, eval_every=4, num_workers=0,
-                                         mixed_precision="no"))
+                                         mixed_precision="no", adam_beta2=0.95))
     return out
 
 

@@ -113,6 +113,8 @@ def test_tokenizer_train_run_outputs(tiny_tokenizer):
         assert (tiny_tokenizer / name).exists(), name
     ckpts = sorted(p.name for p in (tiny_tokenizer / "checkpoints").iterdir())
     assert ckpts == ["step-0000006", "step-0000012"]
+    opt = torch.load(tiny_tokenizer / "checkpoints" / ckpts[-1] / "optimizer.bin", weights_only=True)
+    assert [tuple(g["betas"]) for g in opt["param_groups"]] == [(0.9, 0.95)]  # --adam-beta2 0.95 reached Adam
     ev = json.loads((tiny_tokenizer / "eval.json").read_text())
     assert ev["heldout"]["clips"] > 0 and ev["heldout"]["psnr"] > 5
     rows = [json.loads(x) for x in (tiny_tokenizer / "logs" / "metrics.jsonl").read_text().splitlines()]

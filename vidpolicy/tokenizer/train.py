@@ -95,7 +95,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     model = build_tokenizer(cfg)
     # the fused kernel: one pass over all 1.8M parameters, 2 ms a step on a CPU core against 6-10 ms for PyTorch's
     # per-tensor default there (the update at batch 4 is a tenth of the step)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), fused=True)
     settings = LoopSettings.from_config(cfg)
     trainer = Trainer(out, settings, acc)
     trainer.prepare(model, optimizer, warmup_cosine(optimizer, min(100, cfg.max_steps // 10), cfg.max_steps)
