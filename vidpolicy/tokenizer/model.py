@@ -200,7 +200,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         commitment_weight: float = 0.25,
         encoder_type: str = "patch",
         up_channels: int | None = 64,
-        codebook_restart: str = "random",
+        codebook_restart: str = "error",
     ):
         super().__init__()
         for d in downsample:
