@@ -39,6 +39,7 @@ def _tokenizer_shape(p: dict) -> str:
     parts += [f"batch {p['batch_size']}, lr {p['lr']:g}"] if "batch_size" in p else []
     parts += [f"flips {p['flips']}"] if "flips" in p else []
     parts += [f"{p['codebook_restart']} restarts"] if "codebook_restart" in p else []
+    parts += [f"Adam beta2 {p['adam_beta2']:g}"] if "adam_beta2" in p else []
     parts += [p["cpu"]] if "cpu" in p else []
     parts += [f"at {p['commit']}"] if "commit" in p else []
     return "".join(", " + x for x in parts)
