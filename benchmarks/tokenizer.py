@@ -99,7 +99,8 @@ def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path, **over
             "encoder_res_layers": cfg.encoder_res_layers,
             "up_channels": cfg.up_channels, "batch_size": cfg.batch_size, "lr": cfg.lr,
             "attn_heads": cfg.attn_heads, "crops": cfg.crops, "flips": cfg.flips,
-            "codebook_restart": cfg.codebook_restart, "adam_beta2": cfg.adam_beta2, "cpu": cpu_model(), **res["heldout"]}
+            "codebook_restart": cfg.codebook_restart, "adam_beta2": cfg.adam_beta2, "cpu": cpu_model(),
+            **res["heldout"]}
 
 
 def calibrate_step(cfg, steps: int = 300) -> float:

@@ -50,8 +50,8 @@ class TokenizerTrainConfig:
     commitment_weight: float = opt(0.25, "weight of the commitment loss")
     augment: bool = opt(True, "random flips (--flips) and clip-start jitter within the clip stride")
     flips: str = opt("htvd", "with --augment, each of these flips a random half of the training clips: h left-right, "
-                     "t backwards in time, v upside down, d height and width swapped (96², 20 CPU-min of steps, seed 0, "
-                     "AMD: h / ht / htvd 25.86 / 25.73 / 25.91 dB held-out; h alone vs the defaults of all three "
+                     "t backwards in time, v upside down, d height and width swapped (96², 20 CPU-min of steps, seed "
+                     "0, AMD: h / ht / htvd 25.86 / 25.73 / 25.91 dB held-out; h alone vs the defaults of all three "
                      "options, seeds 0 and 1: 25.86 / 25.73 vs 26.05 / 25.92)")
     crops: int = opt(5, "training squares per frame, spread along its longer side (1: the centre square only, as "
                      "evaluation and tokenize cut; 96² held-out, 5 squares vs 1: 24.59 vs 24.49 dB after 3 CPU-min, "
@@ -62,8 +62,8 @@ class TokenizerTrainConfig:
                           "4e-4 trailed batch 4 at 6e-4 in training PSNR (by 0.4 dB at 30% of the budget, 0.08 at 60%)")
     grad_accum: int = opt(1, "micro-batches per optimizer step")
     lr: float = opt(6e-4, "Adam learning rate (96², 4 CPU-min: 24.3 dB held-out at 6e-4 and 1.2e-3, 24.0 at 3e-4)")
-    adam_beta2: float = opt(0.99, "Adam's second-moment decay (96², 20 CPU-min of steps, --flips htvd, seed 0: 0.999 / "
-                            "0.99 25.91 / 25.97 dB held-out)")
+    adam_beta2: float = opt(0.99, "Adam's second-moment decay (96², 20 CPU-min of steps, --flips htvd, seed 0: "
+                            "0.999 / 0.99 25.91 / 25.97 dB held-out)")
     lr_decay: bool = opt(True, "cosine decay of the learning rate to 0 at --max-steps after 100 warm-up steps "
                          "(raising --max-steps later restarts the decay); --no-lr-decay: constant")
     max_grad_norm: float = opt(1.0, "gradient clipping norm")
