@@ -30,6 +30,9 @@ from vidpolicy.tokenizer.model import VideoTokenizer
 SHARED_HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
 # (decoder attention heads, training squares per frame): VideoGPT's blocks on centre squares, each change alone, both
 AB_SHAPES = ((2, 1), (0, 1), (2, 5), (0, 5))
+# the training settings a budget row records (from the run's config) and is told apart by
+RUN_SHAPE = ("embedding_dim", "encoder_res_layers", "up_channels", "attn_heads", "crops", "batch_size", "lr", "flips",
+             "codebook_restart", "adam_beta2")
 
 
 def corpus(arg: str | None) -> Path:
@@ -95,12 +98,8 @@ def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path, **over
     t0 = time.perf_counter()
     res = train_tokenizer(cfg, overwrite=True)
     return {"size": size, "budget_min": minutes, "commit": commit(), "steps": cfg.max_steps,
-            "train_s": time.perf_counter() - t0, "step_s": per_step, "embedding_dim": cfg.embedding_dim,
-            "encoder_res_layers": cfg.encoder_res_layers,
-            "up_channels": cfg.up_channels, "batch_size": cfg.batch_size, "lr": cfg.lr,
-            "attn_heads": cfg.attn_heads, "crops": cfg.crops, "flips": cfg.flips,
-            "codebook_restart": cfg.codebook_restart, "adam_beta2": cfg.adam_beta2, "cpu": cpu_model(),
-            **res["heldout"]}
+            "train_s": time.perf_counter() - t0, "step_s": per_step, **{k: getattr(cfg, k) for k in RUN_SHAPE},
+            "cpu": cpu_model(), **res["heldout"]}
 
 
 def calibrate_step(cfg, steps: int = 300) -> float:
@@ -117,8 +116,7 @@ def calibrate_step(cfg, steps: int = 300) -> float:
 
 
 # what makes two budget rows the same measurement (rows without a key predate it)
-ROW_KEY = ("size", "budget_min", "embedding_dim", "encoder_res_layers", "up_channels", "attn_heads", "crops",
-           "batch_size", "lr", "flips", "codebook_restart", "adam_beta2", "cpu")
+ROW_KEY = ("size", "budget_min", *RUN_SHAPE, "cpu")
 
 
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
