@@ -26,18 +26,19 @@ class TokenizerTrainConfig:
     codebook_size: int = opt(2048, "number of codes (the paper: 2048)")
     embedding_dim: int = opt(32, "code dimension (the paper: 256; 32 matches its held-out PSNR at equal training "
                              "time, 96², with a 3x cheaper code search in tokenize and training)")
-    encoder: str = opt("patch", "patch (4x4x4 patches folded into channels, a convolution at the latent size; over "
-                       "7x cheaper) or videogpt (the decoder's mirror image, as the paper, with --encoder-res-layers 2)")
+    encoder: str = opt("patch", "patch (4x4x4 patches folded into channels, a convolution at the latent size; "
+                       "over 7x cheaper) or videogpt (the decoder's mirror image, as the paper, with "
+                       "--encoder-res-layers 2)")
     hidden_channels: int = opt(128, "width of the 3D convolutions")
     res_layers: int = opt(2, "residual blocks in the decoder (96², 3 CPU-min, without attention: 2 / 4 / 8 blocks "
-                          "24.76 / 24.64 / 24.54 dB held-out with --crops 5; 20 CPU-min with attention, AMD: 1 / 2 blocks "
-                          "25.58 / 25.65 dB with 64 wide upsampling, 2 / 3 blocks 25.60 / 25.44 with 128)")
+                          "24.76 / 24.64 / 24.54 dB held-out with --crops 5; 20 CPU-min with attention, AMD: 1 / 2 "
+                          "blocks 25.58 / 25.65 dB with 64 wide upsampling, 2 / 3 blocks 25.60 / 25.44 with 128)")
     encoder_res_layers: int = opt(0, "residual blocks in the encoder (VideoGPT's has --res-layers); each costs "
                                   "tokenize ~0.75 ms per clip on a CPU core and bought no PSNR at equal CPU time "
                                   "(96², 4 min: 0 / 1 / 2 blocks 24.44 / 24.35 / 24.13 dB)")
     up_channels: int = opt(64, "width of the decoder's transposed convolutions from the latent to the clip (the "
-                           "first is the step's largest product); 96², 20 CPU-min (AMD): 64 / 128 wide 25.65 / 25.60 dB "
-                           "held-out at 0.153 / 0.187 s a step")
+                           "first is the step's largest product); 96², 20 CPU-min (AMD): 64 / 128 wide 25.65 / 25.60 "
+                           "dB held-out at 0.153 / 0.187 s a step")
     attn_heads: int = opt(2, "heads of axial attention in each decoder block (0: none, a 29% cheaper training step; "
                           "96² held-out with --crops 5: ahead at 3 CPU-min, 24.76 vs 24.59 dB, behind at 20, 25.57 vs "
                           "25.67)")
@@ -52,7 +53,8 @@ class TokenizerTrainConfig:
     flips: str = opt("htvd", "with --augment, each of these flips a random half of the training clips: h left-right, "
                      "t backwards in time, v upside down, d height and width swapped (96², 20 CPU-min of steps, seed "
                      "0, AMD: h / ht / htvd 25.86 / 25.73 / 25.91 dB held-out; h alone vs the defaults of all three "
-                     "options, seeds 0 and 1: 25.86 / 25.73 vs 26.05 / 25.92)")
+                     "options, seeds 0 and 1: 25.86 / 25.73 vs 26.05 / 25.92; on fixed-camera robot video, the demo's "
+                     "600 steps, h 30.63 vs htvd 29.26 dB: the demo flips h)")
     crops: int = opt(5, "training squares per frame, spread along its longer side (1: the centre square only, as "
                      "evaluation and tokenize cut; 96² held-out, 5 squares vs 1: 24.59 vs 24.49 dB after 3 CPU-min, "
                      "25.67 vs 25.55 after 20)")
