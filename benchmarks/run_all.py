@@ -54,7 +54,8 @@ def markdown(r: dict) -> str:
             f"{fmt(t['decode_clips_per_s']['decord'])} / {fmt(t['decode_clips_per_s']['torchcodec'])}")
         add("tokenize", "encoder clips/s, default 96² (fp32, 2 threads)", fmt(t["encode_clips_per_s_default_96"]))
         if "encode_clips_per_s_one_core_bf16" in t:
-            add("tokenize", "encoder clips/s on one core (bf16, as in tokenize)", fmt(t["encode_clips_per_s_one_core_bf16"]))
+            add("tokenize", "encoder clips/s on one core (bf16, as in tokenize)",
+                fmt(t["encode_clips_per_s_one_core_bf16"]))
         if "ms_per_clip_one_core" in t:
             c = t["ms_per_clip_one_core"]
             add("tokenize", "ms per clip on one core: decode (decord) / encode + code search (bf16)",

@@ -196,7 +196,8 @@ def test_axial_attention_equals_per_axis_attention():
         y, total = att.norm(x), 0
         for axis, proj in enumerate(att.qkv):
             q, k, v = proj(y).chunk(3, dim=1)
-            pattern = ("b (n c) t h w -> b h w n t c", "b (n c) t h w -> b t w n h c", "b (n c) t h w -> b t h n w c")[axis]
+            pattern = ("b (n c) t h w -> b h w n t c", "b (n c) t h w -> b t w n h c",
+                       "b (n c) t h w -> b t h n w c")[axis]
             o = F.scaled_dot_product_attention(*(rearrange(z, pattern, n=2) for z in (q, k, v)))
             total = total + rearrange(o, pattern.split(" -> ")[1] + " -> " + pattern.split(" -> ")[0], n=2)
         ref = x + att.out(total)

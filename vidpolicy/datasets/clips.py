@@ -67,7 +67,8 @@ def layout(src: VideoSource, spec: ClipSpec, name: str | None = None, first_fram
     idx = first_frame + resample_indices(n, info.fps, spec.fps)
     row = ManifestRow(name or str(src.path), "ok", "", n, round(info.fps, 3), info.width, info.height, 0, info.backend)
     if len(idx) < spec.frames:
-        row.status, row.reason = "skipped", f"too short: {len(idx)} frame(s) at the sampled fps, a clip needs {spec.frames}"
+        row.status = "skipped"
+        row.reason = f"too short: {len(idx)} frame(s) at the sampled fps, a clip needs {spec.frames}"
         return row, idx
     row.clips = len(clip_starts(len(idx), spec))
     return row, idx

@@ -46,7 +46,8 @@ class RobotEpisodes:
         except VidpolicyError:
             raise
         except Exception as e:
-            raise VidpolicyError(f"{dataset}: cannot open as a LeRobotDataset ({str(e).splitlines()[0][:160]})") from None
+            reason = str(e).splitlines()[0][:160]
+            raise VidpolicyError(f"{dataset}: cannot open as a LeRobotDataset ({reason})") from None
         self.root, self.size, self.fps = Path(meta.root), size, float(meta.fps)
         missing = [k for k in (action_key,) if k not in meta.features]
         if not meta.video_keys:
@@ -134,7 +135,8 @@ def clip_indices(t: int, frames: int, length: int, frame_stride: int = 1) -> tup
 class RobotSamples(Dataset):
     """Samples ``{history, future, actions, history_mask, future_mask, action_mask, instruction}`` for every step."""
 
-    def __init__(self, episodes: RobotEpisodes, frames: int = 4, gap: int = 20, horizon: int = 4, frame_stride: int = 1):
+    def __init__(self, episodes: RobotEpisodes, frames: int = 4, gap: int = 20, horizon: int = 4,
+                 frame_stride: int = 1):
         self.eps, self.frames, self.gap, self.horizon, self.frame_stride = episodes, frames, gap, horizon, frame_stride
         self.items = np.asarray([(i, t) for i, e in enumerate(episodes.episodes) for t in range(e.length)], np.int64)
 

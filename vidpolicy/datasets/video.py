@@ -31,7 +31,8 @@ def find_videos(source: str | Path) -> list[Path]:
         return sorted(files)
     if source.is_file() and source.suffix.lower() in (".txt", ".lst", ".list"):
         lines = [ln.strip() for ln in source.read_text().splitlines()]
-        return [(source.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln and not ln.startswith("#")]
+        return [(source.parent / ln) if not Path(ln).is_absolute() else Path(ln)
+                for ln in lines if ln and not ln.startswith("#")]
     if source.is_file() and source.suffix.lower() in VIDEO_EXTENSIONS:
         return [source]
     raise VidpolicyError(f"{source}: not a directory of videos, a video file, or a .txt list of video paths")

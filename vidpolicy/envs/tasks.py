@@ -19,8 +19,10 @@ INSTRUCTIONS = {
     "handle-press-side-v3": "press the handle down sideways", "handle-press-v3": "press the handle down",
     "handle-pull-side-v3": "pull the handle up sideways", "handle-pull-v3": "pull the handle up",
     "lever-pull-v3": "pull the lever up", "pick-place-wall-v3": "pick up the puck and place it behind the wall",
-    "pick-out-of-hole-v3": "pick the puck out of the hole", "pick-place-v3": "pick up the puck and place it at the goal",
-    "plate-slide-v3": "slide the plate into the cabinet", "plate-slide-side-v3": "slide the plate into the cabinet sideways",
+    "pick-out-of-hole-v3": "pick the puck out of the hole",
+    "pick-place-v3": "pick up the puck and place it at the goal",
+    "plate-slide-v3": "slide the plate into the cabinet",
+    "plate-slide-side-v3": "slide the plate into the cabinet sideways",
     "plate-slide-back-v3": "slide the plate out of the cabinet", "plate-slide-back-side-v3":
     "slide the plate out of the cabinet sideways", "peg-insert-side-v3": "insert the peg into the hole sideways",
     "peg-unplug-side-v3": "unplug the peg sideways", "soccer-v3": "kick the ball into the goal",

@@ -46,9 +46,11 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
     def forward(self, a_t: torch.Tensor, t: torch.Tensor, video_features: torch.Tensor,
                 text: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         """``a_t: (b, H*D)`` noisy action tokens, ``video_features: (b, n, video_width)``, ``state: (b, state_dim)``
-        -> log p ``(b, H*D, K)`` (regression: ``a_t`` is ignored and the result is the normalised chunk ``(b, H*D)``)."""
+        -> log p ``(b, H*D, K)`` (regression: ``a_t`` is ignored and the result is the normalised chunk
+        ``(b, H*D)``)."""
         ctx = self.video_proj(video_features)
-        cond = self.time_mlp(timestep_embedding(t, self.config.width).to(ctx.dtype)) + self.text_proj(text.to(ctx.dtype))
+        cond = self.time_mlp(timestep_embedding(t, self.config.width).to(ctx.dtype))
+        cond = cond + self.text_proj(text.to(ctx.dtype))
         if self.config.state_dim:
             if state is None:
                 raise ValueError(f"this action model reads a {self.config.state_dim}-d robot state; none was given")

@@ -53,7 +53,8 @@ class Attention(nn.Module):
 
 
 def mlp(dim: int, ratio: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, int(dim * ratio)), nn.GELU(approximate="tanh"), nn.Linear(int(dim * ratio), dim))
+    hidden = int(dim * ratio)
+    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
 
 
 class EncoderBlock(nn.Module):

@@ -267,7 +267,8 @@ def merge_index(out: Path, n_shards: int, model: VideoTokenizer, spec: ClipSpec)
     write_manifest(out / "manifest.csv", rows)
     ok = [r for r in rows if r.status == "ok"]
     if not ok:
-        raise VidpolicyError(f"{out}: no readable video among {len(rows)} input(s) ({summarize(rows)}); see manifest.csv")
+        raise VidpolicyError(f"{out}: no readable video among {len(rows)} input(s) ({summarize(rows)}); "
+                             "see manifest.csv")
     index = {
         "tokenizer": {"codebook_size": model.config.codebook_size, "latent_shape": list(model.latent_shape),
                       "frames": spec.frames, "size": spec.size},

@@ -83,7 +83,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     spec = ClipSpec(cfg.frames, cfg.size, cfg.fps, cfg.clip_stride)
     ds = VideoClipDataset(files, spec, cache_bytes=int(cfg.cache_gb * (1 << 30)), whole_frames=cfg.crops > 1)
     if len(ds) == 0:
-        raise VidpolicyError(f"{cfg.videos}: no readable video with at least {cfg.frames} frames ({summarize(ds.rows)})")
+        raise VidpolicyError(f"{cfg.videos}: no readable video with at least {cfg.frames} frames "
+                             f"({summarize(ds.rows)})")
     acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
     if acc.is_main_process:
         prepare_run_dir(out, cfg, overwrite=overwrite)
