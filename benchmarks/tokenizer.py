@@ -32,7 +32,7 @@ SHARED_HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
 AB_SHAPES = ((2, 1), (0, 1), (2, 5), (0, 5))
 # the training settings a budget row records (from the run's config) and is told apart by
 RUN_SHAPE = ("embedding_dim", "encoder_res_layers", "up_channels", "attn_heads", "crops", "batch_size", "lr", "flips",
-             "codebook_restart", "adam_beta2")
+             "codebook_restart", "adam_beta2", "small_crops", "small_crop_size")
 
 
 def corpus(arg: str | None) -> Path:
@@ -105,17 +105,23 @@ def psnr_after_budget(videos: Path, size: int, minutes: float, out: Path, **over
 def calibrate_step(cfg, steps: int = 300) -> float:
     """Seconds per training step, data loading and logging included: the median logged step time of the second half
     of a short real run (a probe on random input misjudged it by 5-10% either way; the steps after the first 50 of
-    150 still waited on the decode worker's first pass over the corpus at batch 4: 0.121 s calibrated, 0.104 s run)."""
-    from vidpolicy.tokenizer.train import train_tokenizer
+    150 still waited on the decode worker's first pass over the corpus at batch 4: 0.121 s calibrated, 0.104 s run).
+    With ``--small-crops`` the mean of a full-clip probe and a small-square probe, weighted by their share of steps."""
+    from vidpolicy.tokenizer.train import small_crop_steps, train_tokenizer
 
-    with tempfile.TemporaryDirectory() as d:
-        probe = replace(cfg, out=d, max_steps=steps, save_every=10**9, holdout_fraction=0.0)
-        train_tokenizer(probe, overwrite=True)
-        rows = [json.loads(x) for x in (Path(d) / "logs" / "metrics.jsonl").read_text().splitlines()]
-    return float(np.median([r["step_time_s"] for r in rows if r["step"] > steps // 2]))
+    def probe(small_crops: float) -> float:
+        with tempfile.TemporaryDirectory() as d:
+            run = replace(cfg, out=d, max_steps=steps, save_every=10**9, holdout_fraction=0.0, small_crops=small_crops)
+            train_tokenizer(run, overwrite=True)
+            rows = [json.loads(x) for x in (Path(d) / "logs" / "metrics.jsonl").read_text().splitlines()]
+        return float(np.median([r["step_time_s"] for r in rows if r["step"] > steps // 2]))
+
+    full = probe(0.0)
+    if not small_crop_steps(replace(cfg, max_steps=steps)):
+        return full
+    return cfg.small_crops * probe(1.0) + (1 - cfg.small_crops) * full
 
 
-# what makes two budget rows the same measurement (rows without a key predate it)
 ROW_KEY = ("size", "budget_min", *RUN_SHAPE, "cpu")
 
 

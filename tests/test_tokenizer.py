@@ -297,6 +297,46 @@ def test_random_flips_rearrange_each_clip_and_pick_half_per_symmetry():
         random_flips(torch.rand(2, 3, 4, 6, 8), "d", torch.Generator())
 
 
+def test_random_squares_cover_every_place_and_follow_the_generator():
+    import pytest
+
+    from vidpolicy.datasets.augment import random_square
+
+    x = torch.arange(2 * 3 * 4 * 6 * 8, dtype=torch.float32).reshape(2, 3, 4, 6, 8)
+    places = set()
+    for seed in range(300):
+        y = random_square(x, 4, torch.Generator().manual_seed(seed))
+        assert y.shape == (2, 3, 4, 4, 4) and y.is_contiguous()
+        top, left = divmod(int(y[0, 0, 0, 0, 0]), 8)  # each pixel's value names its place
+        assert torch.equal(y, x[..., top : top + 4, left : left + 4])
+        places.add((top, left))
+        assert torch.equal(random_square(x, 4, torch.Generator().manual_seed(seed)), y)
+    assert places == {(t, w) for t in range(3) for w in range(5)}
+    with pytest.raises(ValueError, match="1..6"):
+        random_square(x, 7, torch.Generator())
+
+
+def test_small_crops_train_the_first_steps_on_squares_then_whole_clips(video_dir, tmp_path, monkeypatch):
+    import pytest
+
+    from vidpolicy.common.errors import VidpolicyError
+    from vidpolicy.tokenizer.config import TokenizerTrainConfig
+    from vidpolicy.tokenizer.model import VideoTokenizer
+    from vidpolicy.tokenizer.train import train_tokenizer
+
+    seen, forward = [], VideoTokenizer.forward
+    monkeypatch.setattr(VideoTokenizer, "forward", lambda self, v: seen.append(tuple(v.shape[-2:])) or forward(self, v))
+    cfg = TokenizerTrainConfig(videos=str(video_dir), out=str(tmp_path / "run"), size=32, codebook_size=64,
+                               hidden_channels=32, res_layers=1, max_steps=6, batch_size=2, save_every=100,
+                               eval_every=0, num_workers=0, mixed_precision="no", small_crops=0.5, small_crop_size=16)
+    train_tokenizer(cfg)
+    assert seen == [(16, 16)] * 3 + [(32, 32)] * 3
+    for bad, match in (({"small_crops": 1.5}, "--small-crops"), ({"small_crop_size": 18}, "multiple")):
+        with pytest.raises(VidpolicyError, match=match):
+            train_tokenizer(TokenizerTrainConfig(**{**cfg.__dict__, **bad, "out": str(tmp_path / "bad")}))
+    assert not (tmp_path / "bad").exists()
+
+
 def test_error_restarts_put_dead_codes_where_the_codebook_fits_worst():
     """1000 encoder outputs at the origin, 10 at (50, 50), all nearest code 0; codes 1-3 are unused, so they restart:
     drawn in proportion to squared error they land on the badly fitted (50, 50) rows, drawn uniformly on the origin."""

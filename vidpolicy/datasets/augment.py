@@ -1,4 +1,4 @@
-"""Random symmetries of training clips: each rearranges a clip's pixels into another plausible clip.
+"""Random symmetries of training clips (each rearranges a clip's pixels into another plausible clip) and random squares.
 
 ``h`` mirrors left-right, ``t`` plays the clip backwards, ``v`` turns it upside down, ``d`` swaps height and width
 (square clips). Each symmetry named is applied to a random half of the clips of a batch, independently of the others,
@@ -34,3 +34,12 @@ def random_flips(batch: torch.Tensor, flips: str, generator: torch.Generator) ->
         pick = torch.rand(batch.shape[0], generator=generator) < 0.5
         batch = torch.where(pick[:, None, None, None, None], FLIPS[name][1](batch), batch)
     return batch
+
+
+def random_square(batch: torch.Tensor, side: int, generator: torch.Generator) -> torch.Tensor:
+    """A contiguous ``side`` x ``side`` square of ``batch (b, c, T, H, W)``, at one random place for the whole batch."""
+    h, w = batch.shape[-2:]
+    if not 0 < side <= min(h, w):
+        raise ValueError(f"square side must be in 1..{min(h, w)} for {h}x{w} clips, got {side}")
+    y, x = (int(torch.randint(0, n - side + 1, (1,), generator=generator)) for n in (h, w))
+    return batch[..., y : y + side, x : x + side].contiguous()

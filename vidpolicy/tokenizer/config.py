@@ -14,7 +14,7 @@ class TokenizerTrainConfig:
     legacy_values: ClassVar[dict] = {
         "encoder": "videogpt", "encoder_res_layers": lambda old: old.get("res_layers"), "augment": False,
         "lr_decay": False, "crops": 1, "flips": "h", "codebook_restart": "random", "adam_beta2": 0.999,
-        "up_channels": lambda old: old.get("hidden_channels"),
+        "up_channels": lambda old: old.get("hidden_channels"), "small_crops": 0.0, "small_crop_size": 48,
     }
 
     videos: str = opt("", "directory of videos (searched recursively) or a .txt list of video paths")
@@ -58,6 +58,12 @@ class TokenizerTrainConfig:
     crops: int = opt(5, "training squares per frame, spread along its longer side (1: the centre square only, as "
                      "evaluation and tokenize cut; 96² held-out, 5 squares vs 1: 24.59 vs 24.49 dB after 3 CPU-min, "
                      "25.67 vs 25.55 after 20)")
+    small_crops: float = opt(0.65, "fraction of --max-steps, the first ones, trained on one random --small-crop-size "
+                             "square cut from each batch (0: none); a 48² step costs 54% of a 96² one, so the early "
+                             "steps come cheap (96², 20 CPU-min, seed 0, same machine state: 0.65 vs 0 26.06 / 25.88 dB "
+                             "held-out, 17,919 / 12,570 steps)")
+    small_crop_size: int = opt(48, "side of the --small-crops squares in pixels: a multiple of the spatial "
+                               "down-sampling (no crop when it is not under --size)")
     max_steps: int = opt(2000, "optimizer steps in total (raise it and rerun to train longer)")
     batch_size: int = opt(4, "clips per process per micro-batch; 96², 20 CPU-min (AMD, fixed-step runs): batch 4 / 8 "
                           "25.86 / 25.65 dB held-out (14,300 / 7,847 steps); batch 2 (16,700 steps) and batch 4 at lr "

@@ -17,7 +17,7 @@ from vidpolicy.common.plots import plot_losses
 from vidpolicy.common.pretrained import save_model
 from vidpolicy.common.sampling import StepBatchSampler, step_generator
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
-from vidpolicy.datasets.augment import check_flips, random_flips
+from vidpolicy.datasets.augment import check_flips, random_flips, random_square
 from vidpolicy.datasets.clips import ClipSpec, ShiftedClips, VideoClipDataset, to_uint8
 from vidpolicy.datasets.manifest import summarize, write_manifest
 from vidpolicy.datasets.video import find_videos
@@ -71,6 +71,17 @@ def evaluate(model: VideoTokenizer, ds, indices: np.ndarray, max_clips: int = 12
             "ssim": float(np.mean(scores_s)) if scores_s else None}
 
 
+def small_crop_steps(cfg: TokenizerTrainConfig) -> int:
+    """How many of the first steps train on ``--small-crop-size`` squares (a VidpolicyError on a bad setting)."""
+    if not 0 <= cfg.small_crops <= 1:
+        raise VidpolicyError(f"--small-crops must be a fraction in [0, 1], got {cfg.small_crops}")
+    side, (_, dh, dw) = cfg.small_crop_size, cfg.downsample
+    if side <= 0 or side % dh or side % dw:
+        raise VidpolicyError(f"--small-crop-size must be a positive multiple of the spatial down-sampling "
+                             f"({dh}x{dw}), got {side}")
+    return int(cfg.small_crops * cfg.max_steps) if side < cfg.size else 0
+
+
 def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     out = Path(cfg.out)
     try:
@@ -79,6 +90,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
         raise VidpolicyError(f"--flips: {e}") from None
     if cfg.codebook_restart not in RESTARTS:
         raise VidpolicyError(f"--codebook-restart must be one of {', '.join(RESTARTS)}, got {cfg.codebook_restart!r}")
+    small_steps = small_crop_steps(cfg)
     files = find_videos(cfg.videos)
     spec = ClipSpec(cfg.frames, cfg.size, cfg.fps, cfg.clip_stride)
     ds = VideoClipDataset(files, spec, cache_bytes=int(cfg.cache_gb * (1 << 30)), whole_frames=cfg.crops > 1)
@@ -108,8 +120,12 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, persistent_workers=False)
 
     def compute(batch: torch.Tensor):
-        if cfg.augment:  # the clips flipped are chosen by (seed, step, rank): a resumed run sees the same batches
-            batch = random_flips(batch, cfg.flips, step_generator(cfg.seed, trainer.step, 0, acc.process_index))
+        # flips and squares are drawn from (seed, step, rank): a resumed run sees the same batches
+        g = step_generator(cfg.seed, trainer.step, 0, acc.process_index)
+        if cfg.augment:
+            batch = random_flips(batch, cfg.flips, g)
+        if trainer.step < small_steps:
+            batch = random_square(batch, cfg.small_crop_size, g)
         res = trainer.model(batch.to(acc.device))
         logs = {k: float(res[k].detach()) for k in ("loss", "recon_loss", "commitment", "perplexity", "codebook_usage")}
         with torch.no_grad():
