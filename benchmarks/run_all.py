@@ -40,6 +40,8 @@ def _tokenizer_shape(p: dict) -> str:
     parts += [f"flips {p['flips']}"] if "flips" in p else []
     parts += [f"{p['codebook_restart']} restarts"] if "codebook_restart" in p else []
     parts += [f"Adam beta2 {p['adam_beta2']:g}"] if "adam_beta2" in p else []
+    if p.get("small_crops"):
+        parts += [f"the first {p['small_crops']:.0%} of steps on {p['small_crop_size']}² squares"]
     parts += [p["cpu"]] if "cpu" in p else []
     parts += [f"at {p['commit']}"] if "commit" in p else []
     return "".join(", " + x for x in parts)

@@ -122,6 +122,7 @@ def calibrate_step(cfg, steps: int = 300) -> float:
     return cfg.small_crops * probe(1.0) + (1 - cfg.small_crops) * full
 
 
+# what makes two budget rows the same measurement (rows without a key predate it)
 ROW_KEY = ("size", "budget_min", *RUN_SHAPE, "cpu")
 
 
