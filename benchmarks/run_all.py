@@ -13,13 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vidpolicy.common.workers import die_with_parent
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 
 
 def run(script: str, *args: str) -> None:
     print(f"== {script} {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, str(HERE / script), *args], check=True, cwd=HERE.parent)
+    # the benchmark dies with this script: a killed run_all leaves nothing running
+    subprocess.run([sys.executable, str(HERE / script), *args], check=True, cwd=HERE.parent,
+                   preexec_fn=die_with_parent)
 
 
 def fmt(x, pct: bool = False) -> str:

@@ -95,15 +95,15 @@ def test_disk_full_while_writing_shards_keeps_earlier_output(tiny_tokenizer, cor
     import vidpolicy.common.io as io
     from vidpolicy import cli
 
-    real_save, calls = np.save, {"n": 0}
+    real_fsync, calls = io.os.fsync, {"n": 0}
 
-    def failing_save(f, arr, *a, **k):
+    def failing_fsync(fd):  # the shard's bytes reach the disk at fsync: a full disk fails there
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(f, arr, *a, **k)
+        return real_fsync(fd)
 
-    monkeypatch.setattr(io.np, "save", failing_save)
+    monkeypatch.setattr(io.os, "fsync", failing_fsync)
     out = tmp_path / "full"
     code = cli.main(["tokenize", "--tokenizer", str(tiny_tokenizer), "--videos", str(corpus), "--out", str(out),
                      "--files-per-shard", "4", "--num-workers", "0"])
@@ -112,7 +112,7 @@ def test_disk_full_while_writing_shards_keeps_earlier_output(tiny_tokenizer, cor
     assert (out / "shards" / "shard-00000.json").exists() and (out / "shards" / "shard-00001.json").exists()
     assert np.load(out / "shards" / "shard-00000.npy").shape[0] == 16
     assert not list((out / "shards").glob(".*")) and not (out / "index.json").exists()
-    monkeypatch.setattr(io.np, "save", real_save)
+    monkeypatch.setattr(io.os, "fsync", real_fsync)
     assert cli.main(["tokenize", "--tokenizer", str(tiny_tokenizer), "--videos", str(corpus), "--out", str(out),
                      "--files-per-shard", "4", "--num-workers", "0"]) == 0
     assert len(_index(out)) == 96

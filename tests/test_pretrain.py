@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import torch
 
 from vidpolicy.common.pretrained import load_model, save_model
+from vidpolicy.datasets.tokens import write_index
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.sample import sample_tokens
 from vidpolicy.pretrain.schedule import MaskReplaceSchedule
@@ -138,7 +139,7 @@ def test_mix_weights_give_the_robot_directory_its_share_of_samples(tiny_tokenize
     index = json.loads((robot / "index.json").read_text())
     for clip in index["clips"]:
         clip["instruction"] = "robot"
-    (robot / "index.json").write_text(json.dumps(index))
+    write_index(robot / "index.json", index)
     dirs = [str(human), str(robot)]
     assert mix_weights(dirs, str(robot), None) is None
     weights = mix_weights(dirs + [str(human)], str(robot), 0.6)
@@ -160,7 +161,7 @@ def test_codebook_mismatch_exits_2_naming_both(tiny_tokenizer, video_dir, tmp_pa
     tokens = _pipeline(tiny_tokenizer, video_dir, tmp_path)
     index = json.loads((tokens / "index.json").read_text())
     index["tokenizer"]["codebook_size"] = 2048
-    (tokens / "index.json").write_text(json.dumps(index))
+    write_index(tokens / "index.json", index)
     r = run_cli("pretrain", "--tokens", str(tokens), "--tokenizer", str(tiny_tokenizer), "--out",
                 str(tmp_path / "o"), "--max-steps", "1", *PRE)
     assert r.returncode == 2

@@ -14,6 +14,7 @@ import sys
 from vidpolicy.common.cli_args import add_config_args, add_run_flags, config_from_args
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.malloc import keep_freed_memory
+from vidpolicy.common.workers import die_with_parent, launched_by_torchrun
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -94,6 +95,8 @@ def _leave_distributed(code: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if launched_by_torchrun():
+        die_with_parent()  # a killed launcher takes its ranks with it
     keep_freed_memory()  # every command allocates and frees the same tensors batch after batch
     code = 0
     try:

@@ -16,13 +16,14 @@ from typing import Any, TypeVar
 
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
+from vidpolicy.common.runlock import LOCK_NAME, lock_run_dir
 
 C = TypeVar("C")
 
 # Fields a user may change when resuming a run (train longer, log more often, move the directory) without it
 # being "another run".
 RESUMABLE_FIELDS = frozenset({"out", "max_steps", "resume", "overwrite", "log_every", "save_every", "num_workers",
-                              "cache_gb", "eval_every"})
+                              "cache_gb", "eval_every", "verify"})
 
 
 def to_dict(cfg: Any) -> dict:
@@ -104,9 +105,11 @@ def load_config(cls: type[C], path: str | Path) -> C:
 def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False) -> bool:
     """Claim ``out`` for this run; return True when it continues the same run (resume).
 
-    A directory holding a different run's ``config.json`` is refused unless ``overwrite``; then it is wiped.
+    The directory is locked first (see `lock_run_dir`): a second command on it exits naming the first. A directory
+    holding a different run's ``config.json`` is refused unless ``overwrite``; then it is wiped.
     """
     out = Path(out)
+    lock_run_dir(out)
     cfg_path = out / "config.json"
     resuming = False
     if cfg_path.exists():
@@ -121,17 +124,27 @@ def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False) -> bool:
         if same and not overwrite:
             resuming = True
         elif overwrite:
-            shutil.rmtree(out)
+            _empty(out)
         else:
             diff = _first_difference(old, new)
             raise VidpolicyError(
                 f"{out}: holds a different run ({diff}); pass --overwrite to replace it or choose another --out"
             )
-    elif out.exists() and any(out.iterdir()) and overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    elif overwrite:
+        _empty(out)
     write_json(cfg_path, to_dict(cfg))
     return resuming
+
+
+def _empty(out: Path) -> None:
+    """Delete everything in ``out`` but the lock this command holds."""
+    for p in out.iterdir():
+        if p.name == LOCK_NAME:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def with_legacy_values(cls: type, old: dict) -> dict:

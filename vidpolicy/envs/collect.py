@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from vidpolicy.common.cli_args import opt
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
+from vidpolicy.common.runlock import lock_run_dir, releases_run_locks
 from vidpolicy.envs.metaworld import MetaWorldEnv
 from vidpolicy.envs.tasks import resolve_tasks
 
@@ -72,6 +73,7 @@ def run_expert_episode(env: MetaWorldEnv, seed: int, cfg: CollectConfig) -> tupl
     return frames, success_at
 
 
+@releases_run_locks
 def collect(cfg: CollectConfig, overwrite: bool = False) -> dict:
     from lerobot.configs.video import RGBEncoderConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -80,6 +82,7 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> dict:
         raise VidpolicyError(f"--env: unknown environment {cfg.env!r} (metaworld)")
     tasks = resolve_tasks(cfg.tasks)
     out = Path(cfg.out)
+    lock_run_dir(out, beside=True)  # LeRobot creates the dataset directory itself
     side = out / SIDE_CAR
     log = json.loads(side.read_text()) if side.exists() else {"episodes": []}
     if out.exists() and not side.exists() and any(out.iterdir()):

@@ -23,6 +23,7 @@ from vidpolicy.common.io import write_json
 from vidpolicy.common.media import side_by_side, write_mp4
 from vidpolicy.common.plots import plot_success
 from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.envs.metaworld import MetaWorldEnv
 from vidpolicy.envs.tasks import resolve_tasks
 
@@ -99,6 +100,7 @@ def _video(result: dict) -> np.ndarray:
     return side_by_side(frames, imagined[: len(frames)])
 
 
+@releases_run_locks
 def rollout(cfg: RolloutConfig, overwrite: bool = False,
             make_policy: Callable[[MetaWorldEnv], object] | None = None) -> dict:
     tasks = resolve_tasks(cfg.tasks)

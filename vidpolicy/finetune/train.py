@@ -22,6 +22,7 @@ from vidpolicy.common.sampling import step_batches
 from vidpolicy.common.pretrained import copy_model, load_model, model_dir, save_model
 from vidpolicy.common.text import TextEncoder
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
+from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.datasets.robot import RobotEpisodes
 from vidpolicy.finetune.binning import ActionBinner
 from vidpolicy.finetune.config import FinetuneConfig
@@ -48,6 +49,7 @@ class JointDenoiser(nn.Module):
         return log_v, self.action(a_t, t, feats.detach() if self.detach else feats, text, state)
 
 
+@releases_run_locks
 def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     out = Path(cfg.out)
     pre = Path(cfg.pretrained)

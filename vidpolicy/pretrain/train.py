@@ -13,6 +13,7 @@ from vidpolicy.common.pretrained import copy_model, load_model, model_dir, save_
 from vidpolicy.common.plots import plot_losses
 from vidpolicy.common.sampling import step_batches
 from vidpolicy.common.text import TextEncoder
+from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
 from vidpolicy.pretrain.config import PretrainConfig
 from vidpolicy.pretrain.data import TokenPairs
@@ -58,6 +59,7 @@ def diffusion_loss(model, K: int, schedule: MaskReplaceSchedule, sampler: Timest
     return loss, logs
 
 
+@releases_run_locks
 def pretrain(cfg: PretrainConfig, overwrite: bool = False) -> dict:
     out = Path(cfg.out)
     tokenizer = load_model(VideoTokenizer, cfg.tokenizer)

@@ -102,6 +102,7 @@ class TokenizeConfig:
     files_per_shard: int = opt(16, "input files (or episodes) per shard; a shard is the unit of resume")
     batch_size: int = opt(32, "clips per encoder batch")
     num_workers: int = opt(2, "decode workers")
+    verify: bool = opt(False, "check every finished shard against its checksum first; re-tokenize the damaged ones")
     precision: str = opt("bf16", "encoder precision: bf16 (1.4-2x faster encoder on a CPU; 98% of tokens identical "
                          "to fp32 on real video; the code search stays fp32) or fp32")
     tokenizer_sha: str = opt("", "fingerprint of the tokenizer weights (filled in automatically)", cli=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +27,14 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.malloc import keep_freed_memory
-from vidpolicy.common.io import remove_stale_temps, write_json
+from vidpolicy.common.io import remove_stale_temps
 from vidpolicy.common.pretrained import load_model, model_dir
 from vidpolicy.common.threads import torch_threads
+from vidpolicy.common.workers import worker_init
+from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.datasets.clips import ClipSpec, clip_starts, layout, to_unit_range
 from vidpolicy.datasets.manifest import ManifestRow, caption_for, read_captions, summarize, write_manifest
-from vidpolicy.datasets.tokens import TokenShardWriter, load_shard_json
+from vidpolicy.datasets.tokens import TokenShardWriter, load_shard_json, write_index
 from vidpolicy.datasets.video import VideoError, VideoSource, find_videos
 from vidpolicy.tokenizer.config import TokenizeConfig
 from vidpolicy.tokenizer.model import VideoTokenizer
@@ -201,7 +204,8 @@ def _tokenize_shards(model: VideoTokenizer, units: list[Unit], shards: list[int]
     per = cfg.files_per_shard
     order = [ui for k in shards for ui in _shard_units(k, per, len(units))]
     decoded = _DecodedUnits([(ui, units[ui]) for ui in order], spec)
-    loader = DataLoader(decoded, batch_size=None, num_workers=min(cfg.num_workers, len(order)), collate_fn=_as_is)
+    loader = DataLoader(decoded, batch_size=None, num_workers=min(cfg.num_workers, len(order)), collate_fn=_as_is,
+                        worker_init_fn=worker_init)
     shards_out = _ShardAssembler(Path(cfg.out), units, order, per, spec, cfg, on_shard)
     for piece in loader:
         shards_out.add(piece, _encode(model, piece.clips, cfg) if piece.clips is not None else None)
@@ -217,6 +221,7 @@ def encoder_threads(num_workers: int) -> int | None:
     return max(1, cores - num_workers)
 
 
+@releases_run_locks
 def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     from accelerate import PartialState
     from tqdm.auto import tqdm
@@ -234,9 +239,11 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     if state.is_main_process:
         prepare_run_dir(out, cfg, overwrite=overwrite)
         remove_stale_temps(out / "shards")  # a killed run's half-written shard files (rewritten below)
+    n_shards = (len(units) + cfg.files_per_shard - 1) // cfg.files_per_shard
+    if cfg.verify and state.is_main_process:
+        discard_damaged(out, n_shards)
     state.wait_for_everyone()
     spec = ClipSpec(model.config.frames, model.config.size, cfg.fps, cfg.clip_stride)
-    n_shards = (len(units) + cfg.files_per_shard - 1) // cfg.files_per_shard
     mine = [k for k in range(n_shards) if k % state.num_processes == state.process_index]
     todo = [k for k in mine if not TokenShardWriter(out, k).complete()]
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"tokenize [{state.process_index}]", unit="shard",
@@ -255,8 +262,22 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     return result
 
 
+def discard_damaged(out: Path, n_shards: int) -> None:
+    """The full check: every finished shard whose tokens do not match their checksum is deleted (and so
+    re-tokenized by this run), naming it."""
+    from tqdm.auto import tqdm
+
+    for k in tqdm(range(n_shards), desc="verify", unit="shard"):
+        w = TokenShardWriter(out, k)
+        problem = w.problem() if w.complete() else None
+        if problem:
+            print(f"{w.npy}: {problem}; re-tokenizing it", file=sys.stderr)
+            w.json.unlink()
+            w.npy.unlink(missing_ok=True)
+
+
 def merge_index(out: Path, n_shards: int, model: VideoTokenizer, spec: ClipSpec) -> dict:
-    clips, rows = [], []
+    clips, rows, shards = [], [], {}
     for k in range(n_shards):
         w = TokenShardWriter(out, k)
         if not w.complete():
@@ -264,6 +285,7 @@ def merge_index(out: Path, n_shards: int, model: VideoTokenizer, spec: ClipSpec)
         data = load_shard_json(w.json)
         clips += data["clips"]
         rows += [ManifestRow(**r) for r in data["manifest"]]
+        shards[w.name] = {"npy_sha256": data["npy_sha256"], "npy_bytes": data["npy_bytes"]}
     write_manifest(out / "manifest.csv", rows)
     ok = [r for r in rows if r.status == "ok"]
     if not ok:
@@ -275,8 +297,9 @@ def merge_index(out: Path, n_shards: int, model: VideoTokenizer, spec: ClipSpec)
         "clip_stride": spec.step,
         "num_clips": len(clips),
         "summary": summarize(rows),
+        "shards": shards,
         "clips": clips,
     }
-    write_json(out / "index.json", index)
+    write_index(out / "index.json", index)
     print(summarize(rows))
     return index

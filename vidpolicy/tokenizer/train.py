@@ -17,6 +17,8 @@ from vidpolicy.common.plots import plot_losses
 from vidpolicy.common.pretrained import save_model
 from vidpolicy.common.sampling import StepBatchSampler, step_generator
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
+from vidpolicy.common.workers import worker_init
+from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.datasets.augment import check_flips, random_flips, random_square
 from vidpolicy.datasets.clips import ClipSpec, ShiftedClips, VideoClipDataset, to_uint8
 from vidpolicy.datasets.manifest import summarize, write_manifest
@@ -82,6 +84,7 @@ def small_crop_steps(cfg: TokenizerTrainConfig) -> int:
     return int(cfg.small_crops * cfg.max_steps) if side < cfg.size else 0
 
 
+@releases_run_locks
 def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     out = Path(cfg.out)
     try:
@@ -117,7 +120,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     train_set = ShiftedClips(ds, train_idx.tolist(), spec.step if cfg.augment else 1, cfg.crops if cfg.augment else 1)
     sampler = StepBatchSampler(len(train_set), cfg.batch_size, cfg.seed, start, cfg.max_steps, cfg.grad_accum,
                                rank=acc.process_index)
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, persistent_workers=False)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, persistent_workers=False,
+                        worker_init_fn=worker_init)
 
     def compute(batch: torch.Tensor):
         # flips and squares are drawn from (seed, step, rank): a resumed run sees the same batches
