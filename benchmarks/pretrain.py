@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from _common import matmul_peak, save, timed
 from vidpolicy.pretrain.model import FutureDenoiser
-from vidpolicy.pretrain.schedule import MaskReplaceSchedule
+from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.pretrain.train import diffusion_loss
 
@@ -32,7 +32,7 @@ def train_speed(batch: int = 8, dtype=torch.bfloat16) -> dict:
     torch.manual_seed(0)
     m = FutureDenoiser()
     opt = torch.optim.AdamW(m.parameters(), 2e-4)
-    sched, sampler = MaskReplaceSchedule(100), TimestepSampler(100, False)
+    sched, sampler = MaskReplaceScheduler(100), TimestepSampler(100, False)
     K, n = m.config.codebook_size, m.tokens_per_clip
     hist, fut, text = torch.randint(0, K, (batch, n)), torch.randint(0, K, (batch, n)), torch.randn(batch, 384)
 
@@ -65,7 +65,7 @@ def sample_latency(model: FutureDenoiser, steps_list, policy=None) -> dict:
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
                 ctx = model.context(hist, model.text_input(text))
                 sample_tokens(lambda x, t: {"v": model.denoise(x["v"], torch.full((1,), t), ctx)[0]},
-                              MaskReplaceSchedule(model.config.num_timesteps), {"v": (n, K)}, 1, S)
+                              MaskReplaceScheduler(model.config.num_timesteps), {"v": (n, K)}, 1, S)
         out[str(S)] = timed(run, repeat=2, warmup=1)
     return out
 

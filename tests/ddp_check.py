@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from vidpolicy.common.trainer import make_accelerator, warmup_cosine
 from vidpolicy.pretrain.model import FutureDenoiser
-from vidpolicy.pretrain.schedule import MaskReplaceSchedule
+from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.pretrain.train import diffusion_loss
 
@@ -20,7 +20,7 @@ model = FutureDenoiser(codebook_size=16, latent_shape=(1, 4, 4), width=32, depth
 opt = torch.optim.AdamW(model.parameters(), 1e-2)
 model, opt, lr_sched = acc.prepare(model, opt, warmup_cosine(opt, 0, 6))
 torch.manual_seed(100 + acc.process_index)  # different batches and noise per process
-sched, sampler = MaskReplaceSchedule(20), TimestepSampler(20, False)
+sched, sampler = MaskReplaceScheduler(20), TimestepSampler(20, False)
 cfg = SimpleNamespace(cond_drop=0.1, aux_weight=5e-4)
 for _ in range(3):
     hist, fut = torch.randint(0, 16, (4, 16)), torch.randint(0, 16, (4, 16))

@@ -54,7 +54,8 @@ def test_finetune_loss_falls(policy):
     rows = [json.loads(x) for x in (policy / "logs" / "metrics.jsonl").read_text().splitlines()]
     # the x_0 cross-entropy of the action tokens (the VB term swings with the sampled timesteps)
     assert np.mean([r["action_ce"] for r in rows[-3:]]) < 0.93 * rows[0]["action_ce"]
-    for name in ("tokenizer", "video_model", "action_model", "binning.json", "config.json", "loss.png", "eval.json"):
+    for name in ("tokenizer", "video_model", "action_model", "scheduler", "binning.json", "config.json", "loss.png",
+                 "eval.json"):
         assert (policy / name).exists(), name
     ev = json.loads((policy / "eval.json").read_text())
     assert 0 <= ev["bin_accuracy"] <= 1 and ev["samples"] > 0

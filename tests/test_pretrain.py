@@ -13,7 +13,7 @@ from vidpolicy.common.pretrained import load_model, save_model
 from vidpolicy.datasets.tokens import write_index
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.sample import sample_tokens
-from vidpolicy.pretrain.schedule import MaskReplaceSchedule
+from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.pretrain.train import diffusion_loss
 from _util import ROOT, run_cli, torchrun
@@ -29,7 +29,7 @@ def _tiny(K=16):
 def test_overfits_a_tiny_batch_and_sampling_reproduces_it():
     torch.manual_seed(0)
     K, m = 16, _tiny()
-    sched = MaskReplaceSchedule(50)
+    sched = MaskReplaceScheduler(50)
     sampler = TimestepSampler(50, importance=False)
     hist = torch.randint(0, K, (4, 16))
     fut = torch.randint(0, K, (4, 16))
@@ -110,8 +110,13 @@ def test_pretrain_run_resume_and_imagine(tiny_tokenizer, video_dir, tmp_path):
     a, b = load_model(FutureDenoiser, out), load_model(FutureDenoiser, killed)
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), k
-    for name in ("config.json", "loss.png", "tokenizer/config.json", "model/config.json"):
+    for name in ("config.json", "loss.png", "tokenizer/config.json", "model/config.json",
+                 "scheduler/scheduler_config.json"):
         assert (out / name).exists()
+    from vidpolicy.pretrain.imagine import Imaginer
+
+    saved = json.loads((out / "config.json").read_text())
+    assert Imaginer(out).schedule.config["num_timesteps"] == saved["num_timesteps"]
     logs = [json.loads(x) for x in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert any(k.startswith("acc_masked/") for k in logs[-1]) and "vb" in logs[-1]
     video = sorted(video_dir.glob("*.mp4"))[-1]

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from vidpolicy.pretrain.sample import truncate
-from vidpolicy.pretrain.schedule import MaskReplaceSchedule
+from vidpolicy.pretrain.losses import loss_terms, true_posterior_kl
+from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 
-SCHEDULES = [MaskReplaceSchedule(20), MaskReplaceSchedule.with_replace(20, 0.3)]
+SCHEDULES = [MaskReplaceScheduler(20), MaskReplaceScheduler.with_replace(20, 0.3)]
 
 
 @pytest.mark.parametrize("sched", SCHEDULES)
@@ -26,7 +27,7 @@ def test_q_rows_sum_to_one_and_match_monte_carlo(sched):
 
 
 def test_mask_is_absorbing_and_time_monotone():
-    s = MaskReplaceSchedule(20)
+    s = MaskReplaceScheduler(20)
     K = 4
     xt = torch.full((1, 10), K)
     # q(x_t | x_s = MASK) puts all its mass on MASK: the posterior of a masked x_t given a masked x_s
@@ -35,7 +36,7 @@ def test_mask_is_absorbing_and_time_monotone():
     assert (s.gamma_bar[1:] >= s.gamma_bar[:-1]).all() and (s.alpha_bar[1:] <= s.alpha_bar[:-1]).all()
 
 
-def _one_hop_matrix(s: MaskReplaceSchedule, a: int, b: int, K: int) -> torch.Tensor:
+def _one_hop_matrix(s: MaskReplaceScheduler, a: int, b: int, K: int) -> torch.Tensor:
     """Q[j, i] = q(x_b = i | x_a = j) over K + 1 classes, built from the cumulative tables."""
     alpha, beta, gamma = (float(v) for v in s.between(torch.tensor([a]), torch.tensor([b]), K))
     Q = torch.full((K + 1, K + 1), beta, dtype=torch.float64)
@@ -69,7 +70,7 @@ def test_posterior_equals_brute_force_bayes(sched):
 
 
 def test_cumulative_tables_compose():
-    s = MaskReplaceSchedule.with_replace(20, 0.3)
+    s = MaskReplaceScheduler.with_replace(20, 0.3)
     K = 4
     for a, b, c in itertools.combinations(range(0, 21, 5), 3):
         lhs = _one_hop_matrix(s, a, b, K) @ _one_hop_matrix(s, b, c, K)
@@ -80,7 +81,7 @@ def test_parity_with_diffusers_vq_diffusion_scheduler():
     from diffusers import VQDiffusionScheduler
 
     K, T = 7, 100
-    ours = MaskReplaceSchedule(T)
+    ours = MaskReplaceScheduler(T)
     theirs = VQDiffusionScheduler(num_vec_classes=K + 1, num_train_timesteps=T)
     torch.manual_seed(0)
     log_x0 = torch.log_softmax(torch.randn(3, 64, K) * 2, -1)
@@ -91,30 +92,33 @@ def test_parity_with_diffusers_vq_diffusion_scheduler():
             b = theirs.q_posterior(log_x0.transpose(1, 2), x_t, d).transpose(1, 2)
             assert torch.allclose(a.exp(), b.exp(), atol=1e-5)
         g1, g2 = torch.Generator().manual_seed(d), torch.Generator().manual_seed(d)
-        mine = ours.step(log_x0, x_t, d + 1, d, g1)
+        mine = ours.step(log_x0, d + 1, x_t, g1).prev_sample
         ref = theirs.step(log_x0.transpose(1, 2), d, x_t, g2).prev_sample
         assert (mine == ref).float().mean() == 1.0
 
 
 def test_respacing_and_truncation():
-    s = MaskReplaceSchedule(100)
-    assert s.set_timesteps(4) == [100, 75, 50, 25, 0]
-    assert s.set_timesteps(100) == list(range(100, -1, -1))
+    s = MaskReplaceScheduler(100)
+    assert s.timesteps.tolist() == list(range(100, 0, -1)) and s.previous_timestep(1) == 0
+    s.set_timesteps(4)
+    assert s.timesteps.tolist() == [100, 75, 50, 25] and [s.previous_timestep(t) for t in (100, 25)] == [75, 0]
+    s.set_timesteps(100)
+    assert s.timesteps.tolist() == list(range(100, 0, -1)) and s.previous_timestep(37) == 36
     lp = torch.log(torch.tensor([[[0.5, 0.3, 0.15, 0.05]]]))
     kept = truncate(lp, 0.88).exp()[0, 0]
     assert (kept[:3] > 0.1).all() and kept[3] < 1e-20  # cumulative 0.5, 0.8 < 0.88 -> keep top 3
 
 
 def test_loss_terms_zero_for_perfect_prediction():
-    s = MaskReplaceSchedule(20)
+    s = MaskReplaceScheduler(20)
     K = 6
     x0 = torch.randint(0, K, (4, 30))
     t = torch.tensor([1, 5, 12, 20])
     xt = s.add_noise(x0, t, K)
     perfect = torch.full((4, 30, K), -69.0).scatter_(-1, x0[..., None], 0.0)
-    vb, ce = s.loss_terms(torch.log_softmax(perfect, -1), x0, xt, t)
+    vb, ce = loss_terms(s, torch.log_softmax(perfect, -1), x0, xt, t)
     assert (vb.abs() < 1e-3).all() and (ce < 1e-3).all()
-    vb_bad, _ = s.loss_terms(torch.log_softmax(torch.zeros(4, 30, K), -1), x0, xt, t)
+    vb_bad, _ = loss_terms(s, torch.log_softmax(torch.zeros(4, 30, K), -1), x0, xt, t)
     assert (vb_bad > vb + 1e-3).all()
 
 
@@ -133,7 +137,7 @@ def test_closed_form_kl_equals_the_kl_of_full_posteriors(sched):
     onehot = torch.full_like(log_pred, -69.0).scatter_(-1, x0[..., None], 0.0)
     lq, lp = sched.posterior(onehot, x_t, t, s), sched.posterior(log_pred, x_t, t, s)
     brute = (lq.exp() * (lq - lp)).sum(-1)
-    closed = sched.true_posterior_kl(log_pred, x0, x_t, t)
+    closed = true_posterior_kl(sched, log_pred, x0, x_t, t)
     assert torch.allclose(closed, brute, atol=1e-4, rtol=1e-3)
     assert (closed > -1e-5).all()
 
@@ -158,8 +162,25 @@ def test_per_stream_truncation_takes_the_mode():
         return {k: torch.log(probs).expand(*v.shape, 4) for k, v in x.items()}
 
     g = torch.Generator().manual_seed(0)
-    out = sample_tokens(predict, MaskReplaceSchedule(20), {"a": (500, 4), "b": (500, 4)}, 2, 5,
+    out = sample_tokens(predict, MaskReplaceScheduler(20), {"a": (500, 4), "b": (500, 4)}, 2, 5,
                         top_r={"a": 0.0, "b": None}, generator=g)
     assert (out["a"] == 0).all()  # r = 0: always the most likely class
     freq = torch.bincount(out["b"].flatten(), minlength=4).float() / out["b"].numel()
     assert torch.allclose(freq, probs, atol=0.04)  # untruncated: the predicted marginals
+
+
+def test_scheduler_saves_and_loads_with_its_config(tmp_path):
+    from vidpolicy.common.errors import VidpolicyError
+
+    sched = MaskReplaceScheduler.with_replace(30, 0.25)
+    where = sched.save(tmp_path)
+    assert (where / "scheduler_config.json").exists()
+    back = MaskReplaceScheduler.load(tmp_path, 30)
+    public = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
+    assert public(back.config) == public(sched.config) and back.config["gamma_end"] == pytest.approx(0.75 - 9e-6)
+    assert torch.equal(back.alpha_bar, sched.alpha_bar) and torch.equal(back.gamma_bar, sched.gamma_bar)
+    with pytest.raises(VidpolicyError, match="30 diffusion steps.*50"):
+        MaskReplaceScheduler.load(tmp_path, 50)
+    # a run saved before schedulers were: rebuilt from the config it names
+    earlier = MaskReplaceScheduler.load(tmp_path / "old", 30, {"schedule": "replace", "replace_mass": 0.25})
+    assert torch.equal(earlier.gamma_bar, sched.gamma_bar)

@@ -27,7 +27,7 @@ from vidpolicy.finetune.model import ActionDenoiser
 from vidpolicy.finetune.state import StateNorm
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.sample import guide, sample_tokens
-from vidpolicy.pretrain.train import make_schedule
+from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.tokenizer.model import VideoTokenizer
 
 
@@ -35,11 +35,12 @@ class ImaginationPolicy:
     def __init__(self, tokenizer: VideoTokenizer, video: FutureDenoiser, action: ActionDenoiser,
                  binner: ActionBinner, config: dict, sampling_steps: int | None = None, seed: int = 0,
                  state_norm: StateNorm | None = None, execute: int | None = None, guidance: float | None = None,
-                 yuv420: bool | None = None):
+                 yuv420: bool | None = None, scheduler: MaskReplaceScheduler | None = None):
         self.tokenizer, self.video, self.action, self.binner, self.config = tokenizer, video, action, binner, config
         self.state_norm = state_norm
-        self.schedule = make_schedule(config.get("schedule", "paper"), video.config.num_timesteps,
-                                      config.get("replace_mass", 0.1))
+        self.schedule = scheduler or MaskReplaceScheduler.named(config.get("schedule", "paper"),
+                                                                video.config.num_timesteps,
+                                                                config.get("replace_mass", 0.1))
         self.text = TextEncoder(config.get("text_encoder", "all-MiniLM-L6-v2"))
         self.steps = int(sampling_steps or config.get("sampling_steps", 10))
         self.execute = int(execute if execute is not None else config.get("execute", 1))
@@ -67,9 +68,11 @@ class ImaginationPolicy:
         config = json.loads(cfg_file.read_text())
         config.update(json.loads((path / "policy.json").read_text()) if (path / "policy.json").exists() else {})
         norm = StateNorm.load(path / "state_norm.json") if (path / "state_norm.json").exists() else None
-        return cls(load_model(VideoTokenizer, path, "tokenizer"), load_model(FutureDenoiser, path, "video_model"),
-                   load_model(ActionDenoiser, path, "action_model"), ActionBinner.load(path / "binning.json"),
-                   config, sampling_steps, seed, norm, execute, guidance, yuv420)
+        video = load_model(FutureDenoiser, path, "video_model")
+        scheduler = MaskReplaceScheduler.load(path, video.config.num_timesteps, config)
+        action = load_model(ActionDenoiser, path, "action_model")
+        return cls(load_model(VideoTokenizer, path, "tokenizer"), video, action, ActionBinner.load(path / "binning.json"),
+                   config, sampling_steps, seed, norm, execute, guidance, yuv420, scheduler)
 
     @property
     def image_size(self) -> int:

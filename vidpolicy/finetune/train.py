@@ -31,7 +31,8 @@ from vidpolicy.finetune.model import ActionDenoiser
 from vidpolicy.finetune.state import StateNorm
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.timesteps import TimestepSampler
-from vidpolicy.pretrain.train import make_schedule
+from vidpolicy.pretrain.losses import loss_terms
+from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.tokenizer.model import VideoTokenizer
 
 
@@ -97,8 +98,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
                             video_width=video.config.width, text_dim=video.config.text_dim,
                             output=cfg.action_head, state_dim=state_norm.dim if state_norm else 0)
     model = JointDenoiser(video.train(), action, train_video, detach=cfg.detach_video_features)
-    schedule = make_schedule(pre_cfg.get("schedule", "paper"), video.config.num_timesteps,
-                             pre_cfg.get("replace_mass", 0.1))
+    schedule = MaskReplaceScheduler.load(pre, video.config.num_timesteps, pre_cfg)
     groups = [{"params": list(action.parameters()), "lr": cfg.lr}]
     if train_video:  # its own learning rate: a pre-trained video model may want a smaller step (--video-lr)
         groups.append({"params": list(video.parameters()), "lr": cfg.lr if cfg.video_lr is None else cfg.video_lr})
@@ -123,11 +123,11 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
             mse = ((log_a.float() - cont) ** 2 * amask).sum(1) / amask.sum(1).clamp(min=1)
             loss, logs = mse.mean(), {"action_mse": mse.mean().detach()}
         else:
-            vb, aux = schedule.loss_terms(log_a, acts, a_t, t, mask=amask)
+            vb, aux = loss_terms(schedule, log_a, acts, a_t, t, mask=amask)
             loss = (vb + cfg.aux_weight * w * aux).mean()
             logs = {"action_vb": vb.mean().detach(), "action_ce": aux.mean().detach()}
         if train_video:
-            vb_v, aux_v = schedule.loss_terms(log_v, fut, x_v, t)
+            vb_v, aux_v = loss_terms(schedule, log_v, fut, x_v, t)
             loss = loss + cfg.video_loss_weight * (vb_v + cfg.aux_weight * w * aux_v).mean()
             logs["video_vb"] = vb_v.mean().detach()
         if not regression:
@@ -149,9 +149,8 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
         binner.save(out / "binning.json")
         if state_norm:
             state_norm.save(out / "state_norm.json")
-        write_json(out / "policy.json", {"schedule": pre_cfg.get("schedule", "paper"),
-                                         "replace_mass": pre_cfg.get("replace_mass", 0.1),
-                                         "text_encoder": pre_cfg.get("text_encoder", "all-MiniLM-L6-v2"),
+        schedule.save(out)
+        write_json(out / "policy.json", {"text_encoder": pre_cfg.get("text_encoder", "all-MiniLM-L6-v2"),
                                          "action_dim": eps.action_dim, "image_size": tokenizer.config.size,
                                          "observation_pix_fmt": eps.pix_fmt})
         plot_losses(out, ("loss", "action_mse") if regression else ("loss", "action_vb", "action_acc_masked"))

@@ -22,7 +22,7 @@ from vidpolicy.datasets.clips import to_uint8, to_unit_range
 from vidpolicy.datasets.video import VideoError, VideoSource, resample_indices
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.sample import guide, sample_tokens
-from vidpolicy.pretrain.train import make_schedule
+from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.tokenizer.model import VideoTokenizer
 
 
@@ -35,8 +35,7 @@ class Imaginer:
         self.cfg = json.loads(cfg_path.read_text())
         self.denoiser = load_model(FutureDenoiser, self.dir, "model")
         self.tokenizer = load_model(VideoTokenizer, self.dir, "tokenizer")
-        self.schedule = make_schedule(self.cfg.get("schedule", "paper"), self.denoiser.config.num_timesteps,
-                                      self.cfg.get("replace_mass", 0.1))
+        self.schedule = MaskReplaceScheduler.load(self.dir, self.denoiser.config.num_timesteps, self.cfg)
         self.text = TextEncoder(self.cfg.get("text_encoder", "all-MiniLM-L6-v2"))
         self.frames = self.tokenizer.config.frames
         self.size = self.tokenizer.config.size

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from vidpolicy.pretrain.schedule import MaskReplaceSchedule
+from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 
 
 def truncate(log_x0: torch.Tensor, r: float | None) -> torch.Tensor:
@@ -30,7 +30,7 @@ def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tenso
 
 
 @torch.no_grad()
-def sample_tokens(predict: Callable[[dict, int], dict], schedule: MaskReplaceSchedule,
+def sample_tokens(predict: Callable[[dict, int], dict], scheduler: MaskReplaceScheduler,
                   streams: dict[str, tuple[int, int]], batch: int, steps: int,
                   top_r: float | dict[str, float | None] | None = None,
                   generator: torch.Generator | None = None, device: str | torch.device = "cpu",
@@ -39,11 +39,11 @@ def sample_tokens(predict: Callable[[dict, int], dict], schedule: MaskReplaceSch
     stream name. Returns name -> LongTensor ``(batch, n)``, no [MASK]."""
     r_of = top_r if isinstance(top_r, dict) else {k: top_r for k in streams}
     x = {k: torch.full((batch, n), K, dtype=torch.long, device=device) for k, (n, K) in streams.items()}
-    levels = schedule.set_timesteps(steps)
-    for t, s in zip(levels[:-1], levels[1:]):
+    scheduler.set_timesteps(steps)
+    for t in scheduler.timesteps.tolist():
         log_x0 = predict(x, t)
         for k in x:
-            x[k] = schedule.step(truncate(log_x0[k], r_of.get(k)), x[k], t, s, generator)
+            x[k] = scheduler.step(truncate(log_x0[k], r_of.get(k)), t, x[k], generator).prev_sample
         if callback is not None:
-            callback(s, x)
+            callback(scheduler.previous_timestep(t), x)
     return x

@@ -1,27 +1,50 @@
-"""`MaskReplaceSchedule`: the VQ-Diffusion forward process, its posterior, respaced sampling steps and the loss.
+"""`MaskReplaceScheduler`: the VQ-Diffusion forward process, its posterior and respaced sampling steps, in the shape
+of a diffusers scheduler (``set_timesteps``, ``add_noise``, ``step``; ``save_pretrained`` / ``from_pretrained``).
 
 Classes ``0..K-1`` are tokens and ``K`` is [MASK] (absorbing). Cumulative tables are indexed ``0..T`` with index 0
 the clean data (ᾱ=1, γ̄=0), so step ``t`` of diffusers' `VQDiffusionScheduler` is our ``t + 1``. Between any two
 levels ``s < t`` the process is again mask-and-replace, with ``α = ᾱ_t/ᾱ_s``, ``1-γ = (1-γ̄_t)/(1-γ̄_s)`` and
 ``Kβ = 1-α-γ``, which gives the exact skip posterior ``q(x_s | x_t, x_0)`` used for respaced sampling (S << T).
-Everything is in log space, channel-last: log-probabilities are ``(b, n, K)`` or ``(b, n, K+1)``.
+Everything is in log space, channel-last: log-probabilities are ``(b, n, K)`` or ``(b, n, K+1)``. Unlike diffusers'
+`VQDiffusionScheduler`, the number of classes ``K`` is read from the inputs, not fixed in the config: one scheduler
+serves the video tokens and the action tokens. The training loss lives in `vidpolicy.pretrain.losses`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+
+from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.io import atomic_dir
 
 LOG_EPS = math.log(1e-30)
+SUBFOLDER = "scheduler"  # beside the denoiser in a pretrain run and a policy directory
 
 
 def _log(x: torch.Tensor) -> torch.Tensor:
     return torch.log(x.clamp(min=1e-30))
 
 
-class MaskReplaceSchedule:
+@dataclass
+class MaskReplaceSchedulerOutput(BaseOutput):
+    """``prev_sample``: the tokens at the next (lower) level, LongTensor ``(b, n)``."""
+
+    prev_sample: torch.Tensor
+
+
+class MaskReplaceScheduler(SchedulerMixin, ConfigMixin):
+    config_name = "scheduler_config.json"
+    order = 1
+
+    @register_to_config
     def __init__(self, num_timesteps: int = 100, alpha_start: float = 0.99999, alpha_end: float = 9e-6,
                  gamma_start: float = 9e-6, gamma_end: float = 0.99999):
         """Linear cumulative schedules as the paper's code (defaults: replace mass ~1e-6, i.e. pure masking)."""
@@ -33,11 +56,42 @@ class MaskReplaceSchedule:
             raise ValueError("schedule must keep ᾱ decreasing, γ̄ increasing and ᾱ + γ̄ <= 1")
         self.alpha_bar = torch.tensor(att)
         self.gamma_bar = torch.tensor(ctt)
+        self.timesteps = torch.arange(T, 0, -1)  # every level until `set_timesteps` respaces them
+        self._previous = {t: t - 1 for t in range(1, T + 1)}
 
     @classmethod
-    def with_replace(cls, num_timesteps: int = 100, replace_mass: float = 0.1) -> "MaskReplaceSchedule":
+    def with_replace(cls, num_timesteps: int = 100, replace_mass: float = 0.1) -> "MaskReplaceScheduler":
         """A schedule with a real uniform-replace mass, as the VQ-Diffusion paper (ᾱ_T + γ̄_T = 1 - replace)."""
-        return cls(num_timesteps, 0.99999, 9e-6, 9e-6, 1.0 - replace_mass - 9e-6)
+        return cls(num_timesteps=num_timesteps, gamma_end=1.0 - replace_mass - 9e-6)
+
+    @classmethod
+    def named(cls, kind: str, num_timesteps: int, replace_mass: float = 0.1) -> "MaskReplaceScheduler":
+        """``paper`` (pure masking) or ``replace`` (a real uniform-replace mass): pretrain's ``--schedule``."""
+        if kind == "paper":
+            return cls(num_timesteps=num_timesteps)
+        if kind == "replace":
+            return cls.with_replace(num_timesteps, replace_mass)
+        raise VidpolicyError(f"--schedule: unknown schedule {kind!r} (paper or replace)")
+
+    @classmethod
+    def load(cls, run: str | Path, num_timesteps: int, earlier: dict | None = None) -> "MaskReplaceScheduler":
+        """The scheduler saved in ``run/scheduler`` (checked against the denoiser's ``num_timesteps``); a run saved
+        before schedulers were (``earlier``: its config naming ``schedule`` and ``replace_mass``) rebuilds it."""
+        where = Path(run) / SUBFOLDER
+        if not (where / cls.config_name).exists():
+            earlier = earlier or {}
+            return cls.named(earlier.get("schedule", "paper"), num_timesteps, earlier.get("replace_mass", 0.1))
+        scheduler = cls.from_pretrained(str(where))
+        if scheduler.num_timesteps != num_timesteps:
+            raise VidpolicyError(f"{where}: {scheduler.num_timesteps} diffusion steps, but the denoiser beside it was "
+                                 f"trained with {num_timesteps}")
+        return scheduler
+
+    def save(self, run: str | Path) -> Path:
+        """``save_pretrained`` into ``run/scheduler`` (atomically: no torn directory after a kill)."""
+        with atomic_dir(Path(run) / SUBFOLDER) as tmp:
+            self.save_pretrained(str(tmp))
+        return Path(run) / SUBFOLDER
 
     # ---- tables ---------------------------------------------------------------------------------------------
     def cumulative(self, t: torch.Tensor, K: int):
@@ -54,11 +108,17 @@ class MaskReplaceSchedule:
         gamma = 1 - (1 - g_t) / (1 - g_s)
         return alpha, (1 - alpha - gamma).clamp(min=0) / K, gamma
 
-    def set_timesteps(self, num_steps: int) -> list[int]:
-        """Respaced levels ``T = t_0 > t_1 > ... > 0`` for ``num_steps`` reverse steps."""
-        num_steps = max(1, min(num_steps, self.num_timesteps))
-        levels = np.round(np.linspace(self.num_timesteps, 0, num_steps + 1)).astype(int)
-        return sorted(set(levels.tolist()), reverse=True)
+    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
+        """Respace the reverse process to ``num_inference_steps`` steps: ``self.timesteps`` are the levels
+        ``T = t_0 > t_1 > ...`` a step starts from; each step lands on the next level, the last on 0."""
+        n = max(1, min(num_inference_steps, self.num_timesteps))
+        levels = sorted(set(np.round(np.linspace(self.num_timesteps, 0, n + 1)).astype(int).tolist()), reverse=True)
+        self.timesteps = torch.tensor(levels[:-1], device=device)
+        self._previous = dict(zip(levels[:-1], levels[1:]))
+
+    def previous_timestep(self, timestep: int | torch.Tensor) -> int:
+        """The level a step from ``timestep`` lands on."""
+        return self._previous[int(timestep)]
 
     # ---- forward process ------------------------------------------------------------------------------------
     def q_probs(self, x0: torch.Tensor, t: torch.Tensor, K: int) -> torch.Tensor:
@@ -78,7 +138,7 @@ class MaskReplaceSchedule:
         return torch.where(u >= 1 - g, torch.full_like(x0, K), out)
 
     # ---- posterior ------------------------------------------------------------------------------------------
-    def _posterior_parts(self, log_x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor):
+    def posterior_parts(self, log_x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor):
         """Normalised log p(x_s | x_t) split as (token classes ``(b, n, K)``, [MASK] ``(b, n, 1)``).
 
         Never materialises a (b, n, K) transition table: each one is a per-token constant plus a correction at the
@@ -109,65 +169,20 @@ class MaskReplaceSchedule:
 
     def posterior(self, log_x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """log p(x_s | x_t) = log Σ_k q(x_s | x_t, x_0=k) p(x_0=k): ``(b, n, K+1)``; ``log_x0: (b, n, K)``."""
-        tok, mask = self._posterior_parts(log_x0, x_t, t, s)
+        tok, mask = self.posterior_parts(log_x0, x_t, t, s)
         return torch.cat([tok, mask], dim=-1)
 
-    def true_posterior_kl(self, log_x0_pred: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor,
-                          t: torch.Tensor) -> torch.Tensor:
-        """KL(q(x_{t-1} | x_t, x_0) || p_θ(x_{t-1} | x_t)) per token, ``(b, n)``, for levels t >= 1.
-
-        With x_0 known, q(x_{t-1} | x_t, x_0) takes one value on x_0, one on x_t, one on [MASK] and one shared by
-        every other class, so the KL needs only gathers and one sum over the model's posterior.
-        """
-        K = log_x0_pred.shape[-1]
-        dev = log_x0_pred.device
-        s = (t - 1).clamp(min=0)
-        col = lambda v: v.to(torch.float64).to(dev)[:, None]  # noqa: E731
-        a_s, b_s, g_s = (col(v) for v in self.cumulative(s, K))
-        alpha, beta, gamma = (col(v) for v in self.between(s, t, K))
-        is_mask = x_t == K
-        same = x_t == x0
-        # unnormalised q over (x_0, x_t, [MASK], each other class) and how many "other" classes there are
-        u_x0 = torch.where(is_mask, gamma * (a_s + b_s), torch.where(same, (alpha + beta) * (a_s + b_s),
-                                                                      beta * (a_s + b_s)))
-        u_xt = torch.where(is_mask | same, 0.0, (alpha + beta) * b_s)
-        u_mask = torch.where(is_mask, g_s, 0.0)
-        u_other = torch.where(is_mask, gamma * b_s, beta * b_s)
-        n_other = torch.where(is_mask | same, K - 1.0, K - 2.0)
-        z = u_x0 + u_xt + u_mask + n_other * u_other
-        q_x0, q_xt, q_mask, q_other = (v / z for v in (u_x0, u_xt, u_mask, u_other))
-        log_tok, log_mask = self._posterior_parts(log_x0_pred, x_t, t, s)
-        lp_x0 = log_tok.gather(-1, x0[..., None]).squeeze(-1).double()
-        lp_xt = log_tok.gather(-1, x_t.clamp(max=K - 1)[..., None]).squeeze(-1).double()
-        lp_other_sum = log_tok.sum(-1).double() - lp_x0 - torch.where(is_mask | same, 0.0, lp_xt)
-        xlogx = lambda q: torch.where(q > 0, q * torch.log(q.clamp(min=1e-300)), 0.0)  # noqa: E731
-        neg_entropy = xlogx(q_x0) + xlogx(q_xt) + xlogx(q_mask) + n_other * xlogx(q_other)
-        cross = q_x0 * lp_x0 + torch.where(q_xt > 0, q_xt * lp_xt, 0.0) + torch.where(
-            q_mask > 0, q_mask * log_mask.squeeze(-1).double(), 0.0) + q_other * lp_other_sum
-        return (neg_entropy - cross).float()
-
-    def step(self, log_x0: torch.Tensor, x_t: torch.Tensor, t: int, s: int,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-        """Sample x_s ~ p(x_s | x_t) by the Gumbel-max trick (noise drawn as diffusers does, class-major)."""
+    def step(self, model_output: torch.Tensor, timestep: int | torch.Tensor, sample: torch.Tensor,
+             generator: torch.Generator | None = None, return_dict: bool = True):
+        """Sample x_s ~ p(x_s | x_t) by the Gumbel-max trick (noise drawn as diffusers does, class-major), where
+        ``model_output`` is log p(x̃_0) ``(b, n, K)``, ``sample`` is x_t ``(b, n)`` and s the next level."""
+        log_x0, x_t, t = model_output, sample, int(timestep)
+        s = self.previous_timestep(t)
         b = x_t.shape[0]
         tt = torch.full((b,), t, dtype=torch.long)
         ss = torch.full((b,), s, dtype=torch.long)
         logp = log_x0.float() if s == 0 else self.posterior(log_x0, x_t, tt, ss)
         u = torch.rand((b, logp.shape[-1], logp.shape[1]), generator=generator, device=logp.device).transpose(1, 2)
         gumbel = -torch.log(-torch.log(u + 1e-30) + 1e-30)
-        return (logp + gumbel).argmax(-1)
-
-    # ---- loss -----------------------------------------------------------------------------------------------
-    def loss_terms(self, log_x0_pred: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
-                   mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample (variational-bound term, auxiliary x_0 cross-entropy), averaged over (unpadded) tokens.
-
-        t = 1: decoder NLL -log p(x_0 | x_1). t > 1: KL(q(x_{t-1} | x_t, x_0) || p_θ(x_{t-1} | x_t)).
-        """
-        log_x0_pred = log_x0_pred.float()
-        nll = -log_x0_pred.gather(-1, x0[..., None]).squeeze(-1)
-        kl = self.true_posterior_kl(log_x0_pred, x0, x_t, t.clamp(min=1))
-        vb = torch.where((t == 1)[:, None], nll, kl)
-        mask = torch.ones_like(vb) if mask is None else mask.float()
-        denom = mask.sum(1).clamp(min=1)
-        return (vb * mask).sum(1) / denom, (nll * mask).sum(1) / denom
+        prev = (logp + gumbel).argmax(-1)
+        return MaskReplaceSchedulerOutput(prev_sample=prev) if return_dict else (prev,)

@@ -15,34 +15,26 @@ from vidpolicy.common.sampling import step_batches
 from vidpolicy.common.text import TextEncoder
 from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
+from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.pretrain.config import PretrainConfig
 from vidpolicy.pretrain.data import TokenPairs
 from vidpolicy.pretrain.model import FutureDenoiser
-from vidpolicy.pretrain.schedule import MaskReplaceSchedule
+from vidpolicy.pretrain.losses import loss_terms
+from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.tokenizer.model import VideoTokenizer
 
 T_BUCKETS = 4
 
 
-def make_schedule(kind: str, num_timesteps: int, replace_mass: float = 0.1) -> MaskReplaceSchedule:
-    if kind == "paper":
-        return MaskReplaceSchedule(num_timesteps)
-    if kind == "replace":
-        return MaskReplaceSchedule.with_replace(num_timesteps, replace_mass)
-    from vidpolicy.common.errors import VidpolicyError
-
-    raise VidpolicyError(f"--schedule: unknown schedule {kind!r} (paper or replace)")
-
-
-def diffusion_loss(model, K: int, schedule: MaskReplaceSchedule, sampler: TimestepSampler, hist, fut, text, cfg):
+def diffusion_loss(model, K: int, schedule: MaskReplaceScheduler, sampler: TimestepSampler, hist, fut, text, cfg):
     """The VQ-Diffusion objective for one batch of K-class tokens; returns (loss, logs)."""
     b, T = fut.shape[0], schedule.num_timesteps
     t, pt = sampler.sample(b, fut.device)
     x_t = schedule.add_noise(fut, t, K)
     drop = torch.rand(b, device=fut.device) < cfg.cond_drop
     log_x0 = model(x_t, t, hist, text, drop)
-    vb, aux = schedule.loss_terms(log_x0, fut, x_t, t)
+    vb, aux = loss_terms(schedule, log_x0, fut, x_t, t)
     sampler.update(t, vb)
     weight = 1.0 / (T * pt)
     loss = (weight * (vb + cfg.aux_weight * (2 - t.float() / T) * aux)).mean()
@@ -66,7 +58,7 @@ def pretrain(cfg: PretrainConfig, overwrite: bool = False) -> dict:
     text = TextEncoder(cfg.text_encoder)
     data = TokenPairs(cfg.tokens, cfg.gap, tokenizer.config.codebook_size, tokenizer.latent_shape, text,
                       cfg.token_weights, tokenizer_name=f"tokenizer {cfg.tokenizer}")
-    schedule = make_schedule(cfg.schedule, cfg.num_timesteps, cfg.replace_mass)
+    schedule = MaskReplaceScheduler.named(cfg.schedule, cfg.num_timesteps, cfg.replace_mass)
     acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
     if acc.is_main_process:
         prepare_run_dir(out, cfg, overwrite=overwrite)
@@ -115,6 +107,7 @@ def pretrain(cfg: PretrainConfig, overwrite: bool = False) -> dict:
         if use_ema:
             ema.copy_to(final.parameters())
         save_model(final, out / "model")
+        schedule.save(out)
         plot_losses(out, ("loss", "vb", "aux_ce"))
         acc.print(f"saved {out / 'model'} ({'EMA' if use_ema else 'raw'} weights)")
     acc.wait_for_everyone()
