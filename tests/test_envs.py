@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from vidpolicy.datasets.robot import RobotEpisodes, RobotSamples
+from vidpolicy.datasets.robot import RobotEpisodes, clip_indices
 from vidpolicy.envs.collect import CollectConfig, collect
 from vidpolicy.envs.metaworld import MetaWorldEnv
 from vidpolicy.envs.rollout import RolloutConfig, rollout
@@ -104,25 +104,20 @@ def test_rollout_scores_actions_against_the_expert_in_the_visited_states(tmp_pat
     assert "expert_action_sq_error" not in expert["reach-v3"]  # nothing to compare the expert with
 
 
-def test_sample_reader_pads_at_episode_ends(demos):
-    eps = RobotEpisodes(demos, size=64)
-    s = RobotSamples(eps, frames=4, gap=20, horizon=4)
-    x = s[0]
-    assert x["history"].shape == (4, 64, 64, 3) and x["actions"].shape == (4, 4)
-    assert x["history_mask"].tolist() == [False, False, False, True]
-    last = s[eps.episodes[0].length - 1]
-    assert last["action_mask"].tolist() == [True, False, False, False]
-    assert not last["future_mask"].any()
+def test_history_clips_pad_at_episode_starts():
+    idx, valid = clip_indices(1, 4, 50)
+    assert idx.tolist() == [0, 0, 0, 1] and valid.tolist() == [False, False, True, True]
+    idx, valid = clip_indices(49, 4, 50)
+    assert idx.tolist() == [46, 47, 48, 49] and valid.all()
 
 
-def test_sample_reader_on_the_g1_dataset():
+def test_episodes_of_the_g1_dataset():
     root = shared("robot/g1_pick_bottle")
     eps = RobotEpisodes(root, size=96)
     assert len(eps) == 20 and eps.action_dim == 26
-    s = RobotSamples(eps, frames=4, gap=20, horizon=4)
-    x = s[100]
-    assert x["history"].shape == (4, 96, 96, 3) and x["actions"].shape == (4, 26)
-    assert x["instruction"] == "Pick up the yellow bottle on the table."
+    assert eps.actions(0).shape == (eps.episodes[0].length, 26)
+    assert eps.frames(0).shape == (eps.episodes[0].length, 96, 96, 3)
+    assert eps.episodes[0].task == "Pick up the yellow bottle on the table."
 
 
 def test_bad_input_exit_2(tmp_path):
@@ -137,17 +132,6 @@ def test_bad_input_exit_2(tmp_path):
 
     with pytest.raises(VidpolicyError, match="action"):
         RobotEpisodes(tmp_path / "ds")
-
-
-def test_vectorised_envs_step_together():
-    from vidpolicy.envs.metaworld import VectorMetaWorld
-
-    venv = VectorMetaWorld(["reach", "push"], size=32)
-    obs = venv.reset([0, 1])
-    assert [o["instruction"] for o in obs] == ["reach the goal position with the gripper", "push the puck to the goal"]
-    out = venv.step([np.zeros(4), np.ones(4)])
-    assert len(out) == 2 and all(o[0]["image"].shape == (32, 32, 3) for o in out)
-    venv.close()
 
 
 def test_no_gl_backend_names_what_was_tried(monkeypatch):

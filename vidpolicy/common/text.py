@@ -54,7 +54,3 @@ class TextEncoder:
                 emb = self._load().encode(missing, convert_to_numpy=True, normalize_embeddings=True)
             self._cache.update({t: e.astype(np.float32) for t, e in zip(missing, emb)})
         return torch.from_numpy(np.stack([self._cache[t] for t in texts]))
-
-    def table(self, texts: list[str]) -> dict[str, np.ndarray]:
-        self(list(texts))
-        return {t: self._cache[t] for t in texts}

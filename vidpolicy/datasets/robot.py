@@ -1,8 +1,7 @@
 """Robot demonstrations from a LeRobotDataset v3 (a local root, or a hub id when online).
 
 `RobotEpisodes` gives per-episode frames (decoded with decord/torchcodec, resized and centre-cropped), actions,
-states and the task text. `RobotSamples` turns them into training samples: a history clip ending at step t, a
-future clip ``gap`` steps ahead, the action chunk ``a[t:t+H]`` and pad masks where these run past the episode.
+states and the task text; `clip_indices` the frames of a clip ending at step t, clamped into the episode.
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.datasets.video import VideoError, VideoSource
@@ -130,34 +127,3 @@ def clip_indices(t: int, frames: int, length: int, frame_stride: int = 1) -> tup
     """Indices of a clip of ``frames`` frames ending at step ``t`` (clamped into the episode) and a validity mask."""
     raw = t - frame_stride * np.arange(frames - 1, -1, -1)
     return np.clip(raw, 0, length - 1), (raw >= 0) & (raw < length)
-
-
-class RobotSamples(Dataset):
-    """Samples ``{history, future, actions, history_mask, future_mask, action_mask, instruction}`` for every step."""
-
-    def __init__(self, episodes: RobotEpisodes, frames: int = 4, gap: int = 20, horizon: int = 4,
-                 frame_stride: int = 1):
-        self.eps, self.frames, self.gap, self.horizon, self.frame_stride = episodes, frames, gap, horizon, frame_stride
-        self.items = np.asarray([(i, t) for i, e in enumerate(episodes.episodes) for t in range(e.length)], np.int64)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, k: int) -> dict:
-        i, t = (int(v) for v in self.items[k])
-        n = self.eps.episodes[i].length
-        video = self.eps.frames(i)
-        hist, hmask = clip_indices(t, self.frames, n, self.frame_stride)
-        fut, fmask = clip_indices(t + self.gap, self.frames, n, self.frame_stride)
-        steps = t + np.arange(self.horizon)
-        amask = steps < n
-        actions = self.eps.actions(i)[np.clip(steps, 0, n - 1)]
-        return {
-            "history": torch.from_numpy(video[hist]),
-            "future": torch.from_numpy(video[fut]),
-            "actions": torch.from_numpy(actions),
-            "history_mask": torch.from_numpy(hmask),
-            "future_mask": torch.from_numpy(fmask),
-            "action_mask": torch.from_numpy(amask),
-            "instruction": self.eps.episodes[i].task,
-        }

@@ -114,20 +114,3 @@ class MetaWorldEnv:
             self.env.close()
         except Exception:  # EGL contexts sometimes fail to free at teardown; nothing to recover
             pass
-
-
-class VectorMetaWorld:
-    """Several tasks (or seeds) stepped together, synchronously: lists in, lists out."""
-
-    def __init__(self, tasks: list[str], **kwargs):
-        self.envs = [MetaWorldEnv(t, **kwargs) for t in tasks]
-
-    def reset(self, seeds: list[int]) -> list[dict]:
-        return [e.reset(s) for e, s in zip(self.envs, seeds)]
-
-    def step(self, actions: list[np.ndarray]) -> list[tuple[dict, float, bool, dict]]:
-        return [e.step(a) for e, a in zip(self.envs, actions)]
-
-    def close(self) -> None:
-        for e in self.envs:
-            e.close()

@@ -20,7 +20,7 @@ import torch
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.media import yuv420_round_trip
 from vidpolicy.common.pretrained import load_model
-from vidpolicy.common.text import TextEncoder
+from vidpolicy.common.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from vidpolicy.datasets.clips import to_uint8, to_unit_range
 from vidpolicy.finetune.binning import ActionBinner
 from vidpolicy.finetune.model import ActionDenoiser
@@ -41,7 +41,7 @@ class ImaginationPolicy:
         self.schedule = scheduler or MaskReplaceScheduler.named(config.get("schedule", "paper"),
                                                                 video.config.num_timesteps,
                                                                 config.get("replace_mass", 0.1))
-        self.text = TextEncoder(config.get("text_encoder", "all-MiniLM-L6-v2"))
+        self.text = TextEncoder(config.get("text_encoder", DEFAULT_TEXT_ENCODER))
         self.steps = int(sampling_steps or config.get("sampling_steps", 10))
         self.execute = int(execute if execute is not None else config.get("execute", 1))
         if not 1 <= self.execute <= action.config.horizon:
@@ -70,9 +70,10 @@ class ImaginationPolicy:
         norm = StateNorm.load(path / "state_norm.json") if (path / "state_norm.json").exists() else None
         video = load_model(FutureDenoiser, path, "video_model")
         scheduler = MaskReplaceScheduler.load(path, video.config.num_timesteps, config)
+        tokenizer = load_model(VideoTokenizer, path, "tokenizer")
         action = load_model(ActionDenoiser, path, "action_model")
-        return cls(load_model(VideoTokenizer, path, "tokenizer"), video, action, ActionBinner.load(path / "binning.json"),
-                   config, sampling_steps, seed, norm, execute, guidance, yuv420, scheduler)
+        return cls(tokenizer, video, action, ActionBinner.load(path / "binning.json"), config, sampling_steps, seed,
+                   norm, execute, guidance, yuv420, scheduler)
 
     @property
     def image_size(self) -> int:

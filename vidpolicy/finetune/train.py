@@ -20,7 +20,7 @@ from vidpolicy.common.io import write_json
 from vidpolicy.common.plots import plot_losses
 from vidpolicy.common.sampling import step_batches
 from vidpolicy.common.pretrained import copy_model, load_model, model_dir, save_model
-from vidpolicy.common.text import TextEncoder
+from vidpolicy.common.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
 from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.datasets.robot import RobotEpisodes
@@ -85,7 +85,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     acc.wait_for_everyone()
     if tokens is None:
         tokens = tokenize_episodes(eps, tokenizer, out / "robot_tokens.npz")
-    text = TextEncoder(pre_cfg.get("text_encoder", "all-MiniLM-L6-v2"))
+    text = TextEncoder(pre_cfg.get("text_encoder", DEFAULT_TEXT_ENCODER))
     instructions = sorted({e.task for e in eps.episodes})
     text_table = text(instructions)
     data = RobotTokenSamples(eps, tokens, binner, cfg.gap, cfg.horizon, text_table, train_eps, state_norm)
@@ -150,7 +150,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
         if state_norm:
             state_norm.save(out / "state_norm.json")
         schedule.save(out)
-        write_json(out / "policy.json", {"text_encoder": pre_cfg.get("text_encoder", "all-MiniLM-L6-v2"),
+        write_json(out / "policy.json", {"text_encoder": pre_cfg.get("text_encoder", DEFAULT_TEXT_ENCODER),
                                          "action_dim": eps.action_dim, "image_size": tokenizer.config.size,
                                          "observation_pix_fmt": eps.pix_fmt})
         plot_losses(out, ("loss", "action_mse") if regression else ("loss", "action_vb", "action_acc_masked"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vidpolicy.common.cli_args import opt
+from vidpolicy.common.text import DEFAULT_TEXT_ENCODER
 
 
 @dataclass
@@ -20,7 +21,7 @@ class PretrainConfig:
     encoder_depth: int = opt(2, "history encoder blocks (run once per sample)")
     heads: int = opt(2, "attention heads (paper: 1; 2 heads of 128 run fastest on a CPU)")
     mlp_ratio: float = opt(4.0, "MLP width / transformer width")
-    text_encoder: str = opt("all-MiniLM-L6-v2", "frozen sentence encoder (name or local path)")
+    text_encoder: str = opt(DEFAULT_TEXT_ENCODER, "frozen sentence encoder (name or local path)")
     # diffusion
     num_timesteps: int = opt(100, "diffusion steps T (paper: 100)")
     schedule: str = opt("paper", "paper (replace mass ~1e-6, pure masking) or replace (a real uniform-replace mass)")

@@ -17,7 +17,7 @@ from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.media import psnr, side_by_side, write_mp4
 from vidpolicy.common.plots import contact_sheet
 from vidpolicy.common.pretrained import load_model
-from vidpolicy.common.text import TextEncoder
+from vidpolicy.common.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from vidpolicy.datasets.clips import to_uint8, to_unit_range
 from vidpolicy.datasets.video import VideoError, VideoSource, resample_indices
 from vidpolicy.pretrain.model import FutureDenoiser
@@ -36,7 +36,7 @@ class Imaginer:
         self.denoiser = load_model(FutureDenoiser, self.dir, "model")
         self.tokenizer = load_model(VideoTokenizer, self.dir, "tokenizer")
         self.schedule = MaskReplaceScheduler.load(self.dir, self.denoiser.config.num_timesteps, self.cfg)
-        self.text = TextEncoder(self.cfg.get("text_encoder", "all-MiniLM-L6-v2"))
+        self.text = TextEncoder(self.cfg.get("text_encoder", DEFAULT_TEXT_ENCODER))
         self.frames = self.tokenizer.config.frames
         self.size = self.tokenizer.config.size
         self.gap = int(self.cfg.get("gap", 20))

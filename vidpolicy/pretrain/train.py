@@ -12,14 +12,13 @@ from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.pretrained import copy_model, load_model, model_dir, save_model
 from vidpolicy.common.plots import plot_losses
 from vidpolicy.common.sampling import step_batches
+from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.common.text import TextEncoder
-from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
-from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.pretrain.config import PretrainConfig
 from vidpolicy.pretrain.data import TokenPairs
-from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.losses import loss_terms
+from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.tokenizer.model import VideoTokenizer
