@@ -24,7 +24,7 @@ def heldout_diagnostics(out: Path, tasks: str, size: int, policies: list[str], e
     from vidpolicy.envs.collect import CollectConfig, collect
     from vidpolicy.finetune.data import tokenize_episodes
     from vidpolicy.finetune.offline import offline_eval
-    from vidpolicy.finetune.policy import ImaginationPolicy
+    from vidpolicy.policies.vpdd import VPDDPolicy
 
     held = out / "heldout_demos"
     collect(CollectConfig(tasks=tasks, episodes=episodes, out=str(held), size=size, seed=seed))
@@ -33,10 +33,10 @@ def heldout_diagnostics(out: Path, tasks: str, size: int, policies: list[str], e
     # the held-out actions' variance normalises the action errors (as in offline_eval)
     var = eps.action_variance()
     for name in policies:
-        pol = ImaginationPolicy.load(out / name)
+        pol = VPDDPolicy.from_pretrained(out / name)
         with tempfile.TemporaryDirectory() as d:  # not cached: the held-out set grows when --tasks changes
             toks = tokenize_episodes(eps, pol.tokenizer, Path(d) / "tokens.npz")
-        gap = int(pol.config.get("gap", 20))
+        gap = pol.config.gap
         items = [(i, t) for i in range(len(eps)) for t in range(0, eps.episodes[i].length - gap, every)]
         rng = np.random.default_rng(0)
         pick = [items[k] for k in rng.choice(len(items), min(samples, len(items)), replace=False)]
@@ -45,7 +45,7 @@ def heldout_diagnostics(out: Path, tasks: str, size: int, policies: list[str], e
             chunk = pick[b : b + 16]
             hist = torch.from_numpy(np.stack([toks[i][t] for i, t in chunk]).astype(np.int64))
             future = np.stack([toks[i][t + gap] for i, t in chunk]).astype(np.int64)
-            states = pol.state_input(np.stack([eps.states(i)[t] for i, t in chunk]) if eps.state_key else None)
+            states = pol.processor.state(np.stack([eps.states(i)[t] for i, t in chunk]) if eps.state_key else None)
             words = [eps.episodes[i].task for i, _ in chunk]
             video, acts = pol.plan(hist, pol.text(words), generator=torch.Generator().manual_seed(b), state=states)
             imagined += list((video.numpy() == future).mean(1))
@@ -83,13 +83,13 @@ def watch_diagnostics(out: Path, tasks: str, size: int, policies: list[str], epi
     from vidpolicy.datasets.robot import RobotEpisodes
     from vidpolicy.envs.collect import CollectConfig, collect
     from vidpolicy.envs.metaworld import MetaWorldEnv
-    from vidpolicy.finetune.policy import ImaginationPolicy
+    from vidpolicy.policies.vpdd import VPDDPolicy
 
     held = out / "heldout_demos"
     collect(CollectConfig(tasks=tasks, episodes=episodes, out=str(held), size=size, seed=seed))
     recorded = RobotEpisodes(str(held), size=size)
     var = RobotEpisodes(str(out / "robot_demos"), size=size).action_variance()
-    tokenizer = ImaginationPolicy.load(out / policies[0]).tokenizer
+    tokenizer = VPDDPolicy.from_pretrained(out / policies[0]).tokenizer
     log = json.loads((held / "meta" / "vidpolicy_collect.json").read_text())["episodes"]
 
     def tokens(frames: np.ndarray) -> torch.Tensor:
@@ -123,7 +123,7 @@ def watch_diagnostics(out: Path, tasks: str, size: int, policies: list[str], epi
     result = {"token_agreement_with_recording": {m: float(np.mean(v)) for m, v in agree.items()}}
     for name in policies:
         for yuv in (False, True):
-            pol = ImaginationPolicy.load(out / name, execute=1, yuv420=yuv)
+            pol = VPDDPolicy.from_pretrained(out / name, execute=1, yuv420=yuv)
             errs = []
             for e in log:
                 pol.reset()

@@ -165,7 +165,8 @@ def main() -> None:
     elif args.diagnose:
         from _fewshot_diag import heldout_diagnostics
 
-        policies = [p for p in ("policy", "policy_scratch", "policy_joint") if (out / p / "policy.json").exists()]
+        policies = [p for p in ("policy", "policy_scratch", "policy_joint")
+                    if (out / p / "policy_config.json").exists()]
         from vidpolicy.envs.tasks import INSTRUCTIONS
 
         swap = {INSTRUCTIONS[f"{t}-v3"]: INSTRUCTIONS[f"{a}-v3"] for t, a in LOOKALIKE.items()}
@@ -174,7 +175,7 @@ def main() -> None:
     elif args.watch:
         from _fewshot_diag import watch_diagnostics
 
-        policies = [p for p in ("policy", "policy_scratch") if (out / p / "policy.json").exists()]
+        policies = [p for p in ("policy", "policy_scratch") if (out / p / "policy_config.json").exists()]
         res = watch_diagnostics(out, args.tasks, s["size"], policies)
         amend(name, lambda result: result.update(watch_diagnostics={**res, "commit": commit()}))
     elif args.add_joint:

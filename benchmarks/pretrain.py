@@ -122,9 +122,9 @@ def main() -> None:
     model = FutureDenoiser().eval()
     result["sample_latency_s_default_model"] = sample_latency(model, args.steps)
     if args.policy:
-        from vidpolicy.finetune.policy import ImaginationPolicy
+        from vidpolicy.policies.vpdd import VPDDPolicy
 
-        pol = ImaginationPolicy.load(args.policy)
+        pol = VPDDPolicy.from_pretrained(args.policy)
         result["sample_latency_s_policy_with_actions"] = sample_latency(pol.video, args.steps, policy=pol)
     if args.model and args.tokens:
         result["imagination"] = accuracy(args.model, args.tokens, args.steps)

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny synthetic videos and a tiny trained tokenizer."""
+"""Shared fixtures: tiny synthetic videos, a tiny trained tokenizer, a tiny fine-tuned policy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _util import moving_square  # noqa: E402
+from _util import moving_square, run_cli  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +36,30 @@ def tiny_tokenizer(video_dir, tmp_path_factory) -> Path:
                                          batch_size=4, save_every=6, eval_every=4, num_workers=0,
                                          mixed_precision="no", adam_beta2=0.95))
     return out
+
+
+@pytest.fixture(scope="session")
+def policy(tmp_path_factory):
+    """collect -> tokenizer -> tokenize -> pretrain -> finetune, all tiny, through the CLI."""
+    d = tmp_path_factory.mktemp("ft")
+    steps = [
+        ["collect", "--tasks", "reach", "--episodes", "2", "--out", str(d / "demos"), "--size", "32"],
+        ["tokenizer", "train", "--videos", str(d / "demos" / "videos"), "--out", str(d / "tok"), "--size", "32",
+         "--codebook-size", "32", "--embedding-dim", "16", "--hidden-channels", "32", "--res-layers", "1",
+         "--max-steps", "10", "--batch-size", "4", "--num-workers", "0"],
+        ["tokenize", "--tokenizer", str(d / "tok"), "--dataset", str(d / "demos"), "--out", str(d / "tokens"),
+         "--num-workers", "0"],
+        ["pretrain", "--tokens", str(d / "tokens"), "--tokenizer", str(d / "tok"), "--out", str(d / "pre"),
+         "--width", "32", "--depth", "1", "--encoder-depth", "1", "--heads", "2", "--max-steps", "5",
+         "--batch-size", "2"],
+        ["finetune", "--pretrained", str(d / "pre"), "--dataset", str(d / "demos"), "--out", str(d / "policy"),
+         "--width", "32", "--depth", "1", "--max-steps", "60", "--batch-size", "16", "--log-every", "5",
+         "--lr", "3e-3", "--warmup-steps", "5", "--sampling-steps", "4", "--holdout-episodes", "1"],
+    ]
+    for cmd in steps:
+        r = run_cli(*cmd)
+        assert r.returncode == 0, (cmd, r.stderr[-2000:])
+    return d / "policy"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -26,36 +26,12 @@ def test_binning_round_trip_within_half_a_bin():
     assert np.array_equal(back[:, 3], acts[:, 3])
 
 
-@pytest.fixture(scope="module")
-def policy(tmp_path_factory):
-    """collect -> tokenizer -> tokenize -> pretrain -> finetune, all tiny, through the CLI."""
-    d = tmp_path_factory.mktemp("ft")
-    steps = [
-        ["collect", "--tasks", "reach", "--episodes", "2", "--out", str(d / "demos"), "--size", "32"],
-        ["tokenizer", "train", "--videos", str(d / "demos" / "videos"), "--out", str(d / "tok"), "--size", "32",
-         "--codebook-size", "32", "--embedding-dim", "16", "--hidden-channels", "32", "--res-layers", "1",
-         "--max-steps", "10", "--batch-size", "4", "--num-workers", "0"],
-        ["tokenize", "--tokenizer", str(d / "tok"), "--dataset", str(d / "demos"), "--out", str(d / "tokens"),
-         "--num-workers", "0"],
-        ["pretrain", "--tokens", str(d / "tokens"), "--tokenizer", str(d / "tok"), "--out", str(d / "pre"),
-         "--width", "32", "--depth", "1", "--encoder-depth", "1", "--heads", "2", "--max-steps", "5",
-         "--batch-size", "2"],
-        ["finetune", "--pretrained", str(d / "pre"), "--dataset", str(d / "demos"), "--out", str(d / "policy"),
-         "--width", "32", "--depth", "1", "--max-steps", "60", "--batch-size", "16", "--log-every", "5",
-         "--lr", "3e-3", "--warmup-steps", "5", "--sampling-steps", "4", "--holdout-episodes", "1"],
-    ]
-    for cmd in steps:
-        r = run_cli(*cmd)
-        assert r.returncode == 0, (cmd, r.stderr[-2000:])
-    return d / "policy"
-
-
 def test_finetune_loss_falls(policy):
     rows = [json.loads(x) for x in (policy / "logs" / "metrics.jsonl").read_text().splitlines()]
     # the x_0 cross-entropy of the action tokens (the VB term swings with the sampled timesteps)
     assert np.mean([r["action_ce"] for r in rows[-3:]]) < 0.93 * rows[0]["action_ce"]
-    for name in ("tokenizer", "video_model", "action_model", "scheduler", "binning.json", "config.json", "loss.png",
-                 "eval.json"):
+    for name in ("tokenizer", "video_model", "action_model", "scheduler", "binning.json", "policy_config.json",
+                 "config.json", "loss.png", "eval.json"):
         assert (policy / name).exists(), name
     ev = json.loads((policy / "eval.json").read_text())
     # the first action's bins on the held-out episode: better than always predicting the training mean
@@ -71,15 +47,15 @@ def _obs(seed: int = 0):
 
 
 def test_select_action_shape_and_bounds(policy):
-    from vidpolicy.finetune.policy import ImaginationPolicy
+    from vidpolicy.policies.vpdd import VPDDPolicy
 
-    p = ImaginationPolicy.load(policy)
+    p = VPDDPolicy.from_pretrained(policy)
     p.reset()
     for k in range(3):
         a = p.select_action(_obs(k))
         assert a.shape == (4,) and a.dtype == np.float32
-        lo = np.array([c[0] for c in p.binner.centers])
-        hi = np.array([c[-1] for c in p.binner.centers])
+        lo = np.array([c[0] for c in p.processor.binner.centers])
+        hi = np.array([c[-1] for c in p.processor.binner.centers])
         assert np.all(a >= lo - 1e-6) and np.all(a <= hi + 1e-6) and np.all(np.abs(a) <= 1)
     assert p.imagined_frames().shape == (4, 32, 32, 3)
     with pytest.raises(Exception, match="32x32"):
@@ -87,10 +63,10 @@ def test_select_action_shape_and_bounds(policy):
 
 
 def test_execute_sets_how_often_the_policy_plans(policy):
-    from vidpolicy.finetune.policy import ImaginationPolicy
+    from vidpolicy.policies.vpdd import VPDDPolicy
 
     for execute, plans in ((1, 8), (2, 4), (4, 2)):  # 8 steps with chunks of 4 actions
-        p = ImaginationPolicy.load(policy, execute=execute)
+        p = VPDDPolicy.from_pretrained(policy, execute=execute)
         calls, plan = [], p.plan
         p.plan = lambda *a, **k: calls.append(1) or plan(*a, **k)
         p.reset()
@@ -98,22 +74,22 @@ def test_execute_sets_how_often_the_policy_plans(policy):
             p.select_action(_obs(k))
         assert len(calls) == plans, execute
     with pytest.raises(Exception, match="must be 1..4"):
-        ImaginationPolicy.load(policy, execute=5)
+        VPDDPolicy.from_pretrained(policy, execute=5)
 
 
 def test_guidance_denoises_against_the_null_instruction(policy, tmp_path):
     import shutil
 
-    from vidpolicy.finetune.policy import ImaginationPolicy
+    from vidpolicy.policies.vpdd import VPDDPolicy
 
     hist = torch.randint(0, 32, (3, 64))
 
     def imagine(g):
-        p = ImaginationPolicy.load(policy, guidance=g)
+        p = VPDDPolicy.from_pretrained(policy, guidance=g)
         calls, denoise = [], p.video.denoise
         p.video.denoise = lambda x, t, ctx: calls.append(ctx) or denoise(x, t, ctx)
         video = p.plan(hist, p.text(["reach the goal position with the gripper"] * 3), steps=4,
-                       generator=torch.Generator().manual_seed(0), state=p.state_input(np.zeros((3, 39))))[0]
+                       generator=torch.Generator().manual_seed(0), state=p.processor.state(np.zeros((3, 39))))[0]
         return video, calls
 
     (plain, plain_calls), (unit, _), (guided, guided_calls) = (imagine(g) for g in (None, 1.0, 4.0))
@@ -122,16 +98,16 @@ def test_guidance_denoises_against_the_null_instruction(policy, tmp_path):
     assert guided_calls[0] is not guided_calls[1]
     scratch = tmp_path / "scratch"
     shutil.copytree(policy, scratch)
-    cfg = json.loads((scratch / "config.json").read_text())
-    (scratch / "config.json").write_text(json.dumps({**cfg, "from_scratch": True}))
+    cfg = json.loads((scratch / "policy_config.json").read_text())
+    (scratch / "policy_config.json").write_text(json.dumps({**cfg, "video_frozen": False}))
     with pytest.raises(Exception, match="guidance 2.0: needs the video model as pre-trained"):
-        ImaginationPolicy.load(scratch, guidance=2.0)
+        VPDDPolicy.from_pretrained(scratch, guidance=2.0)
 
 
 def test_guidance_follows_the_formula_on_a_toy_denoiser(policy):
     """Two classes the conditional and unconditional passes rank differently: guidance at scale g picks the class of
     log_softmax(u + g (c - u)) computed by hand, no guidance the conditional mode (r = 0: the mode at every step)."""
-    from vidpolicy.finetune.policy import ImaginationPolicy
+    from vidpolicy.policies.vpdd import VPDDPolicy
     from vidpolicy.pretrain.sample import guide
 
     c = torch.full((32,), -20.0)
@@ -143,8 +119,8 @@ def test_guidance_follows_the_formula_on_a_toy_denoiser(policy):
     hist = torch.randint(0, 32, (2, 64))
 
     def imagine(g):
-        p = ImaginationPolicy.load(policy, guidance=g)
-        p.config["top_r"] = 0.0
+        p = VPDDPolicy.from_pretrained(policy, guidance=g)
+        p.config.top_r = 0.0
         calls, denoise = [], p.video.denoise
 
         def toy(x, t, ctx):  # each step: the conditional pass first, then (guided) the unconditional one
@@ -155,7 +131,7 @@ def test_guidance_follows_the_formula_on_a_toy_denoiser(policy):
 
         p.video.denoise = toy
         return p.plan(hist, p.text(["reach"] * 2), steps=4, generator=torch.Generator().manual_seed(0),
-                      state=p.state_input(np.zeros((2, 39))))[0]
+                      state=p.processor.state(np.zeros((2, 39))))[0]
 
     # class 0 scores 2.5 - 0.5 g, class 1 scores 1.0 + 0.8 g: they cross at g = 15 / 13
     for g, mode in ((1.0, 0), (1.1, 0), (1.2, 1), (4.0, 1)):
@@ -164,7 +140,7 @@ def test_guidance_follows_the_formula_on_a_toy_denoiser(policy):
 
 def test_live_frames_pass_through_the_demonstrations_pixel_format(policy):
     from vidpolicy.common.media import yuv420_round_trip
-    from vidpolicy.finetune.policy import ImaginationPolicy
+    from vidpolicy.policies.vpdd import VPDDPolicy
 
     flat = np.full((32, 32, 3), (90, 140, 60), np.uint8)
     assert np.abs(yuv420_round_trip(flat).astype(int) - flat).max() <= 3  # one colour survives
@@ -172,24 +148,25 @@ def test_live_frames_pass_through_the_demonstrations_pixel_format(policy):
     lines[:, ::2] = (255, 0, 0)  # red columns one pixel wide: their colour is averaged with the grey beside them
     back = yuv420_round_trip(lines).astype(int)
     assert back[:, ::2, 0].mean() < 230 and back[:, ::2, 1].mean() > 25
-    # on by default: the fixture's demonstrations were recorded as H.264 yuv420p (policy.json says so)
-    assert json.loads((policy / "policy.json").read_text())["observation_pix_fmt"] == "yuv420p"
-    p = ImaginationPolicy.load(policy)
+    # on by default: the fixture's demonstrations were recorded as H.264 yuv420p (policy_config.json says so)
+    saved = json.loads((policy / "policy_config.json").read_text())
+    assert saved["observation_pix_fmt"] == "yuv420p" and saved["yuv420"] is True
+    p = VPDDPolicy.from_pretrained(policy)
     p.reset()
     obs = _obs(3)
     p.select_action(obs)
-    assert p.yuv420 and np.array_equal(p._frames[-1], yuv420_round_trip(obs["image"]))
-    raw = ImaginationPolicy.load(policy, yuv420=False)
+    assert p.processor.yuv420 and np.array_equal(p._frames[-1], yuv420_round_trip(obs["image"]))
+    raw = VPDDPolicy.from_pretrained(policy, yuv420=False)
     raw.select_action(obs)
     assert np.array_equal(raw._frames[-1], obs["image"])
 
 
 def test_reloaded_policy_gives_identical_actions(policy):
-    from vidpolicy.finetune.policy import ImaginationPolicy
+    from vidpolicy.policies.vpdd import VPDDPolicy
 
     runs = []
     for _ in range(2):
-        p = ImaginationPolicy.load(policy, seed=7)
+        p = VPDDPolicy.from_pretrained(policy, seed=7)
         p.reset()
         runs.append(np.stack([p.select_action(_obs(k)) for k in range(4)]))
     assert np.array_equal(runs[0], runs[1])
@@ -245,7 +222,7 @@ def test_policy_with_other_action_dim_is_refused(policy, tmp_path):
 
 
 def test_continuous_regression_head(policy, tmp_path):
-    from vidpolicy.finetune.policy import ImaginationPolicy
+    from vidpolicy.policies.vpdd import VPDDPolicy
 
     d = policy.parent
     out = tmp_path / "reg"
@@ -256,7 +233,7 @@ def test_continuous_regression_head(policy, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [json.loads(x) for x in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["action_mse"] < 0.7 * rows[0]["action_mse"]
-    p = ImaginationPolicy.load(out)
+    p = VPDDPolicy.from_pretrained(out)
     a = p.select_action(_obs())
     assert a.shape == (4,) and np.all(np.abs(a) <= 1) and p.imagined_frames().shape == (4, 32, 32, 3)
 
@@ -264,10 +241,10 @@ def test_continuous_regression_head(policy, tmp_path):
 def test_policy_reads_the_robot_state(policy):
     import torch
 
-    from vidpolicy.finetune.policy import ImaginationPolicy
+    from vidpolicy.policies.vpdd import VPDDPolicy
 
-    p = ImaginationPolicy.load(policy, seed=3)
-    assert p.state_norm.dim == 39 and p.action.config.state_dim == 39
+    p = VPDDPolicy.from_pretrained(policy, seed=3)
+    assert p.processor.state_norm.dim == 39 and p.action.config.state_dim == 39
     with pytest.raises(Exception, match="no 'state'"):
         p.reset()
         p.select_action({k: v for k, v in _obs().items() if k != "state"})

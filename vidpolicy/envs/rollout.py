@@ -111,10 +111,10 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
         if cfg.policy == "expert":
             make_policy = ExpertPolicy
         else:
-            from vidpolicy.finetune.policy import ImaginationPolicy
+            from vidpolicy.policies.vpdd import VPDDPolicy
 
-            shared = ImaginationPolicy.load(cfg.policy, sampling_steps=cfg.sampling_steps, execute=cfg.execute,
-                                            guidance=cfg.guidance, yuv420=cfg.yuv420)
+            shared = VPDDPolicy.from_pretrained(cfg.policy, sampling_steps=cfg.sampling_steps, execute=cfg.execute,
+                                                guidance=cfg.guidance, yuv420=cfg.yuv420)
             if shared.action_dim != ACTION_DIM:
                 raise VidpolicyError(f"{cfg.policy}: the policy acts in {shared.action_dim} dimensions but "
                                      f"Meta-World takes {ACTION_DIM}")

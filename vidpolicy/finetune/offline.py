@@ -9,13 +9,13 @@ import numpy as np
 import torch
 
 from vidpolicy.datasets.robot import RobotEpisodes
-from vidpolicy.finetune.policy import ImaginationPolicy
+from vidpolicy.policies.vpdd import VPDDPolicy
 
 
 @torch.no_grad()
 def offline_eval(policy_dir: str | Path, eps: RobotEpisodes, tokens: dict[int, np.ndarray], episodes: list[int],
                  max_samples: int = 64, batch: int = 16, seed: int = 0) -> dict:
-    policy = ImaginationPolicy.load(policy_dir)
+    policy = VPDDPolicy.from_pretrained(policy_dir)
     items = [(i, t) for i in episodes for t in range(eps.episodes[i].length)]
     rng = np.random.default_rng(seed)
     pick = [items[k] for k in rng.choice(len(items), size=min(max_samples, len(items)), replace=False)]
@@ -26,17 +26,17 @@ def offline_eval(policy_dir: str | Path, eps: RobotEpisodes, tokens: dict[int, n
         hist = torch.from_numpy(np.stack([tokens[i][t].astype(np.int64) for i, t in chunk]))
         text = policy.text([eps.episodes[i].task for i, _ in chunk])
         states = None if eps.state_key is None else np.stack([eps.states(i)[t] for i, t in chunk])
-        _, actions = policy.plan(hist, text, generator=g, state=policy.state_input(states, str(eps.root)))
+        _, actions = policy.plan(hist, text, generator=g, state=policy.processor.state(states, str(eps.root)))
         pred.append(actions[:, 0])
         true.append(np.stack([eps.actions(i)[t] for i, t in chunk]))
     pred, true = np.concatenate(pred), np.concatenate(true)
     # the dataset's action variance: a held-out episode may barely move some joints (near-zero variance there)
     var = eps.action_variance()
-    mean = np.broadcast_to(policy.binner.mean.astype(np.float32), true.shape)
-    true_bins = policy.binner.encode(true)
+    mean = np.broadcast_to(policy.processor.binner.mean.astype(np.float32), true.shape)
+    true_bins = policy.processor.binner.encode(true)
 
     def scores(p: np.ndarray) -> tuple[float, float]:
-        return float((((p - true) ** 2) / var).mean()), float((policy.binner.encode(p) == true_bins).mean())
+        return float((((p - true) ** 2) / var).mean()), float((policy.processor.binner.encode(p) == true_bins).mean())
 
     (mse, acc), (mean_mse, mean_acc) = scores(pred), scores(mean)
     return {"samples": len(pick), "normalized_mse": mse, "bin_accuracy": acc,

@@ -19,7 +19,7 @@ from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
 from vidpolicy.common.plots import plot_losses
 from vidpolicy.common.sampling import step_batches
-from vidpolicy.common.pretrained import copy_model, load_model, model_dir, save_model
+from vidpolicy.common.pretrained import load_model
 from vidpolicy.common.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
 from vidpolicy.common.runlock import releases_run_locks
@@ -29,6 +29,8 @@ from vidpolicy.finetune.config import FinetuneConfig
 from vidpolicy.finetune.data import RobotTokenSamples, tokenize_episodes
 from vidpolicy.finetune.model import ActionDenoiser
 from vidpolicy.finetune.state import StateNorm
+from vidpolicy.policies.vpdd import VPDDConfig, VPDDPolicy, VPDDProcessor
+from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.pretrain.losses import loss_terms
@@ -50,6 +52,19 @@ class JointDenoiser(nn.Module):
         return log_v, self.action(a_t, t, feats.detach() if self.detach else feats, text, state)
 
 
+def policy_config(cfg: FinetuneConfig, pre_cfg: dict, eps: RobotEpisodes, tokenizer: VideoTokenizer) -> VPDDConfig:
+    """What the fine-tuned policy needs to act, from this run's settings, the pre-training run and the data."""
+    return VPDDConfig(
+        action_dim=eps.action_dim,
+        state_dim=int(eps.meta.features[eps.state_key]["shape"][0]) if cfg.state and eps.state_key else 0,
+        horizon=cfg.horizon, execute=cfg.execute, bins=cfg.bins, action_head=cfg.action_head,
+        sampling_steps=cfg.sampling_steps, guidance=cfg.guidance, top_r=cfg.top_r, action_top_r=cfg.action_top_r,
+        text_encoder=pre_cfg.get("text_encoder", DEFAULT_TEXT_ENCODER), image_size=tokenizer.config.size,
+        frames=tokenizer.config.frames, gap=cfg.gap, observation_pix_fmt=eps.pix_fmt or "",
+        yuv420=str(eps.pix_fmt or "").startswith(("yuv420", "yuvj420")),
+        video_frozen=not (cfg.from_scratch or cfg.train_video))
+
+
 @releases_run_locks
 def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     out = Path(cfg.out)
@@ -61,13 +76,13 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     tokenizer = load_model(VideoTokenizer, pre, "tokenizer")
     video = load_model(FutureDenoiser, pre, "model")
     eps = RobotEpisodes(cfg.dataset, size=tokenizer.config.size, camera=cfg.camera)
-    previous = out / "policy.json"
-    if previous.exists() and not overwrite:
-        old = json.loads(previous.read_text())
+    if (out / CONFIG_NAME).exists() and not overwrite:
+        old = VPDDConfig.load(out)
         for key, now in (("action_dim", eps.action_dim), ("image_size", tokenizer.config.size)):
-            if old.get(key, now) != now:
-                raise VidpolicyError(f"{out}: holds a policy with {key} {old[key]}, but {cfg.dataset} with "
+            if getattr(old, key) != now:
+                raise VidpolicyError(f"{out}: holds a policy with {key} {getattr(old, key)}, but {cfg.dataset} with "
                                      f"{cfg.pretrained} gives {key} {now}; pass --overwrite or another --out")
+    pol_cfg = policy_config(cfg, pre_cfg, eps, tokenizer)  # a bad setting fails here, before anything is written
     acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
     if acc.is_main_process:
         prepare_run_dir(out, cfg, overwrite=overwrite)
@@ -143,16 +158,8 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     result = {"steps": trainer.step}
     if acc.is_main_process:
         joint = acc.unwrap_model(trainer.model)
-        copy_model(model_dir(pre, "tokenizer"), out / "tokenizer")
-        save_model(joint.video, out / "video_model")
-        save_model(joint.action, out / "action_model")
-        binner.save(out / "binning.json")
-        if state_norm:
-            state_norm.save(out / "state_norm.json")
-        schedule.save(out)
-        write_json(out / "policy.json", {"text_encoder": pre_cfg.get("text_encoder", DEFAULT_TEXT_ENCODER),
-                                         "action_dim": eps.action_dim, "image_size": tokenizer.config.size,
-                                         "observation_pix_fmt": eps.pix_fmt})
+        VPDDPolicy(pol_cfg, tokenizer, joint.video, joint.action, schedule,
+                   VPDDProcessor(binner, state_norm, pol_cfg.image_size, pol_cfg.yuv420)).save_pretrained(out)
         plot_losses(out, ("loss", "action_mse") if regression else ("loss", "action_vb", "action_acc_masked"))
         if held_eps:
             from vidpolicy.finetune.offline import offline_eval

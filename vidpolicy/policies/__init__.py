@@ -1,0 +1,1 @@
+"""Policies shaped like LeRobot's own (``policies/<name>/``: configuration, modeling, processor)."""

@@ -1,0 +1,72 @@
+"""`VPDDConfig`: what a fine-tuned VPDD policy needs to act, besides its weights; saved as ``policy_config.json``.
+
+Shaped like LeRobot's policy configs (``configuration_<name>.py``): one typed dataclass, strict on load (an unknown
+key or a wrong type names itself), with the version of the format that wrote it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidpolicy.common.config import load_config, to_dict
+from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.io import write_json
+from vidpolicy.common.text import DEFAULT_TEXT_ENCODER
+
+CONFIG_NAME = "policy_config.json"
+FORMAT_VERSION = 1
+ACTION_HEADS = ("tokens", "regression")
+
+
+@dataclass
+class VPDDConfig:
+    action_dim: int = 4
+    state_dim: int = 0  # 0: the action model reads no robot state
+    horizon: int = 4  # actions per imagined chunk
+    execute: int = 1  # actions of a chunk executed before imagining again (LeRobot's n_action_steps)
+    bins: int = 48  # quantile bins per action dimension
+    action_head: str = "tokens"  # tokens: binned actions denoised with the video; regression: continuous
+    sampling_steps: int = 10  # reverse-diffusion steps per plan
+    guidance: float = 1.0  # classifier-free guidance of the imagined video (1 = off)
+    top_r: float | None = 0.88  # imagined video: sample among the likeliest codes up to this mass
+    action_top_r: float | None = 0.0  # action bins: the same; 0 takes the mode
+    text_encoder: str = DEFAULT_TEXT_ENCODER
+    image_size: int = 96  # square frames the tokenizer reads
+    frames: int = 4  # frames per clip
+    gap: int = 20  # the imagined clip ends this many steps ahead
+    observation_pix_fmt: str = ""  # the demonstrations' pixel format (e.g. yuv420p)
+    yuv420: bool = False  # live frames pass through yuv420p chroma, as the recorded demonstrations did
+    video_frozen: bool = True  # the video model is the pre-trained one (guidance needs its null instruction)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.action_head not in ACTION_HEADS:
+            raise VidpolicyError(f"action_head {self.action_head!r}: must be one of {', '.join(ACTION_HEADS)}")
+        if not 1 <= self.execute <= self.horizon:
+            raise VidpolicyError(f"execute {self.execute}: must be 1..{self.horizon} (the action chunk)")
+        if self.guidance != 1.0 and not self.video_frozen:
+            raise VidpolicyError(f"guidance {self.guidance}: needs the video model as pre-trained (with instruction "
+                                 f"dropout); this policy's video model was trained in fine-tuning")
+
+    def with_overrides(self, **overrides) -> "VPDDConfig":
+        """A copy with the given settings changed (None: keep the saved one), checked again."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / CONFIG_NAME
+        write_json(path, to_dict(self))
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "VPDDConfig":
+        path = Path(directory) / CONFIG_NAME
+        if not path.exists():
+            raise VidpolicyError(f"{directory}: not a policy directory of this vidpolicy (no {CONFIG_NAME}); a policy "
+                                 f"fine-tuned by an earlier version needs `vidpolicy finetune` again")
+        cfg = load_config(cls, path)
+        if cfg.format_version > FORMAT_VERSION:
+            raise VidpolicyError(f"{path}: format_version {cfg.format_version}, but this vidpolicy reads up to "
+                                 f"{FORMAT_VERSION}; upgrade vidpolicy")
+        return cfg

@@ -1,0 +1,158 @@
+"""`VPDDPolicy`: a fine-tuned VPDD policy with LeRobot's verbs: ``reset()``, ``select_action(observation)``,
+``predict_action_chunk(observation)``, ``save_pretrained(dir)`` / ``from_pretrained(dir)``.
+
+Each plan tokenizes the last T frames (the first frame repeats at an episode's start) and jointly denoises the future
+clip's tokens and the action chunk's tokens from all-[MASK] in S steps, conditioned on the instruction (and the robot
+state when the policy was trained with one); the chunk's bins become actions and the first ``execute`` of them run
+before the next plan (receding horizon). ``guidance`` > 1 sharpens the imagined video towards the instruction
+(classifier-free guidance against the pre-trained model's null instruction). The last imagined future is kept for
+rollout videos.
+
+A policy directory: ``policy_config.json`` (`VPDDConfig`), ``tokenizer/``, ``video_model/``, ``action_model/``
+(diffusers ``save_pretrained``), ``scheduler/`` (`MaskReplaceScheduler`), ``binning.json`` and ``state_norm.json``
+(`VPDDProcessor`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.pretrained import load_model, save_model
+from vidpolicy.common.text import TextEncoder
+from vidpolicy.datasets.clips import to_uint8, to_unit_range
+from vidpolicy.finetune.model import ActionDenoiser
+from vidpolicy.policies.vpdd.configuration_vpdd import VPDDConfig
+from vidpolicy.policies.vpdd.processor_vpdd import VPDDProcessor
+from vidpolicy.pretrain.model import FutureDenoiser
+from vidpolicy.pretrain.sample import guide, sample_tokens
+from vidpolicy.pretrain.schedule import MaskReplaceScheduler
+from vidpolicy.tokenizer.model import VideoTokenizer
+
+
+class VPDDPolicy:
+    def __init__(self, config: VPDDConfig, tokenizer: VideoTokenizer, video: FutureDenoiser, action: ActionDenoiser,
+                 scheduler: MaskReplaceScheduler, processor: VPDDProcessor, seed: int = 0):
+        a = action.config
+        if (a.action_dim, a.horizon, a.output) != (config.action_dim, config.horizon, config.action_head):
+            raise VidpolicyError(f"action model (action_dim {a.action_dim}, horizon {a.horizon}, {a.output}) does not "
+                                 f"match the policy config ({config.action_dim}, {config.horizon}, "
+                                 f"{config.action_head})")
+        self.config, self.tokenizer, self.video, self.action = config, tokenizer, video, action
+        self.scheduler, self.processor, self.seed = scheduler, processor, seed
+        self.text = TextEncoder(config.text_encoder)
+        self.reset()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, seed: int = 0, **overrides) -> "VPDDPolicy":
+        """Load a policy directory; ``overrides`` (sampling_steps, execute, guidance, yuv420, ...; None keeps the
+        saved value) change how it acts, not what it learned."""
+        path = Path(path)
+        config = VPDDConfig.load(path).with_overrides(**overrides)
+        video = load_model(FutureDenoiser, path, "video_model")
+        return cls(config, load_model(VideoTokenizer, path, "tokenizer"), video,
+                   load_model(ActionDenoiser, path, "action_model"),
+                   MaskReplaceScheduler.load(path, video.config.num_timesteps),
+                   VPDDProcessor.load(path, config.image_size, config.yuv420), seed)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_model(self.tokenizer, path / "tokenizer")
+        save_model(self.video, path / "video_model")
+        save_model(self.action, path / "action_model")
+        self.scheduler.save(path)
+        self.processor.save(path)
+        self.config.save(path)  # last: a directory with a config is a complete policy
+        return path
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def action_dim(self) -> int:
+        return self.config.action_dim
+
+    def reset(self) -> None:
+        self._frames: list[np.ndarray] = []
+        self._queue: list[np.ndarray] = []
+        self._imagined_tokens = None
+        self._imagined_frames = None
+        self._generator = torch.Generator().manual_seed(self.seed)
+
+    @torch.no_grad()
+    def plan(self, history_tokens: torch.Tensor, text: torch.Tensor, steps: int | None = None,
+             generator: torch.Generator | None = None,
+             state: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Jointly imagine (future video tokens ``(b, n)``, actions ``(b, H, D)`` in the robot's units);
+        ``state``: normalised robot states ``(b, state_dim)`` (see `VPDDProcessor.state`) for a policy that reads
+        them."""
+        v, a, cfg = self.video, self.action, self.config
+        H, D = cfg.horizon, cfg.action_dim
+        regression = cfg.action_head == "regression"
+        last: dict[str, torch.Tensor] = {}
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ctx = v.context(history_tokens, v.text_input(text))
+            uncond = (v.context(history_tokens, v.text_input(None).expand(history_tokens.shape[0], -1))
+                      if cfg.guidance != 1.0 else None)
+
+            def predict(x, t):
+                tt = torch.full((x["video"].shape[0],), t, dtype=torch.long)
+                log_v, feats = v.denoise(x["video"], tt, ctx)
+                if uncond is not None:  # the action model still reads the conditional features
+                    log_v = guide(log_v, v.denoise(x["video"], tt, uncond)[0], cfg.guidance)
+                if regression:  # the chunk regressed from the sharpest imagined future so far
+                    last["action"] = a(None, tt, feats, text, state).float()
+                    return {"video": log_v}
+                return {"video": log_v, "action": a(x["action"], tt, feats, text, state)}
+
+            streams = {"video": (v.tokens_per_clip, v.config.codebook_size)}
+            if not regression:
+                streams["action"] = (H * D, a.num_classes)
+            out = sample_tokens(predict, self.scheduler, streams, history_tokens.shape[0],
+                                steps or cfg.sampling_steps, top_r={"video": cfg.top_r, "action": cfg.action_top_r},
+                                generator=generator)
+        if regression:
+            return out["video"], self.processor.actions_from_normalized(last["action"].view(-1, H, D).numpy())
+        return out["video"], self.processor.actions_from_bins(out["action"].view(-1, H, D).numpy())
+
+    def _observe(self, observation: dict) -> None:
+        self._frames.append(self.processor.frame(observation["image"]))
+        self._frames = self._frames[-self.config.frames:]
+
+    def _plan_chunk(self, observation: dict) -> np.ndarray:
+        T = self.config.frames
+        clip = [self._frames[0]] * (T - len(self._frames)) + self._frames
+        hist = self.tokenizer.encode(to_unit_range(np.stack(clip))[None]).flatten(1)
+        text = self.text([observation.get("instruction", "")])
+        state = self.processor.state(observation.get("state"))
+        video, actions = self.plan(hist, text, generator=self._generator, state=state)
+        self._imagined_tokens, self._imagined_frames = video, None
+        return actions[0]
+
+    @torch.no_grad()
+    def predict_action_chunk(self, observation: dict) -> np.ndarray:
+        """Observe ``{"image", "instruction", "state"?}`` and imagine the next chunk: actions ``(H, D)``."""
+        self._observe(observation)
+        return self._plan_chunk(observation)
+
+    @torch.no_grad()
+    def select_action(self, observation: dict) -> np.ndarray:
+        """The next action ``(D,)``: the queued chunk's next one, planning a new chunk when it has run out."""
+        self._observe(observation)
+        if not self._queue:
+            self._queue = list(self._plan_chunk(observation)[: self.config.execute])
+        return self._queue.pop(0).astype(np.float32)
+
+    def imagined_frames(self) -> np.ndarray | None:
+        """The last imagined future clip as uint8 ``(T, S, S, 3)`` (decoded on first request)."""
+        if self._imagined_tokens is None:
+            return None
+        if self._imagined_frames is None:
+            grid = self._imagined_tokens.view(1, *self.tokenizer.latent_shape)
+            self._imagined_frames = to_uint8(self.tokenizer.decode(grid)[0])
+        return self._imagined_frames
