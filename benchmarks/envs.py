@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from _common import save
+from vidpolicy.common.malloc import keep_freed_memory
 from vidpolicy.envs.collect import CollectConfig, collect
 from vidpolicy.envs.metaworld import MetaWorldEnv
 
@@ -50,6 +51,7 @@ def episodes_per_minute(tasks: str = "reach,push", episodes: int = 3) -> float:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the CLI does for its process: the stages run here as library calls
     save("envs", {
         "env_steps_per_s_no_render": steps_per_s(),
         "render_fps": {f"{size}_{'shadows' if sh else 'no_shadows'}": render_fps(size, sh, n=50 if sh else 200)

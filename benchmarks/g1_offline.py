@@ -13,12 +13,14 @@ import argparse
 import json
 from pathlib import Path
 
+from vidpolicy.common.malloc import keep_freed_memory
 from _common import OUT, save
 
 G1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "robot" / "g1_pick_bottle"
 
 
 def main() -> None:
+    keep_freed_memory()  # as the CLI does for its process: the stages run here as library calls
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pretrained", required=True, help="a pretrain run directory")
     ap.add_argument("--dataset", default=str(G1))

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidpolicy.common.malloc import keep_freed_memory
 from _common import OUT, commit, save
 
 TASKS = "reach,button-press-topdown,drawer-close,door-open,push"
@@ -117,6 +118,7 @@ def paired_vs_scratch(out: Path) -> dict:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the CLI does for its process: the stages run here as library calls
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small models and budgets (~10 min)")
     ap.add_argument("--tasks", default=TASKS)
@@ -154,7 +156,7 @@ def main() -> None:
                          "when each target task's instruction is swapped for its actionless look-alike's, into the "
                          "JSON")
     args = ap.parse_args()
-    from vidpolicy.demo import finetune_variant, imagine_stage, pretrain_stage, rollout_variant
+    from vidpolicy.pipeline import finetune_variant, imagine_stage, pretrain_stage, rollout_variant
 
     s = SIZES[args.quick]
     human = str(SHARED_HUMAN) if SHARED_HUMAN.exists() and not args.no_human else None
@@ -226,7 +228,7 @@ def rerollout(args, s: dict, out: Path, name: str) -> None:
     frame seen through yuv420p chroma; ``--guidance G``: (a) again with classifier-free guidance of its imagined
     video (scratch's video model has no null instruction to guide against: paired with its plain rollout). Into the
     JSON under "execute" / "yuv420" / "guidance"."""
-    from vidpolicy.demo import rollout_dir, rollout_variant
+    from vidpolicy.pipeline import rollout_dir, rollout_variant
 
     t0 = time.time()
     if args.guidance:
@@ -277,7 +279,7 @@ def set_column(result: dict, out: Path, col: str, res: dict, t0: float, stage: s
 
 
 def fresh_run(args, s: dict, out: Path, name: str, human: str | None) -> None:
-    from vidpolicy.demo import run_pipeline
+    from vidpolicy.pipeline import run_pipeline
     from vidpolicy.envs.rollout import RolloutConfig, rollout
 
     # a fresh directory: `collect` extends an existing dataset, so a rerun would reuse the last run's episodes (and skip

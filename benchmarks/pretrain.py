@@ -22,6 +22,7 @@ from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.pretrain.train import diffusion_loss
+from vidpolicy.common.malloc import keep_freed_memory
 
 
 class _Cfg:
@@ -91,6 +92,7 @@ def accuracy(model_dir: str, tokens_dir: str, steps_list, pairs: int = 32) -> di
 
 
 def main() -> None:
+    keep_freed_memory()  # as the CLI does for its process: the stages run here as library calls
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a pretrain run directory (for accuracy on held-out pairs)")
     ap.add_argument("--tokens", help="token directory with the held-out pairs")

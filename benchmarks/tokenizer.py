@@ -26,6 +26,7 @@ from vidpolicy.common.threads import torch_threads
 from vidpolicy.datasets.clips import ClipSpec, VideoClipDataset, clip_starts
 from vidpolicy.datasets.video import VideoSource, find_videos, resample_indices
 from vidpolicy.tokenizer.model import VideoTokenizer
+from vidpolicy.common.malloc import keep_freed_memory
 
 SHARED_HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
 # (decoder attention heads, training squares per frame): VideoGPT's blocks on centre squares, each change alone, both
@@ -134,6 +135,7 @@ def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the CLI does for its process: the stages run here as library calls
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", help="video directory (default ../shared/data/human, else generated)")
     ap.add_argument("--budget-min", type=float, default=20.0, help="CPU training minutes per size for PSNR")

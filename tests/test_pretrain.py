@@ -135,7 +135,7 @@ def test_pretrain_run_resume_and_imagine(tiny_tokenizer, video_dir, tmp_path):
 
 
 def test_mix_weights_give_the_robot_directory_its_share_of_samples(tiny_tokenizer, video_dir, tmp_path):
-    from vidpolicy.demo import mix_weights
+    from vidpolicy.pipeline import mix_weights
     from vidpolicy.pretrain.data import TokenPairs
 
     human = _pipeline(tiny_tokenizer, video_dir, tmp_path)

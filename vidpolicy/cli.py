@@ -1,31 +1,46 @@
-"""``vidpolicy`` command line (see ../shared/CLI.md for the public interface).
+"""``vidpolicy`` command line.
 
-Every command builds its stage's config from flags (and optionally ``--config FILE.json``), runs it, and turns a
-`VidpolicyError` into one line on stderr and exit status 2.
+Every stage command builds its config from flags (and optionally ``--config FILE.json``), runs it, and turns a
+`VidpolicyError` into one line on stderr and exit status 2. Process-wide settings (environment, allocator, dying
+with a launcher) are made here, in the entry point, never inside library calls.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from vidpolicy.common.cli_args import add_config_args, add_run_flags, config_from_args
 from vidpolicy.common.errors import VidpolicyError
-from vidpolicy.common.malloc import keep_freed_memory
-from vidpolicy.common.workers import die_with_parent, launched_by_torchrun
-
-os.environ.setdefault("MUJOCO_GL", "egl")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def cmd_tokenizer_train(args):
-    from vidpolicy.tokenizer.config import TokenizerTrainConfig
-    from vidpolicy.tokenizer.train import train_tokenizer
+@dataclass(frozen=True)
+class Command:
+    """A stage command runs ``run(config, overwrite=...)`` with its config dataclass built from flags; any other
+    command adds its own flags (``flags``)."""
 
-    train_tokenizer(config_from_args(TokenizerTrainConfig, args), overwrite=args.overwrite)
+    path: tuple[str, ...]  # ("tokenizer", "train")
+    help: str
+    config: str = ""  # "module:Class"
+    run: str = ""  # "module:function"
+    required: tuple[str, ...] = ()
+    description: str = ""
+    resume: bool = False
+    flags: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+def _load(ref: str):
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _run_stage(cmd: Command, args) -> None:
+    _load(cmd.run)(config_from_args(_load(cmd.config), args), overwrite=args.overwrite)
 
 
 def cmd_tokenizer_reconstruct(args):
@@ -34,47 +49,94 @@ def cmd_tokenizer_reconstruct(args):
     reconstruct(args.tokenizer, args.video, args.out, fps=args.fps)
 
 
-def cmd_tokenize(args):
-    from vidpolicy.tokenizer.config import TokenizeConfig
-    from vidpolicy.tokenizer.tokenize import tokenize
+def cmd_imagine(args):
+    from vidpolicy.pretrain.imagine import imagine_video
 
-    tokenize(config_from_args(TokenizeConfig, args), overwrite=args.overwrite)
+    imagine_video(args.model, args.video, args.instruction, args.out, steps=args.steps, start=args.start,
+                  fps=args.fps, top_r=args.top_r, guidance=args.guidance, seed=args.seed)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from vidpolicy import __version__
-
-    parser = argparse.ArgumentParser(prog="vidpolicy", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"vidpolicy {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    tok = sub.add_parser("tokenizer", help="train or inspect the VQ video tokenizer")
-    tsub = tok.add_subparsers(dest="subcommand", required=True)
-    from vidpolicy.tokenizer.config import TokenizeConfig, TokenizerTrainConfig
-
-    p = tsub.add_parser("train", help="train the 3D VQ-VAE on a folder of videos",
-                        description="Train the 3D VQ-VAE video tokenizer on a video corpus.")
-    add_config_args(p, TokenizerTrainConfig, required=("videos", "out"))
-    add_run_flags(p)
-    p.set_defaults(func=cmd_tokenizer_train)
-
-    p = tsub.add_parser("reconstruct", help="original | reconstruction mp4 of one video; prints PSNR / SSIM")
+def _reconstruct_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", required=True, help="a `tokenizer train` run directory")
     p.add_argument("--video", required=True, help="the video file to reconstruct")
     p.add_argument("--out", required=True, help="output .mp4 (original left, reconstruction right)")
     p.add_argument("--fps", type=float, default=None, help="sample the video at this frame rate")
     p.set_defaults(func=cmd_tokenizer_reconstruct)
 
-    p = sub.add_parser("tokenize", help="video corpus or LeRobotDataset -> token shards + index.json",
-                       description="Tokenize every clip of a corpus into shards; resumable, multi-process.")
-    add_config_args(p, TokenizeConfig, required=("tokenizer", "out"))
-    add_run_flags(p, resume=False)
-    p.set_defaults(func=cmd_tokenize)
 
-    from vidpolicy import cli_stages
+def _imagine_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a `pretrain` run directory")
+    p.add_argument("--video", required=True, help="video whose clip at --start is the history")
+    p.add_argument("--instruction", required=True, help="what should happen, in words")
+    p.add_argument("--out", required=True, help="output .mp4: history | imagined | truth (when the video goes on)")
+    p.add_argument("--steps", type=int, default=25, help="reverse diffusion steps (respaced from T)")
+    p.add_argument("--start", type=int, default=0, help="first (sampled) frame of the history clip")
+    p.add_argument("--fps", type=float, default=None, help="sample the video at this frame rate")
+    p.add_argument("--top-r", dest="top_r", type=float, default=None, help="top-r truncation (paper: 0.88)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.set_defaults(func=cmd_imagine)
 
-    cli_stages.register(sub)
+
+COMMANDS = (
+    Command(("tokenizer", "train"), "train the 3D VQ-VAE on a folder of videos",
+            "vidpolicy.tokenizer.config:TokenizerTrainConfig", "vidpolicy.tokenizer.train:train_tokenizer",
+            ("videos", "out"), "Train the 3D VQ-VAE video tokenizer on a video corpus.", resume=True),
+    Command(("tokenizer", "reconstruct"), "original | reconstruction mp4 of one video; prints PSNR / SSIM",
+            flags=_reconstruct_flags),
+    Command(("tokenize",), "video corpus or LeRobotDataset -> token shards + index.json",
+            "vidpolicy.tokenizer.config:TokenizeConfig", "vidpolicy.tokenizer.tokenize:tokenize", ("tokenizer", "out"),
+            "Tokenize every clip of a corpus into shards; resumable, multi-process."),
+    Command(("pretrain",), "train the discrete-diffusion future predictor on token shards",
+            "vidpolicy.pretrain.config:PretrainConfig", "vidpolicy.pretrain.train:pretrain",
+            ("tokens", "tokenizer", "out"), "Pre-train the mask-and-replace denoiser on (history, future) token pairs.",
+            resume=True),
+    Command(("imagine",), "history clip + instruction -> imagined future clip (mp4 + contact sheet)",
+            flags=_imagine_flags),
+    Command(("collect",), "scripted-expert demos -> LeRobotDataset (H.264)", "vidpolicy.envs.collect:CollectConfig",
+            "vidpolicy.envs.collect:collect", ("tasks", "out")),
+    Command(("finetune",), "train the action model on robot demos, conditioned on imagined futures",
+            "vidpolicy.finetune.config:FinetuneConfig", "vidpolicy.finetune.train:finetune",
+            ("pretrained", "dataset", "out"), resume=True),
+    Command(("rollout",), "run a policy (or the experts) on Meta-World; results.json, videos/, success.png",
+            "vidpolicy.envs.rollout:RolloutConfig", "vidpolicy.envs.rollout:rollout", ("tasks", "out")),
+    Command(("demo",), "the whole pipeline at a small size on generated data", "vidpolicy.demo:DemoConfig",
+            "vidpolicy.demo:run_demo"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vidpolicy import __version__
+
+    parser = argparse.ArgumentParser(prog="vidpolicy", description="Learn robot policies from actionless video: "
+                                     "tokenize, pre-train, fine-tune, roll out (VPDD).")
+    parser.add_argument("--version", action="version", version=f"vidpolicy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tokenizer = sub.add_parser("tokenizer", help="train or inspect the VQ video tokenizer")
+    groups = {("tokenizer",): tokenizer.add_subparsers(dest="subcommand", required=True)}
+    for cmd in COMMANDS:
+        p = groups.get(cmd.path[:-1], sub).add_parser(cmd.path[-1], help=cmd.help,
+                                                       description=cmd.description or cmd.help)
+        if cmd.flags is not None:
+            cmd.flags(p)
+            continue
+        add_config_args(p, _load(cmd.config), required=cmd.required)
+        add_run_flags(p, resume=cmd.resume)
+        p.set_defaults(func=lambda args, cmd=cmd: _run_stage(cmd, args))
     return parser
+
+
+def _setup_process() -> None:
+    """What every command wants of its process, set before any library call."""
+    from vidpolicy.common.malloc import keep_freed_memory
+    from vidpolicy.common.workers import die_with_parent, launched_by_torchrun
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from installed packages; never wait on a hub
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if launched_by_torchrun():
+        die_with_parent()  # a killed launcher takes its ranks with it
+    keep_freed_memory()  # every command allocates and frees the same tensors batch after batch
 
 
 def _leave_distributed(code: int) -> None:
@@ -93,11 +155,8 @@ def _leave_distributed(code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if launched_by_torchrun():
-        die_with_parent()  # a killed launcher takes its ranks with it
-    keep_freed_memory()  # every command allocates and frees the same tensors batch after batch
+    _setup_process()
+    args = build_parser().parse_args(argv)
     code = 0
     try:
         args.func(args)

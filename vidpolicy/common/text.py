@@ -5,7 +5,6 @@ Any sentence-transformers / Hugging Face path works instead. Embeddings are cach
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import torch
@@ -37,7 +36,6 @@ class TextEncoder:
 
     def _load(self):
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
 
             self._model = SentenceTransformer(_resolve(self.name), device="cpu")

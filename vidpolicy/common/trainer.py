@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import remove_stale_temps, write_json
-from vidpolicy.common.malloc import keep_freed_memory
 
 CKPT_RE = re.compile(r"^step-(\d{7})$")
 
@@ -51,7 +50,6 @@ class LoopSettings:
 
 
 def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
-    keep_freed_memory()  # training called as a library: a step re-faulting its activations costs ~20% on a CPU
     cpu = not torch.cuda.is_available()
     # schedules count optimizer steps of the whole job (max_steps): accelerate's default would step a prepared
     # scheduler once per process per step, finishing a cosine N times early under N processes

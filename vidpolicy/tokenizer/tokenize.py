@@ -26,7 +26,6 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.errors import VidpolicyError
-from vidpolicy.common.malloc import keep_freed_memory
 from vidpolicy.common.io import remove_stale_temps
 from vidpolicy.common.pretrained import load_model, model_dir
 from vidpolicy.common.threads import torch_threads
@@ -230,7 +229,6 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
         raise VidpolicyError("tokenize: give exactly one of --videos DIR or --dataset DIR")
     if cfg.precision not in ("bf16", "fp32"):
         raise VidpolicyError(f"--precision: {cfg.precision!r} is not bf16 or fp32")
-    keep_freed_memory()
     state = PartialState(cpu=not torch.cuda.is_available())
     model = load_model(VideoTokenizer, cfg.tokenizer)
     cfg.tokenizer_sha = weights_sha(cfg.tokenizer)
