@@ -111,37 +111,25 @@ print(before, applied, max(faults() for _ in range(2)))
     assert before > 4 * 2048 and after < 1000, (before, after)  # glibc raises its threshold after a few frees
 
 
-def test_a_run_saved_before_a_key_existed_resumes_when_asked_for_the_old_behaviour(tmp_path):
+def test_a_run_of_an_earlier_format_is_refused_naming_both_versions(tmp_path):
+    from vidpolicy import __version__
     from vidpolicy.common.config import prepare_run_dir, to_dict
     from vidpolicy.common.errors import VidpolicyError
     from vidpolicy.tokenizer.config import TokenizerTrainConfig
 
-    old = TokenizerTrainConfig(videos="v", out=str(tmp_path), hidden_channels=96, res_layers=3)
-    saved = {k: v for k, v in to_dict(old).items() if k not in ("up_channels", "encoder_res_layers", "crops")}
-    (tmp_path / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(VidpolicyError, match="crops: 1 there, 5 now"):
-        prepare_run_dir(tmp_path, old)
-    with pytest.raises(VidpolicyError, match="encoder_res_layers: 3 there, 0 now"):
-        prepare_run_dir(tmp_path, replace(old, crops=1))
-    with pytest.raises(VidpolicyError, match="up_channels: 96 there, 64 now"):
-        prepare_run_dir(tmp_path, replace(old, crops=1, encoder_res_layers=3))
-    assert json.loads((tmp_path / "config.json").read_text()) == saved  # refused: nothing rewritten
-    as_before = replace(old, crops=1, encoder_res_layers=3, up_channels=96, max_steps=5000)
-    assert prepare_run_dir(tmp_path, as_before) is True
-    assert json.loads((tmp_path / "config.json").read_text())["up_channels"] == 96
-
-
-def test_a_finetune_run_saved_before_state_conditioning_resumes_as_it_was(tmp_path):
-    from vidpolicy.common.config import prepare_run_dir, to_dict
-    from vidpolicy.common.errors import VidpolicyError
-    from vidpolicy.finetune.config import FinetuneConfig
-
-    new_keys = ("state", "action_head", "guidance", "detach_video_features", "video_lr", "top_r", "action_top_r")
-    cfg = FinetuneConfig(pretrained="p", dataset="d", out=str(tmp_path))
-    (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in to_dict(cfg).items() if k not in new_keys}))
-    as_before = replace(cfg, top_r=None, action_top_r=None)  # both streams sampled untruncated then
-    with pytest.raises(VidpolicyError, match="action_top_r: None there, 0.0 now"):
+    cfg = TokenizerTrainConfig(videos="v", out=str(tmp_path))
+    assert prepare_run_dir(tmp_path, cfg) is False
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["format_version"] == 2 and saved["vidpolicy_version"] == __version__
+    assert prepare_run_dir(tmp_path, replace(cfg, max_steps=5)) is True  # same format, same run: resumes
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(cfg)))  # as 0.1 wrote it: settings only
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(VidpolicyError, match=rf"vidpolicy 0.1 or earlier \(run format 1\); vidpolicy "
+                                             rf"{__version__} reads run format 2: pass --overwrite"):
         prepare_run_dir(tmp_path, cfg)
-    with pytest.raises(VidpolicyError, match="state: False there, True now"):
-        prepare_run_dir(tmp_path, as_before)
-    assert prepare_run_dir(tmp_path, replace(as_before, state=False)) is True
+    assert (tmp_path / "checkpoints").exists()  # refused: nothing touched
+    assert prepare_run_dir(tmp_path, cfg, overwrite=True) is False and not (tmp_path / "checkpoints").exists()
+    # a run's config.json still serves as --config: its version keys are not settings
+    from vidpolicy.common.config import load_config
+
+    assert load_config(TokenizerTrainConfig, tmp_path / "config.json") == cfg

@@ -172,3 +172,27 @@ def test_a_killed_pretrain_holds_its_directory_until_it_dies_then_is_taken_over(
     assert r.returncode == 0, r.stderr[-1500:]
     assert f"taking over the lock of pid {first.pid}" in r.stderr
     assert (out / "model").exists() and lock_path(out).read_text() == ""
+
+
+def test_a_token_directory_of_another_format_is_refused_naming_both(tokens):
+    from vidpolicy.datasets.tokens import write_index
+
+    index = json.loads((tokens / "index.json").read_text())
+    write_index(tokens / "index.json", {**index, "format_version": 1})
+    with pytest.raises(VidpolicyError, match=r"index\.json: written by vidpolicy .* \(tokens format 1\); .* reads "
+                                             r"tokens format 2: tokenize again"):
+        TokenDataset(tokens)
+
+
+@linux_only
+def test_collect_locks_beside_the_dataset_it_lets_lerobot_create(tmp_path):
+    out = tmp_path / "demos"
+
+    @releases_run_locks
+    def held():
+        lock_run_dir(out, beside=True)
+        return run_cli("collect", "--tasks", "reach", "--episodes", "1", "--out", str(out))
+
+    r = held()
+    assert r.returncode == 2 and f"in use by pid {os.getpid()}" in r.stderr and not out.exists(), r.stderr[-1500:]
+    assert lock_path(out, beside=True) == tmp_path / ".demos.lock"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -181,6 +182,10 @@ def test_scheduler_saves_and_loads_with_its_config(tmp_path):
     assert torch.equal(back.alpha_bar, sched.alpha_bar) and torch.equal(back.gamma_bar, sched.gamma_bar)
     with pytest.raises(VidpolicyError, match="30 diffusion steps.*50"):
         MaskReplaceScheduler.load(tmp_path, 50)
-    # a run saved before schedulers were: rebuilt from the config it names
-    earlier = MaskReplaceScheduler.load(tmp_path / "old", 30, {"schedule": "replace", "replace_mass": 0.25})
-    assert torch.equal(earlier.gamma_bar, sched.gamma_bar)
+    cfg_file = where / "scheduler_config.json"
+    cfg_file.write_text(json.dumps({k: v for k, v in json.loads(cfg_file.read_text()).items()
+                                    if k != "_format_version"}))
+    with pytest.raises(VidpolicyError, match="model format 1"):
+        MaskReplaceScheduler.load(tmp_path, 30)
+    with pytest.raises(VidpolicyError, match="no scheduler_config.json"):
+        MaskReplaceScheduler.load(tmp_path / "elsewhere", 30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from vidpolicy.common.pretrained import load_model, save_model
@@ -59,20 +60,21 @@ def _encoder_blocks(m: VideoTokenizer) -> int:
     return sum(isinstance(layer, ResidualBlock) for layer in m.encoder)
 
 
-def test_a_tokenizer_saved_before_encoder_type_existed_loads_as_videogpt(tmp_path):
-    # session-1 checkpoints: VideoGPT's encoder with res_layers blocks, neither key in config.json
-    m = VideoTokenizer(size=32, hidden_channels=32, res_layers=1, codebook_size=64, embedding_dim=16,
-                       encoder_type="videogpt", encoder_res_layers=None).eval()
-    save_model(m, tmp_path / "model")
-    _drop_config_keys(tmp_path, "encoder_type", "encoder_res_layers")
-    m2 = load_model(VideoTokenizer, tmp_path)
-    assert m2.config.encoder_type == "videogpt" and _encoder_blocks(m2) == _encoder_blocks(m) == 1
-    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
-    # today's default encoder has no residual blocks (equal-time PSNR); a saved depth is kept
-    assert _encoder_blocks(VideoTokenizer()) == 0
-    assert _encoder_blocks(load_model(VideoTokenizer, _saved(tmp_path / "one", encoder_res_layers=1))) == 1
-    # a config that names the encoder keeps it
+def test_encoder_type_and_depth_are_saved_and_loaded(tmp_path):
+    assert _encoder_blocks(VideoTokenizer()) == 0  # the default encoder has no residual blocks
+    m = load_model(VideoTokenizer, _saved(tmp_path / "one", encoder_type="videogpt", encoder_res_layers=1))
+    assert m.config.encoder_type == "videogpt" and _encoder_blocks(m) == 1
     assert load_model(VideoTokenizer, _saved(tmp_path / "new", encoder_type="patch")).config.encoder_type == "patch"
+
+
+def test_a_tokenizer_of_an_earlier_format_is_refused_naming_both_versions(tmp_path):
+    from vidpolicy import __version__
+    from vidpolicy.common.errors import VidpolicyError
+
+    path = _drop_config_keys(_saved(tmp_path), "_format_version", "_vidpolicy_version")
+    with pytest.raises(VidpolicyError, match=rf"vidpolicy 0.1 or earlier \(model format 1\); vidpolicy "
+                                             rf"{__version__} reads model format 2: train it again"):
+        load_model(VideoTokenizer, path)
 
 
 def _up_widths(m: VideoTokenizer) -> list[int]:
@@ -81,19 +83,16 @@ def _up_widths(m: VideoTokenizer) -> list[int]:
     return [layer.out_channels for layer in m.decoder if isinstance(layer, LatentConvTranspose3d)]
 
 
-def test_upsampling_width_is_configurable_and_older_tokenizers_load_at_the_hidden_width(tmp_path):
+def test_upsampling_width_is_configurable(tmp_path):
     m = VideoTokenizer(size=32, hidden_channels=32, res_layers=1, codebook_size=64, embedding_dim=16, up_channels=8)
     assert _up_widths(m) == [8, 3]
     assert m.decode(m.encode(torch.rand(2, 3, 4, 32, 32) - 0.5)).shape == (2, 3, 4, 32, 32)
     assert _up_widths(VideoTokenizer()) == [64, 3]  # the default: half the hidden width
-    # a config.json without the key (saved before it existed) meant the hidden width
-    path = _drop_config_keys(_saved(tmp_path, up_channels=None), "up_channels")
-    assert _up_widths(load_model(VideoTokenizer, path)) == [32, 3]
     assert _up_widths(load_model(VideoTokenizer, _saved(tmp_path / "new", up_channels=16))) == [16, 3]
 
 
 def _drop_config_keys(path, *keys):
-    """Make a saved tokenizer look as if it was saved before ``keys`` existed."""
+    """Make a saved tokenizer look as if an earlier version, without ``keys``, had saved it."""
     cfg_file = path / "model" / "config.json"
     cfg = json.loads(cfg_file.read_text())
     for key in keys:

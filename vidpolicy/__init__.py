@@ -3,4 +3,4 @@
 Stages meet through files on disk: videos -> token shards -> checkpoints -> datasets -> rollout reports.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
 from vidpolicy.common.runlock import LOCK_NAME, lock_run_dir
+from vidpolicy.common.versions import FORMAT_KEY, VERSION_KEY, check, stamp
 
 C = TypeVar("C")
 
@@ -99,6 +100,9 @@ def load_config(cls: type[C], path: str | Path) -> C:
         raise VidpolicyError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise VidpolicyError(f"{path}: config must be a JSON object")
+    # a run's config.json names the format that wrote it; as a --config file only its settings count
+    fields = {f.name for f in dataclasses.fields(cls)}
+    data = {k: v for k, v in data.items() if k in fields or k not in (FORMAT_KEY, VERSION_KEY)}
     return from_dict(cls, data, source=str(path))
 
 
@@ -112,14 +116,15 @@ def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False) -> bool:
     lock_run_dir(out)
     cfg_path = out / "config.json"
     resuming = False
+    new = {**to_dict(cfg), **stamp("run")}
     if cfg_path.exists():
         try:
             old = json.loads(cfg_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             old = None
-        new = to_dict(cfg)
-        if isinstance(old, dict):
-            old = with_legacy_values(type(cfg), old)
+        if isinstance(old, dict) and not overwrite:
+            check(old, "run", out, "pass --overwrite to start this run again, or finish it with the version that "
+                  "started it")
         same = isinstance(old, dict) and _comparable(old) == _comparable(new)
         if same and not overwrite:
             resuming = True
@@ -132,7 +137,7 @@ def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False) -> bool:
             )
     elif overwrite:
         _empty(out)
-    write_json(cfg_path, to_dict(cfg))
+    write_json(cfg_path, new)
     return resuming
 
 
@@ -147,20 +152,8 @@ def _empty(out: Path) -> None:
             p.unlink()
 
 
-def with_legacy_values(cls: type, old: dict) -> dict:
-    """``old`` (a config.json an earlier version wrote) with the keys added since filled in as that version behaved:
-    ``cls.legacy_values`` maps a key to its old value, or to a function of the old config giving it. A run saved
-    before a key existed then compares equal to a config that asks for the old behaviour (and differs, naming the
-    key and its old value, from one that does not), so it can be resumed."""
-    filled = dict(old)
-    for key, value in getattr(cls, "legacy_values", {}).items():
-        if key not in filled:
-            filled[key] = value(old) if callable(value) else value
-    return filled
-
-
 def _comparable(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k not in RESUMABLE_FIELDS}
+    return {k: v for k, v in d.items() if k not in RESUMABLE_FIELDS and k not in (FORMAT_KEY, VERSION_KEY)}
 
 
 def _first_difference(old: Any, new: dict) -> str:

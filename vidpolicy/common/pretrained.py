@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import atomic_dir
+from vidpolicy.common.versions import check, stamp_json
 
 M = TypeVar("M")
 
@@ -32,10 +33,10 @@ def load_model(cls: type[M], path: str | Path, subfolder: str = "model") -> M:
         raise VidpolicyError(f"{where / 'config.json'}: not valid JSON ({e})") from None
     if cfg.get("_class_name") != cls.__name__:
         raise VidpolicyError(f"{where}: holds a {cfg.get('_class_name')!r}, expected a {cls.__name__}")
-    # a config saved before a key existed meant that key's old behaviour, not today's default
-    legacy = {k: v for k, v in getattr(cls, "legacy_config", {}).items() if k not in cfg}
+    check(cfg, "model", where, "train it again with this version, or use it with the version that wrote it",
+          private=True)
     # use_safetensors=True: a pickle (.bin) placed beside the weights is never deserialised.
-    model = cls.from_pretrained(str(where), use_safetensors=True, **legacy)
+    model = cls.from_pretrained(str(where), use_safetensors=True)
     return model.eval()
 
 
@@ -43,6 +44,7 @@ def save_model(model, path: str | Path) -> Path:
     """``save_pretrained`` into a temporary directory, then rename: no torn model directory after a kill."""
     with atomic_dir(path) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
+        stamp_json(tmp / "config.json", "model", private=True)
     return Path(path)
 
 

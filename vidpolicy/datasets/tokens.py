@@ -18,6 +18,7 @@ import numpy as np
 from vidpolicy.common.checksum import ChecksumError, read_sealed_json, sha256_bytes, sha256_file, write_sealed_json
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_bytes
+from vidpolicy.common.versions import check
 
 REPAIR = "rerun the `vidpolicy tokenize` command that wrote {root} with --verify to re-tokenize what is damaged"
 
@@ -108,6 +109,8 @@ class TokenDataset:
             raise VidpolicyError(f"{index}: {e}; {REPAIR.format(root=self.root)}") from None
         except ValueError as e:
             raise VidpolicyError(f"{index}: {e}") from None
+        check(meta, "tokens", index, f"tokenize again into a new directory (or rerun the command that wrote "
+              f"{self.root} with --overwrite)")
         self.meta = meta
         self.rows: list[dict] = meta["clips"]
         self.codebook_size = int(meta["tokenizer"]["codebook_size"])

@@ -1,26 +1,17 @@
-"""The resolved configuration of one ``vidpolicy finetune`` run; it is also the policy's config."""
+"""The resolved configuration of one ``vidpolicy finetune`` run (the policy it writes carries its own `VPDDConfig`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from vidpolicy.common.cli_args import opt
 
 
 @dataclass
 class FinetuneConfig:
-    # what runs saved before a key existed did (`prepare_run_dir` fills these in before comparing for a resume): no
-    # robot state, binned-action tokens, no guidance, the video model reached by the action loss at --lr, both
-    # streams sampled from their whole distribution (no top-r truncation)
-    legacy_values: ClassVar[dict] = {
-        "state": False, "action_head": "tokens", "guidance": 1.0, "detach_video_features": False, "video_lr": None,
-        "top_r": None, "action_top_r": None,
-    }
-
     pretrained: str = opt("", "a `pretrain` run directory (its tokenizer and video model)")
     dataset: str = opt("", "a LeRobotDataset with actions (e.g. from `vidpolicy collect`)")
-    out: str = opt("", "policy directory: tokenizer/, video_model/, action_model/, binning.json, config.json")
+    out: str = opt("", "policy directory: policy_config.json, tokenizer/, video_model/, action_model/, scheduler/, ...")
     from_scratch: bool = opt(False, "same architecture, video model randomly initialised and trained on robot video")
     train_video: bool = opt(False, "also train the video model (always on with --from-scratch)")
     detach_video_features: bool = opt(False, "with a trained video model: the action loss does not reach it (it "

@@ -7,7 +7,6 @@ architecture with a randomly initialised video model (then trained on the robot 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from vidpolicy.common.io import write_json
 from vidpolicy.common.plots import plot_losses
 from vidpolicy.common.sampling import step_batches
 from vidpolicy.common.pretrained import load_model
-from vidpolicy.common.text import DEFAULT_TEXT_ENCODER, TextEncoder
+from vidpolicy.common.text import TextEncoder
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
 from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.datasets.robot import RobotEpisodes
@@ -31,6 +30,7 @@ from vidpolicy.finetune.model import ActionDenoiser
 from vidpolicy.finetune.state import StateNorm
 from vidpolicy.policies.vpdd import VPDDConfig, VPDDPolicy, VPDDProcessor
 from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
+from vidpolicy.pretrain.config import PretrainConfig, load_run_config
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.pretrain.losses import loss_terms
@@ -52,14 +52,14 @@ class JointDenoiser(nn.Module):
         return log_v, self.action(a_t, t, feats.detach() if self.detach else feats, text, state)
 
 
-def policy_config(cfg: FinetuneConfig, pre_cfg: dict, eps: RobotEpisodes, tokenizer: VideoTokenizer) -> VPDDConfig:
+def policy_config(cfg: FinetuneConfig, pre_cfg: PretrainConfig, eps: RobotEpisodes, tokenizer: VideoTokenizer) -> VPDDConfig:
     """What the fine-tuned policy needs to act, from this run's settings, the pre-training run and the data."""
     return VPDDConfig(
         action_dim=eps.action_dim,
         state_dim=int(eps.meta.features[eps.state_key]["shape"][0]) if cfg.state and eps.state_key else 0,
         horizon=cfg.horizon, execute=cfg.execute, bins=cfg.bins, action_head=cfg.action_head,
         sampling_steps=cfg.sampling_steps, guidance=cfg.guidance, top_r=cfg.top_r, action_top_r=cfg.action_top_r,
-        text_encoder=pre_cfg.get("text_encoder", DEFAULT_TEXT_ENCODER), image_size=tokenizer.config.size,
+        text_encoder=pre_cfg.text_encoder, image_size=tokenizer.config.size,
         frames=tokenizer.config.frames, gap=cfg.gap, observation_pix_fmt=eps.pix_fmt or "",
         yuv420=str(eps.pix_fmt or "").startswith(("yuv420", "yuvj420")),
         video_frozen=not (cfg.from_scratch or cfg.train_video))
@@ -69,10 +69,7 @@ def policy_config(cfg: FinetuneConfig, pre_cfg: dict, eps: RobotEpisodes, tokeni
 def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     out = Path(cfg.out)
     pre = Path(cfg.pretrained)
-    pre_cfg_path = pre / "config.json"
-    if not pre_cfg_path.exists():
-        raise VidpolicyError(f"{pre}: not a pretrain run directory (no config.json)")
-    pre_cfg = json.loads(pre_cfg_path.read_text())
+    pre_cfg = load_run_config(pre)
     tokenizer = load_model(VideoTokenizer, pre, "tokenizer")
     video = load_model(FutureDenoiser, pre, "model")
     eps = RobotEpisodes(cfg.dataset, size=tokenizer.config.size, camera=cfg.camera)
@@ -100,7 +97,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     acc.wait_for_everyone()
     if tokens is None:
         tokens = tokenize_episodes(eps, tokenizer, out / "robot_tokens.npz")
-    text = TextEncoder(pre_cfg.get("text_encoder", DEFAULT_TEXT_ENCODER))
+    text = TextEncoder(pre_cfg.text_encoder)
     instructions = sorted({e.task for e in eps.episodes})
     text_table = text(instructions)
     data = RobotTokenSamples(eps, tokens, binner, cfg.gap, cfg.horizon, text_table, train_eps, state_norm)
@@ -113,7 +110,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
                             video_width=video.config.width, text_dim=video.config.text_dim,
                             output=cfg.action_head, state_dim=state_norm.dim if state_norm else 0)
     model = JointDenoiser(video.train(), action, train_video, detach=cfg.detach_video_features)
-    schedule = MaskReplaceScheduler.load(pre, video.config.num_timesteps, pre_cfg)
+    schedule = MaskReplaceScheduler.load(pre, video.config.num_timesteps)
     groups = [{"params": list(action.parameters()), "lr": cfg.lr}]
     if train_video:  # its own learning rate: a pre-trained video model may want a smaller step (--video-lr)
         groups.append({"params": list(video.parameters()), "lr": cfg.lr if cfg.video_lr is None else cfg.video_lr})

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from vidpolicy.common.cli_args import opt
+from vidpolicy.common.config import load_config
+from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.text import DEFAULT_TEXT_ENCODER
+from vidpolicy.common.versions import check
 
 
 @dataclass
 class PretrainConfig:
     tokens: list[str] = opt([], "token directories from `vidpolicy tokenize` (several mix, see --token-weights)")
     tokenizer: str = opt("", "the tokenizer run directory the tokens were made with")
-    out: str = opt("", "run directory: model/, tokenizer/, checkpoints/, logs/, loss.png")
+    out: str = opt("", "run directory: model/, scheduler/, tokenizer/, checkpoints/, logs/, loss.png")
     token_weights: list[float] | None = opt(None, "sampling weight per token directory (default: equal)")
     gap: int = opt(20, "the future clip starts this many sampled frames after the history clip (paper: 20 steps)")
     # network
@@ -45,3 +50,12 @@ class PretrainConfig:
     save_every: int = opt(500, "checkpoint every N steps")
     log_every: int = opt(10, "log scalars every N steps")
     seed: int = opt(0, "random seed")
+
+
+def load_run_config(run: str | Path) -> PretrainConfig:
+    """A pretrain run's settings, typed: what its model was trained with (text encoder, gap, ...)."""
+    path = Path(run) / "config.json"
+    if not path.exists():
+        raise VidpolicyError(f"{run}: not a pretrain run directory (no config.json)")
+    check(json.loads(path.read_text()), "run", run, "pre-train it again with this version")
+    return load_config(PretrainConfig, path)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -17,9 +16,10 @@ from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.media import psnr, side_by_side, write_mp4
 from vidpolicy.common.plots import contact_sheet
 from vidpolicy.common.pretrained import load_model
-from vidpolicy.common.text import DEFAULT_TEXT_ENCODER, TextEncoder
+from vidpolicy.common.text import TextEncoder
 from vidpolicy.datasets.clips import to_uint8, to_unit_range
 from vidpolicy.datasets.video import VideoError, VideoSource, resample_indices
+from vidpolicy.pretrain.config import load_run_config
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.sample import guide, sample_tokens
 from vidpolicy.pretrain.schedule import MaskReplaceScheduler
@@ -29,17 +29,14 @@ from vidpolicy.tokenizer.model import VideoTokenizer
 class Imaginer:
     def __init__(self, model_dir: str | Path):
         self.dir = Path(model_dir)
-        cfg_path = self.dir / "config.json"
-        if not cfg_path.exists():
-            raise VidpolicyError(f"{self.dir}: not a pretrain run directory (no config.json)")
-        self.cfg = json.loads(cfg_path.read_text())
+        self.cfg = load_run_config(self.dir)
         self.denoiser = load_model(FutureDenoiser, self.dir, "model")
         self.tokenizer = load_model(VideoTokenizer, self.dir, "tokenizer")
-        self.schedule = MaskReplaceScheduler.load(self.dir, self.denoiser.config.num_timesteps, self.cfg)
-        self.text = TextEncoder(self.cfg.get("text_encoder", DEFAULT_TEXT_ENCODER))
+        self.schedule = MaskReplaceScheduler.load(self.dir, self.denoiser.config.num_timesteps)
+        self.text = TextEncoder(self.cfg.text_encoder)
         self.frames = self.tokenizer.config.frames
         self.size = self.tokenizer.config.size
-        self.gap = int(self.cfg.get("gap", 20))
+        self.gap = self.cfg.gap
 
     @torch.no_grad()
     def tokenize(self, frames: np.ndarray) -> torch.Tensor:

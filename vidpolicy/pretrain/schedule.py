@@ -12,6 +12,7 @@ serves the video tokens and the action tokens. The training loss lives in `vidpo
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from diffusers.utils import BaseOutput
 
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import atomic_dir
+from vidpolicy.common.versions import check, stamp_json
 
 LOG_EPS = math.log(1e-30)
 SUBFOLDER = "scheduler"  # beside the denoiser in a pretrain run and a policy directory
@@ -74,13 +76,14 @@ class MaskReplaceScheduler(SchedulerMixin, ConfigMixin):
         raise VidpolicyError(f"--schedule: unknown schedule {kind!r} (paper or replace)")
 
     @classmethod
-    def load(cls, run: str | Path, num_timesteps: int, earlier: dict | None = None) -> "MaskReplaceScheduler":
-        """The scheduler saved in ``run/scheduler`` (checked against the denoiser's ``num_timesteps``); a run saved
-        before schedulers were (``earlier``: its config naming ``schedule`` and ``replace_mass``) rebuilds it."""
+    def load(cls, run: str | Path, num_timesteps: int) -> "MaskReplaceScheduler":
+        """The scheduler saved in ``run/scheduler``, checked against the denoiser's ``num_timesteps``."""
         where = Path(run) / SUBFOLDER
         if not (where / cls.config_name).exists():
-            earlier = earlier or {}
-            return cls.named(earlier.get("schedule", "paper"), num_timesteps, earlier.get("replace_mass", 0.1))
+            raise VidpolicyError(f"{where}: no {cls.config_name}; `vidpolicy pretrain` / `finetune` write it beside "
+                                 "the denoiser")
+        check(json.loads((where / cls.config_name).read_text()), "model", where,
+              "train it again with this version, or use it with the version that wrote it", private=True)
         scheduler = cls.from_pretrained(str(where))
         if scheduler.num_timesteps != num_timesteps:
             raise VidpolicyError(f"{where}: {scheduler.num_timesteps} diffusion steps, but the denoiser beside it was "
@@ -91,6 +94,7 @@ class MaskReplaceScheduler(SchedulerMixin, ConfigMixin):
         """``save_pretrained`` into ``run/scheduler`` (atomically: no torn directory after a kill)."""
         with atomic_dir(Path(run) / SUBFOLDER) as tmp:
             self.save_pretrained(str(tmp))
+            stamp_json(tmp / self.config_name, "model", private=True)
         return Path(run) / SUBFOLDER
 
     # ---- tables ---------------------------------------------------------------------------------------------

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from vidpolicy.common.cli_args import opt
 
 
 @dataclass
 class TokenizerTrainConfig:
-    # what runs saved before a key existed did (`prepare_run_dir` fills these in before comparing for a resume)
-    legacy_values: ClassVar[dict] = {
-        "encoder": "videogpt", "encoder_res_layers": lambda old: old.get("res_layers"), "augment": False,
-        "lr_decay": False, "crops": 1, "flips": "h", "codebook_restart": "random", "adam_beta2": 0.999,
-        "up_channels": lambda old: old.get("hidden_channels"), "small_crops": 0.0, "small_crop_size": 48,
-    }
-
     videos: str = opt("", "directory of videos (searched recursively) or a .txt list of video paths")
     out: str = opt("", "run directory: model/, checkpoints/, logs/, loss.png, manifest.csv, eval.json")
     frames: int = opt(4, "frames per clip (4 -> one latent frame with x4 temporal down-sampling)")
@@ -89,8 +81,6 @@ class TokenizerTrainConfig:
 
 @dataclass
 class TokenizeConfig:
-    legacy_values: ClassVar[dict] = {"precision": "fp32"}  # token directories written before bf16 encoding
-
     tokenizer: str = opt("", "a `tokenizer train` run directory (or its model/ directory)")
     out: str = opt("", "token directory: shards/, index.json, manifest.csv")
     videos: str | None = opt(None, "directory of videos or a .txt list (give this or --dataset)")

@@ -177,12 +177,6 @@ def _kernel(stride: tuple[int, int, int]) -> tuple[int, int, int]:
 class VideoTokenizer(ModelMixin, ConfigMixin):
     """``encode(video (b, 3, T, H, W)) -> tokens (b, t, h, w)``; ``decode(tokens) -> video``."""
 
-    # tokenizers saved before ``encoder_type`` existed have VideoGPT's encoder, those saved before
-    # ``encoder_res_layers`` existed have ``res_layers`` encoder blocks, those saved before ``up_channels`` existed
-    # upsample ``hidden_channels`` wide, earlier codebooks restart at random rows (`load_model` reads this)
-    legacy_config = {"encoder_type": "videogpt", "encoder_res_layers": None, "up_channels": None,
-                     "codebook_restart": "random"}
-
     @register_to_config
     def __init__(
         self,
@@ -191,7 +185,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         in_channels: int = 3,
         hidden_channels: int = 128,
         res_layers: int = 2,
-        encoder_res_layers: int | None = 0,
+        encoder_res_layers: int = 0,
         attn_heads: int = 2,
         embedding_dim: int = 32,
         codebook_size: int = 2048,
@@ -199,7 +193,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         ema_decay: float = 0.99,
         commitment_weight: float = 0.25,
         encoder_type: str = "patch",
-        up_channels: int | None = 64,
+        up_channels: int = 64,
         codebook_restart: str = "error",
     ):
         super().__init__()
@@ -212,18 +206,17 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         c = hidden_channels
         # no residual blocks in the encoder by default: at equal CPU time (96², 4 min) 0 / 1 / 2 blocks reached
         # 24.44 / 24.35 / 24.13 dB held-out (the decoder gets the steps), and tokenize is 0.75 ms per clip faster each
-        n_enc = res_layers if encoder_res_layers is None else encoder_res_layers
         if encoder_type == "patch":
-            enc = patch_encoder(c, in_channels, n_enc, tuple(downsample))
+            enc = patch_encoder(c, in_channels, encoder_res_layers, tuple(downsample))
         else:
-            enc = videogpt_encoder(c, in_channels, n_enc, attn_heads, strides)
+            enc = videogpt_encoder(c, in_channels, encoder_res_layers, attn_heads, strides)
         enc += [_norm(c), nn.SiLU(), nn.Conv3d(c, embedding_dim, 1)]
         self.encoder = nn.Sequential(*enc)
         self.codebook = EMACodebook(codebook_size, embedding_dim, decay=ema_decay, restart=codebook_restart)
         dec = [nn.Conv3d(embedding_dim, c, 1)]
         dec += [ResidualBlock(c, attn_heads) for _ in range(res_layers)]
         dec += [_norm(c), nn.SiLU()]
-        width = c if up_channels is None else up_channels
+        width = up_channels
         for i, s in enumerate(reversed(strides)):
             last = i == len(strides) - 1
             out = in_channels if last else width

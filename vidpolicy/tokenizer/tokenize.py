@@ -29,6 +29,7 @@ from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import remove_stale_temps
 from vidpolicy.common.pretrained import load_model, model_dir
 from vidpolicy.common.threads import torch_threads
+from vidpolicy.common.versions import stamp
 from vidpolicy.common.workers import worker_init
 from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.datasets.clips import ClipSpec, clip_starts, layout, to_unit_range
@@ -290,6 +291,7 @@ def merge_index(out: Path, n_shards: int, model: VideoTokenizer, spec: ClipSpec)
         raise VidpolicyError(f"{out}: no readable video among {len(rows)} input(s) ({summarize(rows)}); "
                              "see manifest.csv")
     index = {
+        **stamp("tokens"),
         "tokenizer": {"codebook_size": model.config.codebook_size, "latent_shape": list(model.latent_shape),
                       "frames": spec.frames, "size": spec.size},
         "clip_stride": spec.step,

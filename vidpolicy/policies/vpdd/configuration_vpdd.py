@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidpolicy import __version__
 from vidpolicy.common.config import load_config, to_dict
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
@@ -40,6 +41,7 @@ class VPDDConfig:
     yuv420: bool = False  # live frames pass through yuv420p chroma, as the recorded demonstrations did
     video_frozen: bool = True  # the video model is the pre-trained one (guidance needs its null instruction)
     format_version: int = FORMAT_VERSION
+    vidpolicy_version: str = __version__  # the vidpolicy that wrote it
 
     def __post_init__(self) -> None:
         if self.action_head not in ACTION_HEADS:
@@ -67,6 +69,6 @@ class VPDDConfig:
                                  f"fine-tuned by an earlier version needs `vidpolicy finetune` again")
         cfg = load_config(cls, path)
         if cfg.format_version > FORMAT_VERSION:
-            raise VidpolicyError(f"{path}: format_version {cfg.format_version}, but this vidpolicy reads up to "
-                                 f"{FORMAT_VERSION}; upgrade vidpolicy")
+            raise VidpolicyError(f"{path}: format_version {cfg.format_version} (vidpolicy {cfg.vidpolicy_version}), but "
+                                 f"vidpolicy {__version__} reads up to {FORMAT_VERSION}; upgrade vidpolicy")
         return cfg
