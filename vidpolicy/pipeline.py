@@ -46,9 +46,8 @@ def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_vi
     if human_videos:
         videos += find_videos(human_videos)
     write_text(out / "tokenizer_videos.txt", "\n".join(str(v.resolve()) for v in videos) + "\n")
-    # left-right flips only: the fixed-camera robot frames are never upside down, reversed or transposed (default
-    # demo, 600 steps, held-out: flips h 30.63 dB, the htvd default for video corpora 29.26)
-    # full clips every step: the demo's numbers were measured so (its step count is fixed, not its time)
+    # left-right flips only: fixed-camera robot frames are never upside down, reversed or transposed (the htvd
+    # default for video corpora reconstructed the demo's frames worse); whole clips every step, as measured
     tok = train_tokenizer(TokenizerTrainConfig(
         videos=str(out / "tokenizer_videos.txt"), out=str(out / "tokenizer"), size=s["size"],
         codebook_size=s["codebook"], hidden_channels=s["hidden"], max_steps=s["tok_steps"], flips="h", small_crops=0.0,

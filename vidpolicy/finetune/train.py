@@ -19,9 +19,9 @@ from vidpolicy.common.io import write_json
 from vidpolicy.common.plots import plot_losses
 from vidpolicy.common.sampling import step_batches
 from vidpolicy.common.pretrained import load_model
+from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.common.text import TextEncoder
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
-from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.datasets.robot import RobotEpisodes
 from vidpolicy.finetune.binning import ActionBinner
 from vidpolicy.finetune.config import FinetuneConfig
@@ -31,10 +31,10 @@ from vidpolicy.finetune.state import StateNorm
 from vidpolicy.policies.vpdd import VPDDConfig, VPDDPolicy, VPDDProcessor
 from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
 from vidpolicy.pretrain.config import PretrainConfig, load_run_config
-from vidpolicy.pretrain.model import FutureDenoiser
-from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.pretrain.losses import loss_terms
+from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.schedule import MaskReplaceScheduler
+from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.tokenizer.model import VideoTokenizer
 
 
@@ -52,7 +52,8 @@ class JointDenoiser(nn.Module):
         return log_v, self.action(a_t, t, feats.detach() if self.detach else feats, text, state)
 
 
-def policy_config(cfg: FinetuneConfig, pre_cfg: PretrainConfig, eps: RobotEpisodes, tokenizer: VideoTokenizer) -> VPDDConfig:
+def policy_config(cfg: FinetuneConfig, pre_cfg: PretrainConfig, eps: RobotEpisodes,
+                  tokenizer: VideoTokenizer) -> VPDDConfig:
     """What the fine-tuned policy needs to act, from this run's settings, the pre-training run and the data."""
     return VPDDConfig(
         action_dim=eps.action_dim,

@@ -69,6 +69,6 @@ class VPDDConfig:
                                  f"fine-tuned by an earlier version needs `vidpolicy finetune` again")
         cfg = load_config(cls, path)
         if cfg.format_version > FORMAT_VERSION:
-            raise VidpolicyError(f"{path}: format_version {cfg.format_version} (vidpolicy {cfg.vidpolicy_version}), but "
-                                 f"vidpolicy {__version__} reads up to {FORMAT_VERSION}; upgrade vidpolicy")
+            raise VidpolicyError(f"{path}: format_version {cfg.format_version} (vidpolicy {cfg.vidpolicy_version}), "
+                                 f"but vidpolicy {__version__} reads up to {FORMAT_VERSION}; upgrade vidpolicy")
         return cfg
