@@ -58,8 +58,9 @@ def test_select_action_shape_and_bounds(policy):
         hi = np.array([c[-1] for c in p.processor.binner.centers])
         assert np.all(a >= lo - 1e-6) and np.all(a <= hi + 1e-6) and np.all(np.abs(a) <= 1)
     assert p.imagined_frames().shape == (4, 32, 32, 3)
-    with pytest.raises(Exception, match="32x32"):
-        p.select_action({**_obs(), "image": np.zeros((64, 64, 3), np.uint8)})
+    # a camera of another size is brought to the policy's 32x32 as the demonstrations' frames were
+    assert p.select_action({**_obs(), "image": np.zeros((64, 48, 3), np.uint8)}).shape == (4,)
+    assert p._frames[-1].shape == (32, 32, 3)
 
 
 def test_execute_sets_how_often_the_policy_plans(policy):

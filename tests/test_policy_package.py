@@ -62,3 +62,18 @@ def test_a_policy_directory_without_its_config_is_refused_by_name(policy, tmp_pa
     (old / CONFIG_NAME).unlink()
     with pytest.raises(VidpolicyError, match=f"{old}: not a policy directory of this vidpolicy"):
         VPDDPolicy.from_pretrained(old)
+
+
+def test_processor_takes_a_camera_of_any_size_to_the_policy_square():
+    from vidpolicy.finetune.binning import ActionBinner
+    from vidpolicy.policies.vpdd import VPDDProcessor
+
+    proc = VPDDProcessor(ActionBinner.fit(np.random.default_rng(0).normal(size=(100, 4))), None, 32, yuv420=False)
+    wide = np.full((48, 64, 3), 128, np.uint8)
+    wide[:, :6] = wide[:, -6:] = (255, 0, 0)  # red borders outside the centre square
+    out = proc.frame(wide)
+    assert out.shape == (32, 32, 3) and np.abs(out.astype(int) - 128).max() <= 2  # resized, then cropped
+    square = np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    assert np.array_equal(proc.frame(square), square)  # the policy's own size passes untouched
+    with pytest.raises(VidpolicyError, match=r"shape \(32, 32\)"):
+        proc.frame(square[..., 0])

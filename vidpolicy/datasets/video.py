@@ -52,6 +52,22 @@ def resized_shape(h: int, w: int, size: int) -> tuple[int, int]:
     return max(size, round(h * scale)), max(size, round(w * scale))
 
 
+def resize(frames: torch.Tensor, size: int) -> np.ndarray:
+    """uint8 ``(n, 3, h, w)`` frames with their shorter side resized to ``size`` (antialiased bilinear), as uint8
+    ``(n, h', w', 3)``."""
+    rh, rw = resized_shape(frames.shape[2], frames.shape[3], size)
+    data = F.interpolate(frames.float(), size=(rh, rw), mode="bilinear", antialias=True, align_corners=False)
+    return data.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def square_frame(image: np.ndarray, size: int) -> np.ndarray:
+    """One uint8 ``(h, w, 3)`` frame of any size as the reader gives frames: shorter side ``size``, centre square."""
+    if image.shape[:2] == (size, size):
+        return image
+    return np.ascontiguousarray(crop(resize(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None], size),
+                                     size)[0])
+
+
 def crop(frames: np.ndarray, size: int, where: float = 0.5) -> np.ndarray:
     """The ``size`` x ``size`` square of ``(n, h, w, 3)`` frames along their longer side: ``where`` 0 the first
     (left or top), 0.5 the centre, 1 the last."""
@@ -115,10 +131,7 @@ class VideoSource:
             if self.info.backend == "decord":
                 frames = self._reader.get_batch(indices).asnumpy()
             else:
-                data = self._reader.get_frames_at(indices).data  # (n, c, h, w) uint8
-                rh, rw = resized_shape(data.shape[2], data.shape[3], self.size)
-                data = F.interpolate(data.float(), size=(rh, rw), mode="bilinear", antialias=True, align_corners=False)
-                frames = data.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                frames = resize(self._reader.get_frames_at(indices).data, self.size)  # from (n, c, h, w) uint8
         except Exception as e:
             raise VideoError(f"decode failed ({_short(e)})") from None
         return np.ascontiguousarray(crop(frames, self.size) if square else frames)

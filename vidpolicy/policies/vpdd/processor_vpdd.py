@@ -1,5 +1,6 @@
-"""`VPDDProcessor`: between the robot and the models, as LeRobot's ``processor_<name>.py``: live frames through the
-demonstrations' pixel format, robot states normalised, action bins (or normalised values) back to the robot's units.
+"""`VPDDProcessor`: between the robot and the models, as LeRobot's ``processor_<name>.py``: live frames of any size
+to the policy's square clip size and through the demonstrations' pixel format, robot states normalised, action bins
+(or normalised values) back to the robot's units.
 
 Saved beside the policy as ``binning.json`` (bin edges and centres, action mean / std) and ``state_norm.json``.
 """
@@ -13,6 +14,7 @@ import torch
 
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.media import yuv420_round_trip
+from vidpolicy.datasets.video import square_frame
 from vidpolicy.finetune.binning import ActionBinner
 from vidpolicy.finetune.state import StateNorm
 
@@ -25,11 +27,12 @@ class VPDDProcessor:
         self.binner, self.state_norm, self.image_size, self.yuv420 = binner, state_norm, image_size, yuv420
 
     def frame(self, image: np.ndarray) -> np.ndarray:
-        """A live camera frame uint8 ``(S, S, 3)`` as the tokenizer saw the demonstrations' frames."""
+        """A live camera frame uint8 ``(h, w, 3)`` of any size -> ``(S, S, 3)`` as the tokenizer saw the
+        demonstrations' frames: shorter side resized to S, centre square, the recording's pixel format."""
         image = np.asarray(image)
-        if image.shape[:2] != (self.image_size, self.image_size):
-            raise VidpolicyError(f"observation image is {image.shape[0]}x{image.shape[1]} but the policy expects "
-                                 f"{self.image_size}x{self.image_size}")
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise VidpolicyError(f"observation image has shape {image.shape}; the policy reads (height, width, 3) RGB")
+        image = square_frame(image, self.image_size)
         # yuv420p keeps chroma at half resolution: raw renders tokenize differently from the recorded demos
         return yuv420_round_trip(image) if self.yuv420 else image
 
