@@ -1,7 +1,8 @@
 """Stage configs are dataclasses; each run saves its resolved config as ``config.json`` next to its output.
 
 Loading is strict: an unknown key or a value of the wrong type is a `VidpolicyError` naming it, so a typo in a
-config file fails loudly instead of silently training something else.
+config file fails loudly instead of silently training something else. (LeRobot's draccus 0.8 decodes these
+dataclasses less strictly: a JSON "16" or true for an int field comes back as the string "16" or "1".)
 """
 
 from __future__ import annotations
