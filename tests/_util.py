@@ -30,8 +30,12 @@ def moving_square(t: int = 12, h: int = 40, w: int = 48, seed: int = 0) -> np.nd
 
 
 def run_cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vidpolicy", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
+    """The command's output as text, its carriage returns kept: a progress bar's redraws stay on one line, as a
+    terminal shows them (``text=True`` would turn each into a newline)."""
+    r = subprocess.run([sys.executable, "-m", "vidpolicy", *args], capture_output=True, timeout=timeout, cwd=ROOT,
+                       env={**os.environ, **(env or {})})
+    r.stdout, r.stderr = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+    return r
 
 
 def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -22,6 +22,9 @@ def test_demo_quick_runs_every_stage(tmp_path):
     for p in [s["outputs"]["success_plot"], s["outputs"]["imagine_sheet"], *s["outputs"]["loss_plots"]]:
         assert (tmp_path / "demo").joinpath(p).exists(), p
     assert "mean success" in r.stdout
+    # quiet by default: our bars and summary only (VIDPOLICY_VERBOSE=1 brings FFmpeg's and the libraries' back)
+    out = r.stdout + r.stderr
+    assert out.count("\n") <= 60 and "libx264" not in out and "@ 0x" not in out and "Warning" not in out, out[-3000:]
 
 
 @pytest.mark.slow

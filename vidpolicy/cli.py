@@ -34,6 +34,9 @@ class Command:
     flags: Callable[[argparse.ArgumentParser], None] | None = None
 
 
+VERBOSE_HELP = "show third-party logs, progress bars and warnings (default: off; also VIDPOLICY_VERBOSE=1)"
+
+
 def _load(ref: str):
     module, name = ref.split(":")
     return getattr(importlib.import_module(module), name)
@@ -111,12 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidpolicy", description="Learn robot policies from actionless video: "
                                      "tokenize, pre-train, fine-tune, roll out (VPDD).")
     parser.add_argument("--version", action="version", version=f"vidpolicy {__version__}")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     tokenizer = sub.add_parser("tokenizer", help="train or inspect the VQ video tokenizer")
     groups = {("tokenizer",): tokenizer.add_subparsers(dest="subcommand", required=True)}
     for cmd in COMMANDS:
         p = groups.get(cmd.path[:-1], sub).add_parser(cmd.path[-1], help=cmd.help,
                                                        description=cmd.description or cmd.help)
+        p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
         if cmd.flags is not None:
             cmd.flags(p)
             continue
@@ -126,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_process() -> None:
+def _setup_process(verbose: bool) -> None:
     """What every command wants of its process, set before any library call."""
     from vidpolicy.common.malloc import keep_freed_memory
     from vidpolicy.common.workers import die_with_parent, launched_by_torchrun
@@ -134,9 +139,30 @@ def _setup_process() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from installed packages; never wait on a hub
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not verbose:
+        _quiet_libraries()
     if launched_by_torchrun():
         die_with_parent()  # a killed launcher takes its ranks with it
     keep_freed_memory()  # every command allocates and frees the same tensors batch after batch
+
+
+def _quiet_libraries() -> None:
+    """One progress bar per stage and our own summary: third-party bars, encoder logs and known-harmless warnings
+    stay off (``--verbose`` or VIDPOLICY_VERBOSE=1 keeps them)."""
+    import warnings
+
+    import av
+    import decord
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" follows it
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # LeRobot's per-episode "Map" bars
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    av.logging.set_libav_level(av.logging.ERROR)  # libx264 statistics, muxer notes: FFmpeg prints below ERROR
+    decord.logging.set_level(decord.logging.ERROR)
+    # the scripted experts' gains exceed the action bounds by design; the env clips them
+    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", category=UserWarning)
+    # LeRobot turns the datasets bars back on after each load; the variable above keeps them off
+    warnings.filterwarnings("ignore", message="Cannot enable progress bars", category=UserWarning)
 
 
 def _leave_distributed(code: int) -> None:
@@ -155,7 +181,8 @@ def _leave_distributed(code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _setup_process()
+    argv = sys.argv[1:] if argv is None else argv
+    _setup_process(verbose="--verbose" in argv or os.environ.get("VIDPOLICY_VERBOSE") == "1")
     args = build_parser().parse_args(argv)
     code = 0
     try:
