@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import atomic_dir
-from vidpolicy.common.versions import check, stamp_json
+from vidpolicy.common.versions import check_model, stamp_model
 
 M = TypeVar("M")
 
@@ -33,8 +33,7 @@ def load_model(cls: type[M], path: str | Path, subfolder: str = "model") -> M:
         raise VidpolicyError(f"{where / 'config.json'}: not valid JSON ({e})") from None
     if cfg.get("_class_name") != cls.__name__:
         raise VidpolicyError(f"{where}: holds a {cfg.get('_class_name')!r}, expected a {cls.__name__}")
-    check(cfg, "model", where, "train it again with this version, or use it with the version that wrote it",
-          private=True)
+    check_model(cfg, where)
     # use_safetensors=True: a pickle (.bin) placed beside the weights is never deserialised.
     model = cls.from_pretrained(str(where), use_safetensors=True)
     return model.eval()
@@ -44,7 +43,7 @@ def save_model(model, path: str | Path) -> Path:
     """``save_pretrained`` into a temporary directory, then rename: no torn model directory after a kill."""
     with atomic_dir(path) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
-        stamp_json(tmp / "config.json", "model", private=True)
+        stamp_model(tmp / "config.json")
     return Path(path)
 
 

@@ -37,3 +37,14 @@ def check(found: dict, kind: str, where: str | Path, remedy: str, private: bool 
     if fmt != FORMATS[kind]:
         raise VidpolicyError(f"{where}: written by vidpolicy {version} ({kind} format {fmt or 1}); vidpolicy "
                              f"{__version__} reads {kind} format {FORMATS[kind]}: {remedy}")
+
+
+def stamp_model(config_json: str | Path) -> None:
+    """Stamp a saved diffusers model or scheduler config (``_``-prefixed keys: diffusers ignores them on load)."""
+    stamp_json(config_json, "model", private=True)
+
+
+def check_model(config: dict, where: str | Path) -> None:
+    """`check` for a saved model or scheduler config."""
+    check(config, "model", where, "train it again with this version, or use it with the version that wrote it",
+          private=True)

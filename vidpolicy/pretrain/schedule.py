@@ -25,7 +25,7 @@ from diffusers.utils import BaseOutput
 
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import atomic_dir
-from vidpolicy.common.versions import check, stamp_json
+from vidpolicy.common.versions import check_model, stamp_model
 
 LOG_EPS = math.log(1e-30)
 SUBFOLDER = "scheduler"  # beside the denoiser in a pretrain run and a policy directory
@@ -58,8 +58,7 @@ class MaskReplaceScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError("schedule must keep ᾱ decreasing, γ̄ increasing and ᾱ + γ̄ <= 1")
         self.alpha_bar = torch.tensor(att)
         self.gamma_bar = torch.tensor(ctt)
-        self.timesteps = torch.arange(T, 0, -1)  # every level until `set_timesteps` respaces them
-        self._previous = {t: t - 1 for t in range(1, T + 1)}
+        self.set_timesteps(T)  # every level until the caller respaces them
 
     @classmethod
     def with_replace(cls, num_timesteps: int = 100, replace_mass: float = 0.1) -> "MaskReplaceScheduler":
@@ -82,8 +81,7 @@ class MaskReplaceScheduler(SchedulerMixin, ConfigMixin):
         if not (where / cls.config_name).exists():
             raise VidpolicyError(f"{where}: no {cls.config_name}; `vidpolicy pretrain` / `finetune` write it beside "
                                  "the denoiser")
-        check(json.loads((where / cls.config_name).read_text()), "model", where,
-              "train it again with this version, or use it with the version that wrote it", private=True)
+        check_model(json.loads((where / cls.config_name).read_text()), where)
         scheduler = cls.from_pretrained(str(where))
         if scheduler.num_timesteps != num_timesteps:
             raise VidpolicyError(f"{where}: {scheduler.num_timesteps} diffusion steps, but the denoiser beside it was "
@@ -94,7 +92,7 @@ class MaskReplaceScheduler(SchedulerMixin, ConfigMixin):
         """``save_pretrained`` into ``run/scheduler`` (atomically: no torn directory after a kill)."""
         with atomic_dir(Path(run) / SUBFOLDER) as tmp:
             self.save_pretrained(str(tmp))
-            stamp_json(tmp / self.config_name, "model", private=True)
+            stamp_model(tmp / self.config_name)
         return Path(run) / SUBFOLDER
 
     # ---- tables ---------------------------------------------------------------------------------------------
