@@ -60,7 +60,7 @@ def test_select_action_shape_and_bounds(policy):
     assert p.imagined_frames().shape == (4, 32, 32, 3)
     # a camera of another size is brought to the policy's 32x32 as the demonstrations' frames were
     assert p.select_action({**_obs(), "image": np.zeros((64, 48, 3), np.uint8)}).shape == (4,)
-    assert p._frames[-1].shape == (32, 32, 3)
+    assert p._frames[-1].shape == (1, 32, 32, 3)  # one robot
 
 
 def test_execute_sets_how_often_the_policy_plans(policy):
@@ -156,10 +156,10 @@ def test_live_frames_pass_through_the_demonstrations_pixel_format(policy):
     p.reset()
     obs = _obs(3)
     p.select_action(obs)
-    assert p.processor.yuv420 and np.array_equal(p._frames[-1], yuv420_round_trip(obs["image"]))
+    assert p.processor.yuv420 and np.array_equal(p._frames[-1][0], yuv420_round_trip(obs["image"]))
     raw = VPDDPolicy.from_pretrained(policy, yuv420=False)
     raw.select_action(obs)
-    assert np.array_equal(raw._frames[-1], obs["image"])
+    assert np.array_equal(raw._frames[-1][0], obs["image"])
 
 
 def test_reloaded_policy_gives_identical_actions(policy):

@@ -107,15 +107,15 @@ def load_config(cls: type[C], path: str | Path) -> C:
     return from_dict(cls, data, source=str(path))
 
 
-def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False) -> bool:
+def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False, name: str = "config.json") -> bool:
     """Claim ``out`` for this run; return True when it continues the same run (resume).
 
     The directory is locked first (see `lock_run_dir`): a second command on it exits naming the first. A directory
-    holding a different run's ``config.json`` is refused unless ``overwrite``; then it is wiped.
+    holding a different run's config (``name``) is refused unless ``overwrite``; then it is wiped.
     """
     out = Path(out)
     lock_run_dir(out)
-    cfg_path = out / "config.json"
+    cfg_path = out / name
     resuming = False
     new = {**to_dict(cfg), **stamp("run")}
     if cfg_path.exists():
@@ -159,7 +159,7 @@ def _comparable(d: dict) -> dict:
 
 def _first_difference(old: Any, new: dict) -> str:
     if not isinstance(old, dict):
-        return "unreadable config.json"
+        return "an unreadable config"
     old_c, new_c = _comparable(old), _comparable(new)
     for k in sorted(set(old_c) | set(new_c)):
         if old_c.get(k) != new_c.get(k):

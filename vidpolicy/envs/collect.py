@@ -18,8 +18,10 @@ from vidpolicy.common.cli_args import opt
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
 from vidpolicy.common.runlock import lock_run_dir, releases_run_locks
+from vidpolicy.envs import lerobot_view
 from vidpolicy.envs.metaworld import MetaWorldEnv
 from vidpolicy.envs.tasks import resolve_tasks
+from vidpolicy.envs.views import check_view, make_env
 
 SIDE_CAR = "meta/vidpolicy_collect.json"
 STATE_DIM = 39
@@ -32,7 +34,9 @@ class CollectConfig:
     tasks: str = opt("", "comma-separated Meta-World tasks (reach,push or reach-v3) or MT10 / MT50")
     episodes: int = opt(10, "successful episodes per task")
     out: str = opt("", "LeRobotDataset root to create (or extend)")
-    size: int = opt(96, "camera image side in pixels")
+    view: str = opt("vidpolicy", "vidpolicy (our corner camera at --size, 39-d state) or lerobot (what lerobot-eval "
+                    "feeds a policy: corner2 at 480², observation.image, 4-d agent_pos, LeRobot's task text)")
+    size: int = opt(96, "camera image side in pixels (the vidpolicy view)")
     fps: int = opt(80, "frame rate recorded in the dataset (Meta-World steps at 80 Hz)")
     seed: int = opt(0, "first seed; episode k of a task uses the next unused seed from here")
     action_noise: float = opt(0.0, "std of Gaussian noise added to expert actions, for diversity")
@@ -44,10 +48,17 @@ class CollectConfig:
                         "on a CPU; the default supersamples 2x2 instead)")
 
 
-def _features(size: int) -> dict:
+def _keys(view: str) -> tuple[str, int]:
+    """The camera key and the state size recorded in ``view``."""
+    return (lerobot_view.IMAGE_KEY, lerobot_view.STATE_DIM) if view == "lerobot" else (IMAGE_KEY, STATE_DIM)
+
+
+def _features(view: str, size: int) -> dict:
+    image, state = _keys(view)
+    size = lerobot_view.SIZE if view == "lerobot" else size
     return {
-        IMAGE_KEY: {"dtype": "video", "shape": (size, size, 3), "names": ["height", "width", "channels"]},
-        "observation.state": {"dtype": "float32", "shape": (STATE_DIM,), "names": None},
+        image: {"dtype": "video", "shape": (size, size, 3), "names": ["height", "width", "channels"]},
+        "observation.state": {"dtype": "float32", "shape": (state,), "names": None},
         "action": {"dtype": "float32", "shape": (4,), "names": ["dx", "dy", "dz", "gripper"]},
     }
 
@@ -63,7 +74,7 @@ def run_expert_episode(env: MetaWorldEnv, seed: int, cfg: CollectConfig) -> tupl
             action = action + rng.normal(0, cfg.action_noise, action.shape)
         # record what the robot executes: the experts' raw outputs can exceed the [-1, 1] action space
         action = env.clip_action(action)
-        frames.append({IMAGE_KEY: obs["image"], "observation.state": obs["state"], "action": action,
+        frames.append({_keys(cfg.view)[0]: obs["image"], "observation.state": obs["state"], "action": action,
                        "task": env.instruction})
         obs, _, done, info = env.step(action)
         if info["success"] and success_at is None:
@@ -80,22 +91,28 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> dict:
 
     if cfg.env != "metaworld":
         raise VidpolicyError(f"--env: unknown environment {cfg.env!r} (metaworld)")
+    check_view(cfg.view)
     tasks = resolve_tasks(cfg.tasks)
     out = Path(cfg.out)
     lock_run_dir(out, beside=True)  # LeRobot creates the dataset directory itself
     side = out / SIDE_CAR
-    log = json.loads(side.read_text()) if side.exists() else {"episodes": []}
-    if out.exists() and not side.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise VidpolicyError(f"{out}: exists and was not made by `vidpolicy collect`; pass --overwrite")
-        import shutil
+    if out.exists() and any(out.iterdir()):
+        if overwrite:  # start over (the lock lives beside the dataset)
+            import shutil
 
-        shutil.rmtree(out)
+            shutil.rmtree(out)
+        elif not side.exists():
+            raise VidpolicyError(f"{out}: exists and was not made by `vidpolicy collect`; pass --overwrite")
+    log = json.loads(side.read_text()) if side.exists() else {"episodes": []}
+    recorded = log.get("config", {}).get("view", "vidpolicy")
+    if log["episodes"] and recorded != cfg.view:
+        raise VidpolicyError(f"{out}: holds demos recorded in the {recorded} view, not {cfg.view}; pass --overwrite "
+                             f"or another --out")
     encoder = RGBEncoderConfig(vcodec="h264", crf=18, g=2)
     if (out / "meta" / "info.json").exists():
         ds = LeRobotDataset.resume(out.name, root=out, rgb_encoder=encoder)
     else:
-        ds = LeRobotDataset.create(out.name, fps=cfg.fps, features=_features(cfg.size), root=out,
+        ds = LeRobotDataset.create(out.name, fps=cfg.fps, features=_features(cfg.view, cfg.size), root=out,
                                    robot_type="sawyer", use_videos=True, rgb_encoder=encoder)
     log["config"] = vars(cfg)  # the resolved config travels inside the dataset's meta/
     done = {t: sum(1 for e in log["episodes"] if e["task"] == t) for t in tasks}
@@ -105,7 +122,7 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> dict:
         for task in tasks:
             if done[task] >= cfg.episodes:
                 continue
-            env = MetaWorldEnv(task, size=cfg.size, shadows=cfg.shadows, max_steps=cfg.max_steps)
+            env = make_env(cfg.view, task, size=cfg.size, shadows=cfg.shadows, max_steps=cfg.max_steps)
             used = {e["seed"] for e in log["episodes"] if e["task"] == task}
             tried = {e for e in log.get("failed", {}).get(task, [])}
             seed = cfg.seed

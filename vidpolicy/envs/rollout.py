@@ -24,7 +24,12 @@ from vidpolicy.common.media import side_by_side, write_mp4
 from vidpolicy.common.plots import plot_success
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.runlock import releases_run_locks
+from vidpolicy.envs import lerobot_view
+from vidpolicy.envs.collect import STATE_DIM
+from vidpolicy.envs.lerobot_policy import LeRobotPolicy, is_lerobot_policy
 from vidpolicy.envs.metaworld import MetaWorldEnv
+from vidpolicy.envs.views import check_view, make_env
+from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
 from vidpolicy.envs.tasks import resolve_tasks
 
 ACTION_DIM = 4  # Meta-World: xyz displacement + gripper
@@ -32,9 +37,11 @@ ACTION_DIM = 4  # Meta-World: xyz displacement + gripper
 
 @dataclass
 class RolloutConfig:
-    policy: str = opt("expert", "a `finetune` policy directory, or `expert` for the scripted experts")
+    policy: str = opt("expert", "a policy directory (`vidpolicy finetune` or any `lerobot-train` policy), or `expert` "
+                      "for the scripted experts")
     env: str = opt("metaworld", "simulator (metaworld)")
     tasks: str = opt("", "comma-separated Meta-World tasks or MT10 / MT50")
+    view: str = opt("vidpolicy", "vidpolicy or lerobot: how the policy sees Meta-World (as its demos were collected)")
     episodes: int = opt(10, "episodes per task")
     out: str = opt("", "report directory: results.json, videos/, success.png")
     seed: int = opt(1000, "seed of the first episode (demos use 0..; keep evaluation seeds disjoint)")
@@ -100,31 +107,42 @@ def _video(result: dict) -> np.ndarray:
     return side_by_side(frames, imagined[: len(frames)])
 
 
+def _policy_maker(cfg: RolloutConfig) -> tuple[Callable[[MetaWorldEnv], object], int]:
+    """How to make the policy of ``cfg.policy`` for a task's env, and the camera size it reads."""
+    if cfg.policy == "expert":
+        return ExpertPolicy, cfg.size
+    path = Path(cfg.policy)
+    if (path / CONFIG_NAME).exists():  # vidpolicy's own layout: acts without LeRobot's pipelines
+        from vidpolicy.policies.vpdd import VPDDPolicy
+
+        shared = VPDDPolicy.from_pretrained(path, sampling_steps=cfg.sampling_steps, execute=cfg.execute,
+                                            guidance=cfg.guidance, yuv420=cfg.yuv420)
+    elif is_lerobot_policy(path):
+        shared = LeRobotPolicy(path, state_dim=lerobot_view.STATE_DIM if cfg.view == "lerobot" else STATE_DIM)
+    else:
+        raise VidpolicyError(f"{path}: not a policy directory (no {CONFIG_NAME} of vidpolicy, no config.json with a "
+                             f"LeRobot policy type)")
+    if shared.action_dim != ACTION_DIM:
+        raise VidpolicyError(f"{cfg.policy}: the policy acts in {shared.action_dim} dimensions but Meta-World takes "
+                             f"{ACTION_DIM}")
+    return (lambda env: shared), shared.image_size  # one policy object serves every task
+
+
 @releases_run_locks
 def rollout(cfg: RolloutConfig, overwrite: bool = False,
             make_policy: Callable[[MetaWorldEnv], object] | None = None) -> dict:
     tasks = resolve_tasks(cfg.tasks)
+    check_view(cfg.view)
     out = Path(cfg.out)
     prepare_run_dir(out, cfg, overwrite=overwrite)
     size = cfg.size
     if make_policy is None:
-        if cfg.policy == "expert":
-            make_policy = ExpertPolicy
-        else:
-            from vidpolicy.policies.vpdd import VPDDPolicy
-
-            shared = VPDDPolicy.from_pretrained(cfg.policy, sampling_steps=cfg.sampling_steps, execute=cfg.execute,
-                                                guidance=cfg.guidance, yuv420=cfg.yuv420)
-            if shared.action_dim != ACTION_DIM:
-                raise VidpolicyError(f"{cfg.policy}: the policy acts in {shared.action_dim} dimensions but "
-                                     f"Meta-World takes {ACTION_DIM}")
-            size = shared.image_size
-            make_policy = lambda env: shared  # noqa: E731  one policy object serves every task
+        make_policy, size = _policy_maker(cfg)
     results: dict = {}
     bar = tqdm(total=len(tasks) * cfg.episodes, desc="rollout", unit="ep")
     t0 = time.time()
     for task in tasks:
-        env = MetaWorldEnv(task, size=size, max_steps=cfg.max_steps)
+        env = make_env(cfg.view, task, size=size, max_steps=cfg.max_steps)
         policy = make_policy(env)
         expert = env.expert() if cfg.expert_labels and not isinstance(policy, ExpertPolicy) else None
         row = {"episodes": 0, "successes": 0, "seeds": [], "success_steps": []}

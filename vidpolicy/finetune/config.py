@@ -11,7 +11,7 @@ from vidpolicy.common.cli_args import opt
 class FinetuneConfig:
     pretrained: str = opt("", "a `pretrain` run directory (its tokenizer and video model)")
     dataset: str = opt("", "a LeRobotDataset with actions (e.g. from `vidpolicy collect`)")
-    out: str = opt("", "policy directory: policy_config.json, tokenizer/, video_model/, action_model/, scheduler/, ...")
+    out: str = opt("", "policy directory (vidpolicy's files and LeRobot's: lerobot-eval --policy.path loads it)")
     from_scratch: bool = opt(False, "same architecture, video model randomly initialised and trained on robot video")
     train_video: bool = opt(False, "also train the video model (always on with --from-scratch)")
     detach_video_features: bool = opt(False, "with a trained video model: the action loss does not reach it (it "

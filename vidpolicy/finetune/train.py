@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.errors import VidpolicyError
@@ -27,29 +26,16 @@ from vidpolicy.finetune.binning import ActionBinner
 from vidpolicy.finetune.config import FinetuneConfig
 from vidpolicy.finetune.data import RobotTokenSamples, tokenize_episodes
 from vidpolicy.finetune.model import ActionDenoiser
+from vidpolicy.finetune.objective import JointDenoiser, LossWeights, joint_loss
 from vidpolicy.finetune.state import StateNorm
+from vidpolicy.policies.lerobot_vpdd.modeling_vpdd import save_lerobot_files
 from vidpolicy.policies.vpdd import VPDDConfig, VPDDPolicy, VPDDProcessor
 from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
 from vidpolicy.pretrain.config import PretrainConfig, load_run_config
-from vidpolicy.pretrain.losses import loss_terms
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.tokenizer.model import VideoTokenizer
-
-
-class JointDenoiser(nn.Module):
-    """The video denoiser and the action model as one module (one DDP wrapper, one optimizer)."""
-
-    def __init__(self, video: FutureDenoiser, action: ActionDenoiser, train_video: bool, detach: bool = False):
-        super().__init__()
-        self.video, self.action, self.train_video, self.detach = video, action, train_video, detach
-        video.requires_grad_(train_video)
-
-    def forward(self, x_v, a_t, t, hist, text, state=None):
-        with torch.set_grad_enabled(self.train_video and torch.is_grad_enabled()):
-            log_v, feats = self.video.denoise(x_v, t, self.video.context(hist, self.video.text_input(text)))
-        return log_v, self.action(a_t, t, feats.detach() if self.detach else feats, text, state)
 
 
 def policy_config(cfg: FinetuneConfig, pre_cfg: PretrainConfig, eps: RobotEpisodes,
@@ -64,6 +50,9 @@ def policy_config(cfg: FinetuneConfig, pre_cfg: PretrainConfig, eps: RobotEpisod
         frames=tokenizer.config.frames, gap=cfg.gap, observation_pix_fmt=eps.pix_fmt or "",
         yuv420=str(eps.pix_fmt or "").startswith(("yuv420", "yuvj420")),
         video_frozen=not (cfg.from_scratch or cfg.train_video))
+
+
+RUN_CONFIG = "finetune_config.json"  # config.json is LeRobot's, in a policy directory
 
 
 @releases_run_locks
@@ -83,7 +72,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     pol_cfg = policy_config(cfg, pre_cfg, eps, tokenizer)  # a bad setting fails here, before anything is written
     acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
     if acc.is_main_process:
-        prepare_run_dir(out, cfg, overwrite=overwrite)
+        prepare_run_dir(out, cfg, overwrite=overwrite, name=RUN_CONFIG)
     acc.wait_for_everyone()
     n_train = len(eps) - cfg.holdout_episodes
     if n_train < 1:
@@ -121,34 +110,14 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     trainer.prepare(model, optimizer, warmup_cosine(optimizer, cfg.warmup_steps, cfg.max_steps))
     sampler = TimestepSampler(video.config.num_timesteps, importance=False)
     start = trainer.resume()
-    Kv, Ka, T = video.config.codebook_size, action.num_classes, schedule.num_timesteps
-
     regression = cfg.action_head == "regression"
+    weights = LossWeights(cfg.aux_weight, cfg.video_loss_weight)
 
     def compute(batch):
-        hist, fut, acts, cont, amask, state, txt = (x.to(acc.device) for x in batch)
-        t, _ = sampler.sample(hist.shape[0], hist.device)
-        x_v = schedule.add_noise(fut, t, Kv)
-        a_t = torch.zeros_like(acts) if regression else schedule.add_noise(acts, t, Ka)
-        log_v, log_a = trainer.model(x_v, a_t, t, hist, txt, state if state_norm else None)
-        w = 2 - t.float() / T
-        if regression:
-            mse = ((log_a.float() - cont) ** 2 * amask).sum(1) / amask.sum(1).clamp(min=1)
-            loss, logs = mse.mean(), {"action_mse": mse.mean().detach()}
-        else:
-            vb, aux = loss_terms(schedule, log_a, acts, a_t, t, mask=amask)
-            loss = (vb + cfg.aux_weight * w * aux).mean()
-            logs = {"action_vb": vb.mean().detach(), "action_ce": aux.mean().detach()}
-        if train_video:
-            vb_v, aux_v = loss_terms(schedule, log_v, fut, x_v, t)
-            loss = loss + cfg.video_loss_weight * (vb_v + cfg.aux_weight * w * aux_v).mean()
-            logs["video_vb"] = vb_v.mean().detach()
-        if not regression:
-            with torch.no_grad():
-                masked = (a_t == Ka) & amask
-                logs["action_acc_masked"] = ((log_a.argmax(-1) == acts) & masked).sum() / masked.sum().clamp(min=1)
-        logs["loss"] = loss.detach()
-        return loss, logs
+        batch = [x.to(acc.device) for x in batch]
+        if state_norm is None:
+            batch[5] = None
+        return joint_loss(trainer.model, schedule, sampler, batch, regression, train_video, weights)
 
     batches = step_batches(data.batch, cfg.seed, start, cfg.max_steps, cfg.grad_accum, acc.process_index,
                            cfg.batch_size)
@@ -156,8 +125,12 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     result = {"steps": trainer.step}
     if acc.is_main_process:
         joint = acc.unwrap_model(trainer.model)
-        VPDDPolicy(pol_cfg, tokenizer, joint.video, joint.action, schedule,
-                   VPDDProcessor(binner, state_norm, pol_cfg.image_size, pol_cfg.yuv420)).save_pretrained(out)
+        policy = VPDDPolicy(pol_cfg, tokenizer, joint.video, joint.action, schedule,
+                            VPDDProcessor(binner, state_norm, pol_cfg.image_size, pol_cfg.yuv420))
+        policy.save_pretrained(out)
+        # LeRobot's files beside ours: lerobot-eval --policy.path=OUT loads the same directory
+        save_lerobot_files(policy, eps.meta.features, eps.camera, out, pretrained_model=str(pre), width=cfg.width,
+                           depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio)
         plot_losses(out, ("loss", "action_mse") if regression else ("loss", "action_vb", "action_acc_masked"))
         if held_eps:
             from vidpolicy.finetune.offline import offline_eval

@@ -82,6 +82,7 @@ class VPDDPolicy:
         self._queue: list[np.ndarray] = []
         self._imagined_tokens = None
         self._imagined_frames = None
+        self.plans = 0  # chunks imagined since the last reset
         self._generator = torch.Generator().manual_seed(self.seed)
 
     @torch.no_grad()
@@ -120,39 +121,59 @@ class VPDDPolicy:
             return out["video"], self.processor.actions_from_normalized(last["action"].view(-1, H, D).numpy())
         return out["video"], self.processor.actions_from_bins(out["action"].view(-1, H, D).numpy())
 
-    def _observe(self, observation: dict) -> None:
-        self._frames.append(self.processor.frame(observation["image"]))
+    def _observe(self, frames: np.ndarray) -> None:
+        self._frames.append(frames)
         self._frames = self._frames[-self.config.frames:]
 
-    def _plan_chunk(self, observation: dict) -> np.ndarray:
+    def _plan_chunk(self, instructions: list[str], state: torch.Tensor | None) -> np.ndarray:
         T = self.config.frames
-        clip = [self._frames[0]] * (T - len(self._frames)) + self._frames
-        hist = self.tokenizer.encode(to_unit_range(np.stack(clip))[None]).flatten(1)
-        text = self.text([observation.get("instruction", "")])
-        state = self.processor.state(observation.get("state"))
-        video, actions = self.plan(hist, text, generator=self._generator, state=state)
+        clips = np.stack([self._frames[0]] * (T - len(self._frames)) + self._frames, axis=1)  # (b, T, S, S, 3)
+        hist = self.tokenizer.encode(torch.stack([to_unit_range(c) for c in clips])).flatten(1)
+        video, actions = self.plan(hist, self.text(list(instructions)), generator=self._generator, state=state)
         self._imagined_tokens, self._imagined_frames = video, None
-        return actions[0]
+        self.plans += 1
+        return actions
+
+    @torch.no_grad()
+    def chunk(self, frames: np.ndarray, instructions: list[str], state: torch.Tensor | None = None) -> np.ndarray:
+        """Processed inputs of ``b`` robots (see `act`) -> the next imagined chunk of each ``(b, H, D)``."""
+        self._observe(frames)
+        return self._plan_chunk(instructions, state)
+
+    @torch.no_grad()
+    def act(self, frames: np.ndarray, instructions: list[str], state: torch.Tensor | None = None) -> np.ndarray:
+        """Processed inputs of ``b`` robots at once (frames uint8 ``(b, S, S, 3)`` as `VPDDProcessor.frame` gives
+        them, normalised states as `VPDDProcessor.state` gives them) -> their next actions ``(b, D)``: the queued
+        chunk's next ones, planning a new chunk when it has run out."""
+        self._observe(frames)
+        if not self._queue:
+            self._queue = list(self._plan_chunk(instructions, state)[:, : self.config.execute].swapaxes(0, 1))
+        return self._queue.pop(0).astype(np.float32)
+
+    def _processed(self, observation: dict) -> tuple[np.ndarray, list[str], torch.Tensor | None]:
+        return (self.processor.frame(observation["image"])[None], [observation.get("instruction", "")],
+                self.processor.state(observation.get("state")))
 
     @torch.no_grad()
     def predict_action_chunk(self, observation: dict) -> np.ndarray:
         """Observe ``{"image", "instruction", "state"?}`` and imagine the next chunk: actions ``(H, D)``."""
-        self._observe(observation)
-        return self._plan_chunk(observation)
+        return self.chunk(*self._processed(observation))[0]
 
     @torch.no_grad()
     def select_action(self, observation: dict) -> np.ndarray:
-        """The next action ``(D,)``: the queued chunk's next one, planning a new chunk when it has run out."""
-        self._observe(observation)
-        if not self._queue:
-            self._queue = list(self._plan_chunk(observation)[: self.config.execute])
-        return self._queue.pop(0).astype(np.float32)
+        """The next action ``(D,)`` for one robot's raw observation ``{"image", "instruction", "state"?}``."""
+        return self.act(*self._processed(observation))[0]
 
     def imagined_frames(self) -> np.ndarray | None:
-        """The last imagined future clip as uint8 ``(T, S, S, 3)`` (decoded on first request)."""
+        """The last imagined future clip of the first robot as uint8 ``(T, S, S, 3)`` (decoded on first request)."""
         if self._imagined_tokens is None:
             return None
         if self._imagined_frames is None:
-            grid = self._imagined_tokens.view(1, *self.tokenizer.latent_shape)
-            self._imagined_frames = to_uint8(self.tokenizer.decode(grid)[0])
+            self._imagined_frames = self.decode_tokens(self._imagined_tokens[:1])[0]
         return self._imagined_frames
+
+    @torch.no_grad()
+    def decode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
+        """Imagined clips' tokens ``(k, n)`` -> uint8 frames ``(k, T, S, S, 3)``."""
+        grid = tokens.reshape(len(tokens), *self.tokenizer.latent_shape)
+        return np.stack([to_uint8(v) for v in self.tokenizer.decode(grid)])

@@ -1,0 +1,123 @@
+"""vidpolicy as a LeRobot policy type: registration, lerobot-train / lerobot-eval on our policy, our rollout on
+LeRobot's policies, demos recorded as LeRobot's Meta-World shows them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _util import ROOT, run_cli
+
+BIN = Path(sys.executable).parent
+
+
+def _lerobot(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / script)] if not script.endswith(".py") else [sys.executable, script]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "2"})
+
+
+@pytest.fixture(scope="module")
+def lerobot_demos(tmp_path_factory) -> Path:
+    """Two reach demos recorded as lerobot-eval's Meta-World shows them."""
+    out = tmp_path_factory.mktemp("lr") / "demos"
+    r = run_cli("collect", "--view", "lerobot", "--tasks", "reach", "--episodes", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def lerobot_policy(policy, lerobot_demos) -> Path:
+    """`vidpolicy finetune` on those demos, from the tiny pre-training run of the `policy` fixture."""
+    out = lerobot_demos.parent / "policy"
+    r = run_cli("finetune", "--pretrained", str(policy.parent / "pre"), "--dataset", str(lerobot_demos), "--out",
+                str(out), "--width", "32", "--depth", "1", "--max-steps", "10", "--batch-size", "8",
+                "--sampling-steps", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def test_vpdd_is_a_registered_lerobot_policy_type():
+    from lerobot.configs import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    from vidpolicy.policies.lerobot_vpdd.modeling_vpdd import VPDDPolicy
+
+    register_third_party_plugins()
+    assert "vpdd" in PreTrainedConfig.get_known_choices()
+    assert get_policy_class("vpdd") is VPDDPolicy
+
+
+def test_collect_lerobot_view_records_what_lerobot_eval_shows(lerobot_demos):
+    from lerobot.envs.metaworld import TASK_DESCRIPTIONS, MetaworldEnv
+
+    info = json.loads((lerobot_demos / "meta" / "info.json").read_text())
+    assert info["features"]["observation.image"]["shape"] == [480, 480, 3]
+    assert info["features"]["observation.state"]["shape"] == [4]
+    from vidpolicy.envs.lerobot_view import LeRobotMetaWorldEnv
+
+    ours, theirs = LeRobotMetaWorldEnv("reach"), MetaworldEnv("reach-v3", obs_type="pixels_agent_pos")
+    a, (b, _) = ours.reset(1003), theirs.reset(seed=1003)
+    assert np.array_equal(a["image"], b["pixels"]) and np.allclose(a["state"], b["agent_pos"])
+    assert a["instruction"] == TASK_DESCRIPTIONS["reach-v3"]
+    ours.close(), theirs.close()
+
+
+def test_lerobot_eval_runs_a_finetuned_policy_directory(lerobot_policy, tmp_path):
+    r = _lerobot("tests/lerobot_eval_short.py", "12", f"--policy.path={lerobot_policy}", "--env.type=metaworld",
+                 "--env.task=reach-v3", "--eval.n_episodes=1", "--eval.batch_size=1", "--eval.use_async_envs=false",
+                 "--policy.device=cpu", "--policy.save_predicted_video=true", f"--output_dir={tmp_path / 'eval'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((tmp_path / "eval" / "eval_info.json").read_text())
+    assert "pc_success" in info["overall"] and info["overall"]["n_episodes"] == 1
+    assert list((tmp_path / "eval" / "videos").rglob("pred_episode_0.mp4"))  # the imagined futures
+
+
+def test_lerobot_train_checkpoint_acts_as_vidpolicy_does(policy, lerobot_demos, tmp_path):
+    out = tmp_path / "train"
+    r = _lerobot("lerobot-train", "--policy.type=vpdd", f"--policy.pretrained_model={policy.parent / 'pre'}",
+                 "--policy.width=32", "--policy.depth=1", "--policy.sampling_steps=2", "--policy.push_to_hub=false",
+                 "--policy.device=cpu", "--dataset.repo_id=local/demos", f"--dataset.root={lerobot_demos}",
+                 "--steps=2", "--batch_size=4", "--save_freq=2", "--num_workers=0", "--wandb.enable=false",
+                 f"--output_dir={out}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = out / "checkpoints" / "last" / "pretrained_model"
+    from vidpolicy.envs.lerobot_policy import LeRobotPolicy
+    from vidpolicy.policies.vpdd import VPDDPolicy
+
+    rng = np.random.default_rng(0)
+    obs = [{"image": rng.integers(0, 255, (480, 480, 3), dtype=np.uint8), "state": rng.normal(size=4),
+            "instruction": "Reach a goal position"} for _ in range(3)]
+    through_lerobot, reloaded, direct = LeRobotPolicy(ckpt, 4), LeRobotPolicy(ckpt, 4), VPDDPolicy.from_pretrained(ckpt)
+    for p in (through_lerobot, reloaded, direct):
+        p.reset()
+    for o in obs:  # LeRobot's pipelines and vidpolicy's own processor prepare the same inputs
+        a = through_lerobot.select_action(o)
+        assert np.array_equal(a, reloaded.select_action(o))
+        np.testing.assert_allclose(a, direct.select_action(o), atol=1e-6)
+    assert json.loads((ckpt / "config.json").read_text())["type"] == "vpdd"
+
+
+def test_rollout_runs_a_lerobot_act_policy(lerobot_demos, tmp_path):
+    out = tmp_path / "act"
+    r = _lerobot("lerobot-train", "--policy.type=act", "--policy.pretrained_backbone_weights=null",
+                 "--policy.dim_model=32", "--policy.n_encoder_layers=1", "--policy.n_decoder_layers=1",
+                 "--policy.dim_feedforward=64", "--policy.chunk_size=8", "--policy.n_action_steps=8",
+                 "--policy.push_to_hub=false", "--policy.device=cpu", "--dataset.repo_id=local/demos",
+                 f"--dataset.root={lerobot_demos}", "--steps=2", "--batch_size=2", "--save_freq=2", "--num_workers=0",
+                 "--wandb.enable=false", f"--output_dir={out}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = out / "checkpoints" / "last" / "pretrained_model"
+    r = run_cli("rollout", "--policy", str(ckpt), "--view", "lerobot", "--tasks", "reach", "--episodes", "1",
+                "--max-steps", "8", "--out", str(tmp_path / "roll"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "roll" / "results.json").read_text())
+    assert res["reach-v3"]["episodes"] == 1 and res["reach-v3"]["seeds"] == [1000]
+    r = run_cli("rollout", "--policy", str(ckpt), "--tasks", "reach", "--episodes", "1", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "observation.state has 4 dimension(s)" in r.stderr and "--view" in r.stderr
