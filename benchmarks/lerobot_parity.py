@@ -26,7 +26,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 class _Expert(torch.nn.Module):
-    """Meta-World's scripted expert inside LeRobot's loop (it reads the full state LeRobot's env keeps inside)."""
+    """Meta-World's scripted expert inside LeRobot's loop: it reads the full state, which LeRobot's env formats away
+    (`_keep_raw` keeps it)."""
 
     def __init__(self, vec_env):
         super().__init__()
@@ -36,8 +37,20 @@ class _Expert(torch.nn.Module):
         pass
 
     def select_action(self, batch) -> torch.Tensor:
-        acts = [e.expert_policy.get_action(e._env._last_stable_obs) for e in self.envs]
+        acts = [e.expert_policy.get_action(e.raw_obs) for e in self.envs]
         return torch.from_numpy(np.stack(acts)).float()
+
+
+def _keep_raw() -> None:
+    from lerobot.envs import metaworld
+
+    fmt = metaworld.MetaworldEnv._format_raw_obs
+
+    def keep(self, raw):
+        self.raw_obs = raw
+        return fmt(self, raw)
+
+    metaworld.MetaworldEnv._format_raw_obs = keep
 
 
 def lerobot_loop_expert(task: str, seeds: list[int]) -> list[bool]:
@@ -46,12 +59,13 @@ def lerobot_loop_expert(task: str, seeds: list[int]) -> list[bool]:
     from lerobot.processor.factory import make_policy_processor_pipelines
     from lerobot.scripts.lerobot_eval import rollout
 
-    env = next(iter(next(iter(make_env(MetaworldEnv(task=task), n_envs=1, use_async_envs=False).values())).values()))
+    cfg = MetaworldEnv(task=task)
+    env = next(iter(next(iter(make_env(cfg, n_envs=1, use_async_envs=False).values())).values()))
     pre, post = make_policy_processor_pipelines([], [])
-    env_pre, _ = make_policy_processor_pipelines([], [])
+    env_pre, env_post = cfg.get_env_processors()
     out = []
     for seed in seeds:
-        res = rollout(env, _Expert(env), env_pre, post, pre, post, seeds=[seed])
+        res = rollout(env, _Expert(env), env_pre, env_post, pre, post, seeds=[seed])
         out.append(bool(res["success"].any()))
     env.close()
     return out
@@ -72,9 +86,9 @@ def lerobot_eval(policy: str, task: str, episodes: int, out: Path) -> float:
     return json.loads((out / "eval_info.json").read_text())["overall"]["pc_success"] / 100
 
 
-def latency(policy: str, calls: int = 20) -> dict:
-    """Median seconds per select_action (a plan every call when execute = 1), through LeRobot's pipelines vs
-    vidpolicy's own processor, on 480² frames."""
+def latency(policy: str, calls: int = 40) -> dict:
+    """Seconds per select_action on 480² frames, through LeRobot's pipelines vs vidpolicy's own processor: the mean
+    (per action) and the median of the calls that imagine a new chunk (one in ``execute``)."""
     from vidpolicy.envs.lerobot_policy import LeRobotPolicy
     from vidpolicy.policies.vpdd import VPDDPolicy
 
@@ -84,12 +98,16 @@ def latency(policy: str, calls: int = 20) -> dict:
     out = {}
     for name, p in (("plugin", LeRobotPolicy(policy, 4)), ("direct", VPDDPolicy.from_pretrained(policy))):
         p.reset()
-        times = []
+        core = p.policy.core if name == "plugin" else p
+        times, planned = [], []
         for o in obs:
-            t0 = time.perf_counter()
+            plans, t0 = core.plans, time.perf_counter()
             p.select_action(o)
             times.append(time.perf_counter() - t0)
-        out[name] = float(np.median(times[2:]))
+            planned.append(core.plans > plans)
+        times, planned = np.array(times[4:]), np.array(planned[4:])
+        out[name] = {"mean": float(times.mean()), "planning_median": float(np.median(times[planned])),
+                     "queued_median": float(np.median(times[~planned])) if (~planned).any() else None}
     return out
 
 
@@ -105,13 +123,16 @@ def main() -> None:
     tasks = args.tasks.split(",")
     seeds = [1000 + k for k in range(args.episodes)]  # lerobot-eval's default seeds
     result: dict = {"episodes": args.episodes, "seeds": seeds, "expert": {}}
+    _keep_raw()
     with tempfile.TemporaryDirectory() as tmp:
         ours = vidpolicy_rollout("expert", args.tasks, args.episodes, Path(tmp) / "expert")
         for task in tasks:
             name = f"{task}-v3"
             theirs = lerobot_loop_expert(name, seeds)
             result["expert"][name] = {"vidpolicy_rollout": ours[name]["success_rate"],
-                                      "lerobot_loop": float(np.mean(theirs))}
+                                      "lerobot_loop": float(np.mean(theirs)),
+                                      "episodes_agreeing": sum(int(a is not None) == b for a, b in
+                                                               zip(ours[name]["success_steps"], theirs))}
         if args.policy:
             pol = vidpolicy_rollout(args.policy, args.tasks, args.episodes, Path(tmp) / "policy")
             result["policy"] = {"path": args.policy, **{f"{t}-v3": {
@@ -119,7 +140,7 @@ def main() -> None:
                 "lerobot_eval": lerobot_eval(args.policy, f"{t}-v3", args.episodes, Path(tmp) / f"ev_{t}")}
                 for t in tasks}}
             result["select_action_s"] = latency(args.policy)
-    save("lerobot_parity", result)
+    save("lerobot_parity_policy" if args.policy else "lerobot_parity", result)
 
 
 if __name__ == "__main__":

@@ -165,6 +165,19 @@ def markdown(r: dict) -> str:
         for name, v in r["g1_offline"]["results"].items():
             add("g1_offline", f"{name}: held-out normalised action MSE / bin accuracy",
                 f"{v['normalized_mse']:.3f} / {v['bin_accuracy']:.3f}")
+    for key in ("lerobot_parity", "lerobot_parity_policy"):
+        for task, v in r.get(key, {}).get("expert", {}).items():
+            add(key, f"scripted expert on {task}, {r[key]['episodes']} seeds: vidpolicy rollout --view lerobot / "
+                f"LeRobot's rollout loop", f"{fmt(v['vidpolicy_rollout'], True)} / {fmt(v['lerobot_loop'], True)}")
+        for task, v in r.get(key, {}).get("policy", {}).items():
+            if task != "path":
+                add(key, f"vpdd policy on {task}: vidpolicy rollout / lerobot-eval",
+                    f"{fmt(v['vidpolicy_rollout'], True)} / {fmt(v['lerobot_eval'], True)}")
+        if "select_action_s" in r.get(key, {}):
+            t = r[key]["select_action_s"]
+            add(key, "select_action ms, 480² frame, plugin / direct: mean per action; a call that imagines",
+                f"{1e3 * t['plugin']['mean']:.1f} / {1e3 * t['direct']['mean']:.1f}; "
+                f"{1e3 * t['plugin']['planning_median']:.1f} / {1e3 * t['direct']['planning_median']:.1f}")
     commits = sorted({v.get("commit", "?") for v in r.values()}
                      | {s["commit"] for v in r.values() for s in v.get("seed_spread", {}).values() if "commit" in s}
                      | {c for v in r.values() for k, c in v.items() if k.endswith("_commit")}
@@ -190,6 +203,7 @@ def main() -> None:
         run("pretrain.py")
         run("tokenizer.py", "--budget-min", "20" if args.full else "3")
         run("metaworld_fewshot.py", *(["--joint"] if args.full else ["--quick"]))
+        run("lerobot_parity.py", *([] if args.full else ["--quick"]))
         run("g1_offline.py", "--pretrained", str(OUT / "fewshot_runs" / ("default" if args.full else "quick")
                                                   / "pretrain"))
     # benchmarks/out/ holds what ran on this checkout; the others keep their committed results

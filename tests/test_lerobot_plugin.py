@@ -67,6 +67,8 @@ def test_collect_lerobot_view_records_what_lerobot_eval_shows(lerobot_demos):
     assert np.array_equal(a["image"], b["pixels"]) and np.allclose(a["state"], b["agent_pos"])
     assert a["instruction"] == TASK_DESCRIPTIONS["reach-v3"]
     ours.close(), theirs.close()
+    r = run_cli("collect", "--tasks", "reach", "--episodes", "3", "--out", str(lerobot_demos))  # the other view
+    assert r.returncode == 2 and "recorded in the lerobot view, not vidpolicy" in r.stderr
 
 
 def test_lerobot_eval_runs_a_finetuned_policy_directory(lerobot_policy, tmp_path):
@@ -121,3 +123,26 @@ def test_rollout_runs_a_lerobot_act_policy(lerobot_demos, tmp_path):
     assert res["reach-v3"]["episodes"] == 1 and res["reach-v3"]["seeds"] == [1000]
     r = run_cli("rollout", "--policy", str(ckpt), "--tasks", "reach", "--episodes", "1", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "observation.state has 4 dimension(s)" in r.stderr and "--view" in r.stderr
+
+
+def test_mismatched_policy_files_and_directories_are_refused_by_name(lerobot_policy, tmp_path):
+    import shutil
+
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    from vidpolicy.policies.lerobot_vpdd.configuration_vpdd import VPDDConfig
+    from vidpolicy.policies.lerobot_vpdd.modeling_vpdd import VPDDPolicy
+
+    bad = tmp_path / "bad"
+    shutil.copytree(lerobot_policy, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**cfg, "horizon": cfg["horizon"] + 1}))
+    with pytest.raises(ValueError, match=r"config.json has horizon=5 but the saved policy \(policy_config.json\) has 4"):
+        VPDDPolicy.from_pretrained(bad)
+    config = VPDDConfig.from_pretrained(lerobot_policy)
+    config.output_features = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(7,))}
+    with pytest.raises(ValueError, match="the environment: action has 7 dimension.* trained with 4"):
+        VPDDPolicy.from_pretrained(lerobot_policy, config=config)
+    (tmp_path / "empty").mkdir()
+    r = run_cli("rollout", "--policy", str(tmp_path / "empty"), "--tasks", "reach", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "not a policy directory" in r.stderr

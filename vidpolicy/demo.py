@@ -20,6 +20,7 @@ class DemoConfig:
     tasks: str = opt("reach,button-press-topdown,drawer-close", "tasks the policy learns and is evaluated on")
     actionless_tasks: str = opt("door-open,window-open,push,drawer-open", "tasks whose expert videos serve as "
                                 "the actionless corpus (their actions are never used)")
+    view: str = opt("vidpolicy", "vidpolicy (fast renders) or lerobot (as lerobot-eval sees Meta-World; slower)")
 
 
 SIZES = {
@@ -33,7 +34,7 @@ SIZES = {
 
 
 def run_demo(cfg: DemoConfig, overwrite: bool = False) -> dict:
-    s = SIZES[cfg.quick]
+    s = {**SIZES[cfg.quick], "view": cfg.view}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", vars(cfg))

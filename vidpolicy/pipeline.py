@@ -36,9 +36,10 @@ def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_vi
         times[name] = time.time() - times[name]
 
     stage("collect")
-    collect(CollectConfig(tasks=tasks, episodes=s["demos"], out=str(out / "robot_demos"), size=s["size"]))
+    view = s.get("view", "vidpolicy")
+    collect(CollectConfig(tasks=tasks, episodes=s["demos"], out=str(out / "robot_demos"), size=s["size"], view=view))
     collect(CollectConfig(tasks=actionless_tasks, episodes=s["actionless"], out=str(out / "actionless"),
-                          size=s["size"], seed=500))
+                          size=s["size"], seed=500, view=view))
     done("collect")
 
     stage("tokenizer")
@@ -163,4 +164,4 @@ def rollout_variant(out: Path, s: dict, tasks: str, name: str, eval_seed: int = 
     report = out / rollout_dir(name, execute, guidance, yuv420)
     return rollout(RolloutConfig(policy=str(out / name), tasks=tasks, episodes=s["episodes"], out=str(report),
                                  max_steps=s["max_steps"], seed=eval_seed, execute=execute, guidance=guidance,
-                                 yuv420=yuv420 or None), overwrite=True)
+                                 yuv420=yuv420 or None, view=s.get("view", "vidpolicy")), overwrite=True)

@@ -34,8 +34,7 @@ class CollectConfig:
     tasks: str = opt("", "comma-separated Meta-World tasks (reach,push or reach-v3) or MT10 / MT50")
     episodes: int = opt(10, "successful episodes per task")
     out: str = opt("", "LeRobotDataset root to create (or extend)")
-    view: str = opt("vidpolicy", "vidpolicy (our corner camera at --size, 39-d state) or lerobot (what lerobot-eval "
-                    "feeds a policy: corner2 at 480², observation.image, 4-d agent_pos, LeRobot's task text)")
+    view: str = opt("vidpolicy", "vidpolicy (our camera at --size, 39-d state) or lerobot (as lerobot-eval sees it)")
     size: int = opt(96, "camera image side in pixels (the vidpolicy view)")
     fps: int = opt(80, "frame rate recorded in the dataset (Meta-World steps at 80 Hz)")
     seed: int = opt(0, "first seed; episode k of a task uses the next unused seed from here")

@@ -41,7 +41,7 @@ class RolloutConfig:
                       "for the scripted experts")
     env: str = opt("metaworld", "simulator (metaworld)")
     tasks: str = opt("", "comma-separated Meta-World tasks or MT10 / MT50")
-    view: str = opt("vidpolicy", "vidpolicy or lerobot: how the policy sees Meta-World (as its demos were collected)")
+    view: str = opt("vidpolicy", "vidpolicy or lerobot: the view its demos were collected in")
     episodes: int = opt(10, "episodes per task")
     out: str = opt("", "report directory: results.json, videos/, success.png")
     seed: int = opt(1000, "seed of the first episode (demos use 0..; keep evaluation seeds disjoint)")

@@ -52,10 +52,13 @@ class VPDDPolicy(PreTrainedPolicy):
         super().__init__(config)
         config.validate_features()
         self.core = core if core is not None else _new_core(config, dataset_stats, dataset_meta)
+        check_features(config, {k: list(ft.shape) for k, ft in config.output_features.items()}, "the environment")
+        if dataset_meta is not None:
+            check_features(config, {k: list(v["shape"]) for k, v in dataset_meta.features.items()},
+                           str(dataset_meta.root), camera=True)
         self.tokenizer = self.core.tokenizer.eval().requires_grad_(False)
         self.joint = JointDenoiser(self.core.video, self.core.action, train_video=not config.video_frozen)
         self.sampler = TimestepSampler(self.core.video.config.num_timesteps, importance=False)
-        self._text: dict[str, torch.Tensor] = {}
         self.last_predicted_latents = None
 
     @classmethod
@@ -92,26 +95,18 @@ class VPDDPolicy(PreTrainedPolicy):
         self.core.reset()
         self.last_predicted_latents = None
 
-    def _texts(self, tasks, b: int) -> torch.Tensor:
-        tasks = list(tasks) if tasks is not None else [""] * b
-        missing = [t for t in dict.fromkeys(tasks) if t not in self._text]
-        if missing:
-            self._text.update(zip(missing, self.core.text(missing)))
-        return torch.stack([self._text[t] for t in tasks])
-
     def _inputs(self, batch: dict) -> tuple[np.ndarray, list[str], torch.Tensor | None]:
         images = batch[self.config.image_key]
         frames = (images.float().cpu() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         state = batch[OBS_STATE].float().cpu() if self.config.state_dim else None
-        tasks = batch.get("task")
-        return frames, list(tasks) if tasks is not None else [""] * len(frames), state
+        return frames, _tasks(batch, len(frames)), state
 
     @torch.no_grad()
     def select_action(self, batch: dict, **kwargs) -> torch.Tensor:
         plans = self.core.plans
         actions = self.core.act(*self._inputs(batch))
         if self.config.save_predicted_video and self.core.plans > plans:
-            self.last_predicted_latents = self.core._imagined_tokens[:, None, None]  # (b, 1, 1, n): one clip
+            self.last_predicted_latents = self.core.imagined_tokens[:, None, None]  # (b, 1, 1, n): one clip
         return torch.from_numpy(actions).to(batch[self.config.image_key].device)
 
     @torch.no_grad()
@@ -142,10 +137,27 @@ class VPDDPolicy(PreTrainedPolicy):
         state = batch[OBS_STATE][:, F - 1].float() if cfg.state_dim else None
         device = hist.device
         parts = [hist, fut, acts.to(device), cont.to(device), amask.to(device),
-                 state.to(device) if state is not None else None, self._texts(batch.get("task"), b).to(device)]
+                 state.to(device) if state is not None else None, self.core.text(_tasks(batch, b)).to(device)]
         loss, logs = joint_loss(self.joint, self.core.scheduler, self.sampler, parts, cfg.action_head == "regression",
                                 not cfg.video_frozen, LossWeights(cfg.aux_weight, cfg.video_loss_weight))
         return loss, {k: float(v) for k, v in logs.items()}
+
+
+def _tasks(batch: dict, b: int) -> list[str]:
+    """Each sample's instruction (LeRobot's ``task``; empty when the batch has none)."""
+    tasks = batch.get("task")
+    return list(tasks) if tasks is not None else [""] * b
+
+
+def check_features(config: VPDDConfig, shapes: dict[str, list[int]], where: str, camera: bool = False) -> None:
+    """What a policy meets (a dataset's or an environment's feature shapes) must be what it was trained on."""
+    wanted = [(ACTION, config.action_dim)] + ([(OBS_STATE, config.state_dim)] if config.state_dim else [])
+    for key, dim in wanted:
+        if key in shapes and shapes[key][0] != dim:
+            raise ValueError(f"{where}: {key} has {shapes[key][0]} dimension(s) but the policy was trained with {dim}")
+    if camera and config.image_key not in shapes:
+        raise ValueError(f"{where}: no camera {config.image_key} (the policy's); it has "
+                         f"{', '.join(k for k in shapes if k.startswith('observation.image')) or 'none'}")
 
 
 def _new_core(config: VPDDConfig, dataset_stats, dataset_meta) -> CorePolicy:
@@ -171,6 +183,11 @@ def _new_core(config: VPDDConfig, dataset_stats, dataset_meta) -> CorePolicy:
     else:
         raise ValueError("vpdd: give --policy.pretrained_model=PRETRAIN_RUN (a `vidpolicy pretrain` run), or "
                          "--policy.tokenizer=TOKENIZER_RUN to train the video model from scratch")
+    reads = (video.config.codebook_size, tuple(video.config.latent_shape))
+    writes = (tokenizer.config.codebook_size, tuple(tokenizer.latent_shape))
+    if reads != writes:
+        raise ValueError(f"{config.pretrained_model or config.tokenizer}: the video model reads {reads[0]} codes in a "
+                         f"{reads[1]} grid but the tokenizer writes {writes[0]} in {writes[1]}")
     eps = RobotEpisodes(dataset_meta.root, size=tokenizer.config.size, camera=config.image_key)
     binner = ActionBinner.fit(np.concatenate([eps.actions(i) for i in range(len(eps))]), bins=config.bins)
     norm = state_norm_from_stats(dataset_stats) if config.reads_state else None

@@ -164,6 +164,11 @@ class VPDDPolicy:
         """The next action ``(D,)`` for one robot's raw observation ``{"image", "instruction", "state"?}``."""
         return self.act(*self._processed(observation))[0]
 
+    @property
+    def imagined_tokens(self) -> torch.Tensor | None:
+        """The last imagined future clips' tokens ``(b, n)`` (None before the first plan)."""
+        return self._imagined_tokens
+
     def imagined_frames(self) -> np.ndarray | None:
         """The last imagined future clip of the first robot as uint8 ``(T, S, S, 3)`` (decoded on first request)."""
         if self._imagined_tokens is None:
