@@ -193,6 +193,51 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + f"\n\nCommits measured: {', '.join(commits)}; 2-core CPU machines, no GPU{where}.\n"
 
 
+def fill(path: Path, marker: str, text: str) -> None:
+    """Replace what ``path`` holds between ``<!-- marker:start -->`` and ``<!-- marker:end -->`` with ``text``."""
+    doc = path.read_text()
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    if start in doc and end in doc:
+        head, rest = doc.split(start, 1)
+        path.write_text(head + start + "\n" + text + rest[rest.index(end):])
+
+
+def headline(r: dict) -> str:
+    """The README's short table: one row per question a user asks, with where and when it was measured."""
+    rows = ["| question | answer | measured |", "| --- | --- | --- |"]
+    row = lambda q, a, k: rows.append(f"| {q} | {a} | {r[k].get('cpu', 'an earlier machine')}, {r[k]['commit']} |")  # noqa: E731
+    if "metaworld_fewshot" in r:
+        f = r["metaworld_fewshot"]
+        m, pv = f["mean"], f["paired_vs_scratch"]["pretrained"]
+        row(f"few-shot Meta-World ({len(f['per_task'])} tasks x {f['demos_per_task']} demos, 39-d state): success "
+            "pre-trained / from scratch / expert", f"{fmt(m['pretrained'], True)} / {fmt(m['scratch'], True)} / "
+            f"{fmt(m['expert'], True)} (episodes won / lost vs scratch {pv['wins']} / {pv['losses']}, "
+            f"p = {pv['p_value']:.2g})", "metaworld_fewshot")
+    if "tokenize" in r:
+        t = r["tokenize"]
+        best = max((p for p in t["psnr_after_budget"] if p["size"] == 96 and p["budget_min"] == 20),
+                   key=lambda p: p["psnr"], default=None)
+        if best:
+            row("tokenizer held-out PSNR, human video at 96², after 20 CPU-minutes", f"{best['psnr']:.2f} dB",
+                "tokenize")
+        row("tokenize throughput (clips/s; share of the decoder's own rate)",
+            f"{fmt(t['tokenize_clips_per_s'])} ({fmt(t['tokenize_over_decord_decode'], True)})", "tokenize")
+    if "pretrain" in r:
+        lat = r["pretrain"]["sample_latency_s_policy_with_actions"]
+        row("one imagined clip + action chunk, 10 / 25 denoising steps", f"{lat['10']:.2f} s / {lat['25']:.2f} s",
+            "pretrain")
+    if "lerobot_parity" in r:
+        e = r["lerobot_parity"]["expert"]
+        row(f"scripted expert, {len(e)} tasks x {r['lerobot_parity']['episodes']} seeds: vidpolicy rollout / "
+            "LeRobot's loop", " / ".join(fmt(sum(v[k] for v in e.values()) / len(e), True)
+                                        for k in ("vidpolicy_rollout", "lerobot_loop")), "lerobot_parity")
+    if "lerobot_parity_policy" in r and "select_action_s" in r["lerobot_parity_policy"]:
+        t = r["lerobot_parity_policy"]["select_action_s"]
+        row("select_action through LeRobot's pipelines / direct (480² camera, ms per action)",
+            f"{1e3 * t['plugin']['mean']:.1f} / {1e3 * t['direct']['mean']:.1f}", "lerobot_parity_policy")
+    return "\n".join(rows) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true")
@@ -214,12 +259,8 @@ def main() -> None:
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (HERE / "results.md").write_text(table)
-    readme = HERE.parent / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
-    if start in text and end in text:  # the README includes the generated table between these markers
-        head, rest = text.split(start, 1)
-        readme.write_text(head + start + "\n" + table + rest[rest.index(end):])
+    fill(HERE.parent / "docs" / "experiments.md", "results", table)  # the experiment log keeps every number
+    fill(HERE.parent / "README.md", "headline", headline(results))
     print(table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -69,9 +70,21 @@ def test_finished_run_is_not_overwritten(tmp_path, video_dir):
 
 @pytest.mark.parametrize("cmd", [["tokenizer", "train"], ["tokenizer", "reconstruct"], ["tokenize"], ["pretrain"],
                                  ["imagine"], ["collect"], ["finetune"], ["rollout"], ["demo"]])
-def test_every_command_has_help(cmd):
-    r = run_cli(*cmd, "--help")
+def test_every_command_has_one_line_help_per_flag(cmd):
+    r = run_cli(*cmd, "--help", env={"COLUMNS": "300"})  # so wide that argparse wraps nothing
     assert r.returncode == 0 and "usage: vidpolicy" in r.stdout and "--" in r.stdout
+    flags = r.stdout[r.stdout.index("options:"):].splitlines()
+    assert not [line for line in flags if len(line) > 100], "help lines over 100 characters"
+    assert not re.search(r"\d ?dB", r.stdout), "a measurement in --help: it belongs in docs/experiments.md"
+
+
+def test_the_readme_set_up_commands_are_what_ci_runs():
+    from _util import ROOT
+
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
+    setup = re.findall(r"^bash scripts/setup.sh && (.+?)\s+#", readme, re.M)
+    assert len(setup) == 2 and setup[0].startswith(".venv/bin/vidpolicy demo")
+    assert "bash scripts/setup.sh" in ci and setup[1] in ci  # the test command, as written
 
 
 def test_nan_on_one_process_stops_every_process(tmp_path):

@@ -34,7 +34,7 @@ class Command:
     flags: Callable[[argparse.ArgumentParser], None] | None = None
 
 
-VERBOSE_HELP = "show third-party logs, progress bars and warnings (default: off; also VIDPOLICY_VERBOSE=1)"
+VERBOSE_HELP = "show third-party logs, bars and warnings (also VIDPOLICY_VERBOSE=1)"
 
 
 def _load(ref: str):

@@ -17,10 +17,9 @@ class DemoConfig:
     out: str = opt("demo_out", "where every stage writes its directory")
     quick: bool = opt(False, "a ~3 minute smoke run (tiny models, one task)")
     human_videos: str | None = opt(None, "add a folder of human videos (e.g. ../shared/data/human) to pre-training")
-    tasks: str = opt("reach,button-press-topdown,drawer-close", "tasks the policy learns and is evaluated on")
-    actionless_tasks: str = opt("door-open,window-open,push,drawer-open", "tasks whose expert videos serve as "
-                                "the actionless corpus (their actions are never used)")
-    view: str = opt("vidpolicy", "vidpolicy (fast renders) or lerobot (as lerobot-eval sees Meta-World; slower)")
+    tasks: str = opt("reach,button-press-topdown,drawer-close", "tasks learned")
+    actionless_tasks: str = opt("door-open,window-open,push,drawer-open", "actionless corpus")
+    view: str = opt("vidpolicy", "vidpolicy or lerobot (as lerobot-eval; slower)")
 
 
 SIZES = {

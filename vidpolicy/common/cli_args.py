@@ -1,7 +1,8 @@
 """Command-line flags generated from a stage's config dataclass, so flags, config.json and code never drift.
 
-Each field becomes ``--field-name`` with the help text from its metadata; ``--config FILE.json`` supplies a base
-config (strictly checked) that explicit flags override.
+Each field becomes ``--field-name`` with the help text from its metadata (``advanced=True``: listed in the
+"advanced" group, for tuning knobs few users touch); ``--config FILE.json`` supplies a base config (strictly checked)
+that explicit flags override.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def _base_type(tp: Any) -> Any:
 def add_config_args(parser: argparse.ArgumentParser, cls: type, required: tuple[str, ...] = (),
                     skip: tuple[str, ...] = ()) -> None:
     hints = typing.get_type_hints(cls)
+    advanced = parser.add_argument_group("advanced (tuning knobs; docs/experiments.md has what they were measured "
+                                         "to do)")
     for f in dataclasses.fields(cls):
         if f.name in skip or f.metadata.get("cli") is False:
             continue
@@ -56,9 +59,9 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, required: tuple[
             kwargs["metavar"] = "N" if tp is int else "X"
         else:
             kwargs["type"] = str
-        parser.add_argument(flag, **kwargs)
+        (advanced if f.metadata.get("advanced") else parser).add_argument(flag, **kwargs)
     parser.add_argument("--config", dest="_config", default=None, metavar="FILE.json",
-                        help="start from this config.json (e.g. a previous run's); flags given here override it")
+                        help="start from a saved config.json; flags given here override it")
 
 
 def config_from_args(cls: type, args: argparse.Namespace, **forced) -> Any:
@@ -73,4 +76,4 @@ def add_run_flags(parser: argparse.ArgumentParser, resume: bool = True) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a different run's output in --out")
     if resume:
         parser.add_argument("--resume", action="store_true",
-                            help="continue from the newest checkpoint in --out (a rerun with the same config does too)")
+                            help="continue from the newest checkpoint in --out (a plain rerun does too)")

@@ -2,12 +2,10 @@
 
 glibc serves every allocation above a sliding threshold (128 KiB at first) with a fresh ``mmap`` and unmaps it on
 free; it also hands the top of the heap back to the kernel once more than 128 KiB is free. A CPU training step
-allocates and frees the same multi-megabyte activations every step, so each step re-faults all of them in page by
-page: the tokenizer's default training step (batch 8, 96², bf16) took 51,000 minor page faults and 0.14 s of
-kernel time. Raising the mmap threshold to its maximum (32 MiB on 64-bit) and never trimming keeps those blocks on
-the heap for reuse: ~100 faults a step, 0.33 -> 0.22 s a step (AMD EPYC, 2 cores, median of 5 alternating rounds
-in one process; `tokenizer train` 0.27 -> 0.19-0.21 s). Memory the process has used once stays
-reserved for it (the peak of one step, which it would need again on the next).
+allocates and frees the same multi-megabyte activations every step, so each step re-faults all of them page by
+page. Raising the mmap threshold to its maximum (32 MiB on 64-bit) and never trimming keeps those blocks on the heap
+for reuse (docs/experiments.md has the step times). Memory the process has used once stays reserved for it (the
+peak of one step, which it would need again on the next).
 """
 
 from __future__ import annotations

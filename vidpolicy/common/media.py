@@ -81,8 +81,7 @@ def _valid_blur(z: torch.Tensor, g: torch.Tensor, dim: int) -> torch.Tensor:
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM (Gaussian window 11, sigma 1.5, valid positions) over frames and channels of two uint8
     ``(t, h, w, 3)`` arrays, in float64. The separable window runs as two 1D passes of shifted sums over all five
-    local moments at once: 12 ms per 4-frame 96² clip, against 190 ms for the 11x11 window as a float64 convolution
-    (most of it the kernel faulting in scratch memory)."""
+    local moments at once, an order of magnitude faster than the 11x11 window as a float64 convolution."""
     x = torch.from_numpy(a).double().permute(0, 3, 1, 2).reshape(-1, 1, *a.shape[1:3])
     y = torch.from_numpy(b).double().permute(0, 3, 1, 2).reshape(-1, 1, *b.shape[1:3])
     g = _gaussian_window()

@@ -1,9 +1,9 @@
 """Clips: T consecutive frames of a video resampled to a target fps, as the tokenizer sees them.
 
 A video of ``n`` resampled frames yields clips starting at ``0, stride, 2*stride, ...`` while ``start + T <= n``.
-`VideoClipDataset` is map-style. Random access into H.264 costs ~100 ms a clip (each seek decodes from the last
-keyframe) against ~3 ms a clip decoding a video front to back, so whole videos are decoded once, at clip
-resolution, and kept under a byte budget per process; only videos too big for it are read clip by clip.
+`VideoClipDataset` is map-style. Random access into H.264 is slow (each seek decodes from the last keyframe), so
+whole videos are decoded once, at clip resolution, and kept under a byte budget per process; only videos too big for
+it are read clip by clip.
 """
 
 from __future__ import annotations

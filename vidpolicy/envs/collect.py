@@ -34,17 +34,16 @@ class CollectConfig:
     tasks: str = opt("", "comma-separated Meta-World tasks (reach,push or reach-v3) or MT10 / MT50")
     episodes: int = opt(10, "successful episodes per task")
     out: str = opt("", "LeRobotDataset root to create (or extend)")
-    view: str = opt("vidpolicy", "vidpolicy (our camera at --size, 39-d state) or lerobot (as lerobot-eval sees it)")
+    view: str = opt("vidpolicy", "vidpolicy or lerobot (as lerobot-eval sees Meta-World)")
     size: int = opt(96, "camera image side in pixels (the vidpolicy view)")
     fps: int = opt(80, "frame rate recorded in the dataset (Meta-World steps at 80 Hz)")
-    seed: int = opt(0, "first seed; episode k of a task uses the next unused seed from here")
-    action_noise: float = opt(0.0, "std of Gaussian noise added to expert actions, for diversity")
+    seed: int = opt(0, "first seed; each episode takes the next unused one")
+    action_noise: float = opt(0.0, "std of Gaussian noise added to expert actions", advanced=True)
     max_steps: int = opt(500, "episode step limit")
-    steps_after_success: int = opt(10, "keep recording this many steps after the first success")
+    steps_after_success: int = opt(10, "keep recording this many steps after the first success", advanced=True)
     keep_failures: bool = opt(False, "also keep episodes where the expert failed")
-    max_attempts: int = opt(5, "give up on a task after episodes x this many attempts")
-    shadows: bool = opt(False, "render shadows and reflections with 4x multisampling, Meta-World's own look (slow "
-                        "on a CPU; the default supersamples 2x2 instead)")
+    max_attempts: int = opt(5, "give up on a task after episodes x this many attempts", advanced=True)
+    shadows: bool = opt(False, "render Meta-World's own look (slow on a CPU)", advanced=True)
 
 
 def _keys(view: str) -> tuple[str, int]:

@@ -1,9 +1,8 @@
 """Headless Meta-World v3: the corner camera upright at a fixed size, shadows and reflections off by default.
 
-Rendering uses ``MUJOCO_GL=egl`` (osmesa as fallback). Meta-World renders its 4096² shadow map at 12-20 fps on a
-CPU. The default turns shadows and reflections off and anti-aliases by 2x2 supersampling instead of 4x multisampling
-(2 CPU cores, Mesa llvmpipe: 64² 40 -> 83 fps, 96² 45-50 -> 74, 128² 51 -> 65-68; a tokenizer trained on the frames
-scores 29.2 dB vs 29.0 with multisampling and 27.4 with no anti-aliasing). Observations are dicts:
+Rendering uses ``MUJOCO_GL=egl`` (osmesa as fallback). Meta-World's shadow map is slow to render on a CPU, so the
+default turns shadows and reflections off and anti-aliases by 2x2 supersampling instead of 4x multisampling: faster,
+and as good for the tokenizer (docs/experiments.md). Observations are dicts:
 ``{"image": uint8 (S, S, 3), "state": float32 (39,), "instruction": str}``.
 """
 
@@ -56,7 +55,7 @@ class MetaWorldEnv:
         self.instruction = INSTRUCTIONS[task]
         self._variations = metaworld.MT1(task, seed=0).train_tasks
         # the fast path renders twice the size without multisampling and averages 2x2 pixels: anti-aliased as
-        # Meta-World's 4x multisampling is, 1.3-2x faster on a CPU (the multisample resolve is half a small frame)
+        # Meta-World's 4x multisampling is, and cheaper on a CPU
         self._ss = 1 if shadows else 2
         self.env = ALL_V3_ENVIRONMENTS[task](render_mode="rgb_array", camera_name=camera, width=size * self._ss,
                                              height=size * self._ss)

@@ -37,27 +37,22 @@ ACTION_DIM = 4  # Meta-World: xyz displacement + gripper
 
 @dataclass
 class RolloutConfig:
-    policy: str = opt("expert", "a policy directory (`vidpolicy finetune` or any `lerobot-train` policy), or `expert` "
-                      "for the scripted experts")
+    policy: str = opt("expert", "a policy directory (vidpolicy or LeRobot), or `expert`")
     env: str = opt("metaworld", "simulator (metaworld)")
     tasks: str = opt("", "comma-separated Meta-World tasks or MT10 / MT50")
-    view: str = opt("vidpolicy", "vidpolicy or lerobot: the view its demos were collected in")
+    view: str = opt("vidpolicy", "vidpolicy or lerobot: the view of its demos")
     episodes: int = opt(10, "episodes per task")
     out: str = opt("", "report directory: results.json, videos/, success.png")
-    seed: int = opt(1000, "seed of the first episode (demos use 0..; keep evaluation seeds disjoint)")
+    seed: int = opt(1000, "seed of the first episode (lerobot-eval's default too)")
     max_steps: int = opt(500, "episode step limit (Meta-World: 500)")
     size: int = opt(96, "camera image side (a policy directory's own size wins)")
-    steps_after_success: int = opt(5, "frames kept in the video after the first success")
+    steps_after_success: int = opt(5, "frames kept in the video after the first success", advanced=True)
     videos: bool = opt(True, "write one mp4 per episode")
-    sampling_steps: int | None = opt(None, "override the policy's reverse-diffusion steps per action chunk")
-    execute: int | None = opt(None, "override how many actions of each chunk run before planning again (1: every "
-                              "step, the paper's receding horizon)")
-    guidance: float | None = opt(None, "override the policy's classifier-free guidance scale of the imagined video "
-                                 "(1 = off)")
-    yuv420: bool | None = opt(None, "override whether the policy sees each frame through yuv420p chroma (default: "
-                              "when its demonstrations' video was yuv420p, as H.264 recordings are)")
-    expert_labels: bool = opt(True, "score each action of a learned policy against the scripted expert's action in "
-                              "the same state (results.json: expert_action_sq_error, per episode and dimension)")
+    sampling_steps: int | None = opt(None, "override the policy's reverse-diffusion steps", advanced=True)
+    execute: int | None = opt(None, "override the actions run per imagined chunk", advanced=True)
+    guidance: float | None = opt(None, "override the policy's classifier-free guidance (1: off)", advanced=True)
+    yuv420: bool | None = opt(None, "override passing live frames through yuv420p chroma", advanced=True)
+    expert_labels: bool = opt(True, "score each action against the scripted expert's", advanced=True)
 
 
 class ExpertPolicy:

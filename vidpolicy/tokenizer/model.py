@@ -1,13 +1,12 @@
 """`VideoTokenizer`: a VideoGPT-style 3D-convolution VQ-VAE.
 
-The decoder is VideoGPT's: residual blocks with axial attention over T, H and W (``attn_heads=0``: none, a 29% cheaper
-training step), then strided transposed 3D convolutions (kernel 4, stride 2) up to the clip, ``up_channels`` wide (64,
-half the hidden width: 25.65 vs 25.60 dB held-out after 20 CPU-min at 96², from an 18% cheaper step). Two encoders, both
-ending in an EMA codebook of 2048 codes (32-d by default; the paper's 256-d codes cost a 3x slower search for no
-measured gain in held-out PSNR): ``encoder_type="patch"`` (default) projects each 4x4x4 patch on its own and refines it
-with a convolution at the latent resolution (``encoder_res_layers`` residual blocks after it, none by default) — 7x fewer
-FLOPs than the mirror image; ``encoder_type="videogpt"`` is VideoGPT's mirror image of the decoder (strided 3D
-convolutions, attention blocks).
+The decoder is VideoGPT's: residual blocks with axial attention over T, H and W (``attn_heads=0``: none), then
+strided transposed 3D convolutions (kernel 4, stride 2) up to the clip, ``up_channels`` wide (half the hidden width:
+as good, cheaper). Two encoders, both ending in an EMA codebook of 2048 codes (32-d by default: the paper's 256-d codes
+search slower for no gain measured): ``encoder_type="patch"`` (default) projects each 4x4x4 patch on its own and
+refines it with a convolution at the latent resolution (``encoder_res_layers`` residual blocks after it, none by
+default), far fewer FLOPs than the mirror image; ``encoder_type="videogpt"`` is VideoGPT's mirror image of the decoder
+(strided 3D convolutions, attention blocks). docs/experiments.md has the measurements behind each choice.
 Pixels are in [-0.5, 0.5]; a 4-frame 96x96 clip becomes a 1x24x24 grid of tokens.
 """
 
@@ -49,10 +48,8 @@ class LatentConvTranspose3d(nn.ConvTranspose3d):
     """A transposed 3D convolution that, on a latent one or two frames deep (4- and 8-frame clips), runs as a 2D
     transposed convolution with the frames folded into the channels: input frame i reaches output frame o through
     temporal tap o - stride * i + padding, so the folded weight holds each pair's tap (zeros where it falls outside
-    the kernel) and only taps that land inside the output are computed. oneDNN's 2D path is the faster one: 35 -> 32
-    ms forward and backward for the one-frame 24² -> 48² layer at batch 8, 128 channels (median of 7 alternating
-    rounds), 39 -> 30 ms for the two-frame 48² -> 96² layer to pixels, which ran as PyTorch's generic 3D kernel.
-    Same parameters as ``nn.ConvTranspose3d`` (checkpoints are interchangeable)."""
+    the kernel) and only taps that land inside the output are computed: oneDNN's 2D path is faster than PyTorch's
+    generic 3D kernel. Same parameters as ``nn.ConvTranspose3d`` (checkpoints are interchangeable)."""
 
     max_folded_frames = 2
 
@@ -80,7 +77,7 @@ class LatentConvTranspose3d(nn.ConvTranspose3d):
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q kᵀ / sqrt(d)) v written out: the axes are short (24 at 96²), where PyTorch's fused CPU kernel is
-    3x slower than the plain products in the backward pass (the tokenizer's training step: 0.24 -> 0.20 s)."""
+    slower than the plain products in the backward pass."""
     return torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2), dim=-1).to(v.dtype) @ v
 
 
@@ -88,9 +85,8 @@ class AxialAttention(nn.Module):
     """Multi-head attention along T, H and W separately (each axis its own q, k, v), outputs summed.
 
     Computed channels-last: one matrix product makes every axis's q, k, v at once (only v for a length-1 axis, where
-    attention is the identity), and the output projection is a second product; 25 -> 16 ms forward and backward per
-    block at batch 8, 128 channels, 1x24x24, against 1x1 convolutions per axis. Same parameters as before (1x1 Conv3d
-    weights), so checkpoints are interchangeable."""
+    attention is the identity), and the output projection is a second product: cheaper than 1x1 convolutions per
+    axis. Same parameters as before (1x1 Conv3d weights), so checkpoints are interchangeable."""
 
     # (b t h w) rows -> sequences along one axis, and back
     _SEQ = ("b t h w (n d) -> b h w n t d", "b t h w (n d) -> b t w n h d", "b t h w (n d) -> b t h n w d")
@@ -165,8 +161,7 @@ def patch_encoder(c: int, in_channels: int, res_layers: int, downsample: tuple[i
 
 def _channels_first(z: torch.Tensor) -> torch.Tensor:
     """A contiguous (b, d, t, h, w) copy of a code grid: rearranged from rows it is a channels-last view, which the
-    convolutions propagate and PyTorch's CPU GroupNorm runs 10-15x slower on (the training step: 0.28 -> 0.25 s on
-    one core)."""
+    convolutions propagate and PyTorch's CPU GroupNorm runs much slower on."""
     return z.contiguous()
 
 
@@ -204,8 +199,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
             raise ValueError(f"encoder_type must be 'patch' or 'videogpt', got {encoder_type!r}")
         strides = _strides(tuple(downsample))
         c = hidden_channels
-        # no residual blocks in the encoder by default: at equal CPU time (96², 4 min) 0 / 1 / 2 blocks reached
-        # 24.44 / 24.35 / 24.13 dB held-out (the decoder gets the steps), and tokenize is 0.75 ms per clip faster each
+        # no residual blocks in the encoder by default: they bought no PSNR at equal CPU time and slow tokenize
         if encoder_type == "patch":
             enc = patch_encoder(c, in_channels, encoder_res_layers, tuple(downsample))
         else:

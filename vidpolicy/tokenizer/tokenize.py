@@ -7,7 +7,7 @@ a rerun skips complete shards and redoes only the rest; the main process then me
 
 One set of decode workers runs ahead of the encoder through all of a process's shards, opening each file once
 for its layout and all its clips; the main process encodes chunks as they arrive and writes each shard in input
-order (32 files, 2 CPU cores: 72% -> 81% of the decoder's own rate, median of 5 runs, 75-85%).
+order, so the encoder keeps close to the decoder's own rate.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class _Piece:
 
 class _DecodedUnits(IterableDataset):
     """Decodes units (index, Unit) in order, each opened once for its layout and all its clips (a reader opened
-    again per chunk seeks back to a keyframe: 15-40% slower). Worker w of n takes the units at w, w + n, ..."""
+    again per chunk seeks back to a keyframe). Worker w of n takes the units at w, w + n, ..."""
 
     def __init__(self, units: list[tuple[int, Unit]], spec: ClipSpec):
         self.units, self.spec = units, spec
@@ -213,7 +213,7 @@ def _tokenize_shards(model: VideoTokenizer, units: list[Unit], shards: list[int]
 
 def encoder_threads(num_workers: int) -> int | None:
     """On a CPU, the encoder gets the cores its decode workers leave it: an OpenMP pool as wide as the machine spins
-    against busy decoders (2 cores, 1 worker: 147 -> 169 clips/s). None (leave torch's count) on a GPU or where
+    against busy decoders. None (leave torch's count) on a GPU or where
     OMP_NUM_THREADS is set: the user's setting wins."""
     if torch.cuda.is_available() or "OMP_NUM_THREADS" in os.environ:
         return None
