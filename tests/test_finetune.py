@@ -297,3 +297,14 @@ def test_video_lr_and_detach_decide_what_moves_the_video_model(policy, tmp_path)
         after = load_model(FutureDenoiser, out, "video_model").state_dict()
         moved = sum(not torch.equal(after[k], pre[k]) for k in pre)
         assert (moved > len(pre) // 2) if moves else moved == 0, (name, moved, len(pre))
+
+
+@pytest.mark.parametrize("variant", [["--action-head", "regression", "--from-scratch"], ["--train-video"]])
+def test_two_process_finetune_with_parameters_the_loss_never_reaches(policy, tmp_path, variant):
+    from _util import torchrun
+
+    r = torchrun("-m", "vidpolicy", "finetune", "--pretrained", str(policy.parent / "pre"), "--dataset",
+                 str(policy.parent / "demos"), "--out", str(tmp_path / "ddp"), "--width", "32", "--depth", "1",
+                 "--max-steps", "2", "--batch-size", "4", *variant)
+    assert r.returncode == 0, r.stderr[-2000:]  # DDP refused to reduce over the unused ones before
+    assert (tmp_path / "ddp" / "policy_config.json").exists()

@@ -186,3 +186,12 @@ def test_two_process_pretrain_run(tiny_tokenizer, video_dir, tmp_path):
                  "--out", str(out), "--max-steps", "2", *PRE)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "model" / "config.json").exists() and (out / "checkpoints" / "step-0000002").exists()
+
+
+def test_each_process_draws_its_own_noise(tiny_tokenizer, video_dir, tmp_path):
+    tokens = _pipeline(tiny_tokenizer, video_dir, tmp_path)
+    r = torchrun(str(ROOT / "tests" / "ddp_noise_check.py"), str(tmp_path), "pretrain", "--tokens", str(tokens),
+                 "--tokenizer", str(tiny_tokenizer), "--out", str(tmp_path / "ddp"), "--max-steps", "3", *PRE)
+    assert r.returncode == 0, r.stderr[-2000:]
+    t0, t1 = ((tmp_path / f"t_rank{k}.jsonl").read_text().splitlines() for k in (0, 1))
+    assert len(t0) == len(t1) == 3 and t0 != t1  # the same draws on every process would waste N - 1 of them

@@ -22,6 +22,10 @@ class JointDenoiser(nn.Module):
         super().__init__()
         self.video, self.action, self.train_video, self.detach = video, action, train_video, detach
         video.requires_grad_(train_video)
+        # parameters the loss never reaches get no gradient (DDP refuses to reduce over unused ones)
+        video.null_text.requires_grad_(False)  # fine-tuning never drops the instruction
+        if action.config.output == "regression":  # learned queries stand in for the noisy action tokens
+            action.token_embed.requires_grad_(False)
 
     def forward(self, x_v, a_t, t, hist, text, state=None):
         with torch.set_grad_enabled(self.train_video and torch.is_grad_enabled()):

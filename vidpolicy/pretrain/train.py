@@ -70,6 +70,8 @@ def pretrain(cfg: PretrainConfig, overwrite: bool = False) -> dict:
         codebook_size=tokenizer.config.codebook_size, latent_shape=tuple(tokenizer.latent_shape), width=cfg.width,
         depth=cfg.depth, encoder_depth=cfg.encoder_depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio,
         text_dim=int(data.text_table.shape[1]), num_timesteps=cfg.num_timesteps)
+    if acc.process_index:  # each process its own timesteps, masks and dropout (rank 0 keeps a lone process's)
+        torch.manual_seed(cfg.seed + acc.process_index)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = warmup_cosine(optimizer, cfg.warmup_steps, cfg.max_steps)
     settings = LoopSettings.from_config(cfg)
@@ -84,7 +86,7 @@ def pretrain(cfg: PretrainConfig, overwrite: bool = False) -> dict:
 
     def load_extra(ckpt: Path) -> None:
         sampler.load_state_dict(load_file(str(ckpt / "timestep_sampler.safetensors")))
-        ema.load_state_dict(torch.load(ckpt / "ema.pt", weights_only=True))
+        ema.load_state_dict(torch.load(ckpt / "ema.pt", weights_only=True, map_location=acc.device))
 
     trainer.on_checkpoint(save_extra, load_extra)
     start = trainer.resume()

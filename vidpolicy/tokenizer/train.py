@@ -63,7 +63,7 @@ def evaluate(model: VideoTokenizer, ds, indices: np.ndarray, max_clips: int = 12
     if len(indices) > max_clips:
         indices = indices[np.linspace(0, len(indices) - 1, max_clips).round().astype(int)]
     for i in indices:
-        clip = ds[int(i)][None]
+        clip = ds[int(i)][None].to(model.device)  # the dataset's clips are on the CPU
         recon = model.decode(model.encode(clip))
         a, b = to_uint8(clip[0]), to_uint8(recon[0])
         scores_p.append(psnr(a, b))
