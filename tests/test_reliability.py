@@ -48,6 +48,20 @@ def test_nan_loss_skip_policy_counts_and_continues(tmp_path):
     assert all(torch.isfinite(p).all() for p in tr.model.parameters())
 
 
+def test_a_skipped_batch_is_replaced_and_the_run_reaches_its_last_step(tmp_path):
+    from vidpolicy.common.sampling import step_batches
+
+    tr, draws = _trainer(tmp_path, "skip"), []
+
+    def batch(seed, step, micro, rank, size):
+        draws.append(step)
+        return torch.full((4, 2), float("nan")) if step == 3 else torch.ones(4, 2)
+
+    tr.fit(step_batches(batch, 0, 0, 1, 0, 4), lambda b: (tr.model(b).mean(), {"loss": 0.0}))
+    assert tr.step == 6 and tr.skipped == 1 and draws == list(range(7))  # 6 steps from 7 draws, one skipped
+    assert [c.name for c in list_checkpoints(tmp_path)][-1] == "step-0000006"
+
+
 def test_unknown_config_key_and_wrong_type_exit_2(tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"videos": "x", "out": "y", "codebok_size": 10}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch.utils.data import Sampler
 
@@ -13,25 +15,24 @@ def step_generator(seed: int, step: int, micro: int = 0, rank: int = 0) -> torch
 
 
 class StepBatchSampler(Sampler[list[int]]):
-    """Index batches for optimizer steps ``start_step..max_steps``, ``accum`` micro-batches each, per process."""
+    """Index batches for optimizer steps ``start_step, start_step + 1, ...``, ``accum`` micro-batches each, per
+    process; endless, as `step_batches` (the trainer stops at ``max_steps``)."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, max_steps: int, accum: int = 1,
-                 rank: int = 0):
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, accum: int = 1, rank: int = 0):
         self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.start_step, self.max_steps, self.accum, self.rank = start_step, max_steps, accum, rank
+        self.start_step, self.accum, self.rank = start_step, accum, rank
 
     def __iter__(self):
-        for step in range(self.start_step, self.max_steps):
+        for step in itertools.count(self.start_step):
             for micro in range(self.accum):
                 g = step_generator(self.seed, step, micro, self.rank)
                 yield torch.randint(self.n, (self.batch_size,), generator=g).tolist()
 
-    def __len__(self) -> int:
-        return max(0, self.max_steps - self.start_step) * self.accum
 
-
-def step_batches(batch, seed: int, start: int, max_steps: int, accum: int, rank: int, size: int):
-    """``batch(seed, step, micro, rank, size)`` for every micro-batch of steps ``start..max_steps``."""
-    for step in range(start, max_steps):
+def step_batches(batch, seed: int, start: int, accum: int, rank: int, size: int):
+    """``batch(seed, draw, micro, rank, size)`` for every micro-batch of draws ``start, start + 1, ...``: draw k is
+    step k's batch, and the draws never run out, so that a batch skipped for a non-finite loss (``--nan-policy
+    skip``) is replaced by a new one rather than ending the run before its last step (the trainer stops there)."""
+    for step in itertools.count(start):
         for micro in range(accum):
             yield batch(seed, step, micro, rank, size)

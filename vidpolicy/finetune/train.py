@@ -119,7 +119,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
             batch[5] = None
         return joint_loss(trainer.model, schedule, sampler, batch, regression, train_video, weights)
 
-    batches = step_batches(data.batch, cfg.seed, start, cfg.max_steps, cfg.grad_accum, acc.process_index,
+    batches = step_batches(data.batch, cfg.seed, start, cfg.grad_accum, acc.process_index,
                            cfg.batch_size)
     trainer.fit(batches, compute)
     result = {"steps": trainer.step}

@@ -99,7 +99,7 @@ def pretrain(cfg: PretrainConfig, overwrite: bool = False) -> dict:
         hist, fut, txt = (x.to(acc.device) for x in batch)
         return diffusion_loss(trainer.model, model.config.codebook_size, schedule, sampler, hist, fut, txt, cfg)
 
-    batches = step_batches(data.batch, cfg.seed, start, cfg.max_steps, cfg.grad_accum, acc.process_index,
+    batches = step_batches(data.batch, cfg.seed, start, cfg.grad_accum, acc.process_index,
                            cfg.batch_size)
     trainer.fit(batches, compute, after_step)
     if acc.is_main_process:
