@@ -110,6 +110,14 @@ def test_nan_on_one_process_stops_every_process(tmp_path):
     assert r.stdout.count("step 3") == 2
 
 
+def test_checkpoints_wait_for_every_process_and_resume_where_the_main_one_says(tmp_path):
+    from _util import ROOT, torchrun
+
+    r = torchrun(str(ROOT / "tests" / "ddp_checkpoint_check.py"), str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "rank 0 resumed at 2" in r.stdout and "rank 1 resumed at 2" in r.stdout
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
 def test_freed_tensor_memory_is_reused_without_page_faults():
     """Allocating and freeing the same 8 MiB activation: glibc's defaults unmap it on free and fault its 2,048 pages

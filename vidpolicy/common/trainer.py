@@ -91,12 +91,18 @@ class Trainer:
 
     def resume(self) -> int:
         """Load the newest complete checkpoint, if any; return the step to start from."""
+        name = None
         if self.acc.is_main_process:  # a checkpoint torn by a kill mid-save never became step-XXXXXXX
             remove_stale_temps(self.out / "checkpoints")
-        ckpts = list_checkpoints(self.out)
-        if not ckpts:
+            ckpts = list_checkpoints(self.out)
+            name = ckpts[-1].name if ckpts else None
+        if self.acc.num_processes > 1:  # every process resumes from the checkpoint the main one chose
+            from accelerate.utils import broadcast_object_list
+
+            name = broadcast_object_list([name])[0]
+        if name is None:
             return 0
-        ckpt = ckpts[-1]
+        ckpt = self.out / "checkpoints" / name
         self.acc.load_state(str(ckpt))
         state = json.loads((ckpt / "trainer_state.json").read_text())
         for load in self._extra_load:
@@ -124,6 +130,7 @@ class Trainer:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # e.g. disk full: earlier checkpoints stay as they were
             raise
+        self.acc.wait_for_everyone()  # every process has written its part before the directory moves
         if self.acc.is_main_process:
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
