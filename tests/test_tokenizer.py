@@ -226,6 +226,20 @@ def test_dead_codes_are_those_under_one_row_per_step_or_half_an_even_share_in_sm
         assert [bool(torch.equal(e, z[0])) for e in cb.embed] == restarted, rows
 
 
+def test_a_non_finite_batch_leaves_the_codebook_as_it_was():
+    from vidpolicy.tokenizer.quantizer import EMACodebook
+
+    cb = EMACodebook(8, 4).train()
+    cb(torch.randn(32, 4))  # initialise and update once
+    before = {k: v.clone() for k, v in cb.state_dict().items()}
+    z = torch.randn(32, 4)
+    z[5, 2] = float("nan")
+    cb(z)  # the trainer then skips or stops on the loss; the codes must still be usable
+    assert all(torch.equal(before[k], v) for k, v in cb.state_dict().items())
+    cb(torch.randn(32, 4))
+    assert torch.isfinite(cb.embed).all() and not torch.equal(before["embed"], cb.embed)
+
+
 def test_shifted_clips_cover_every_start_offset(tmp_path):
     import numpy as np
 

@@ -143,7 +143,10 @@ def _setup_process(verbose: bool) -> None:
         _quiet_libraries()
     if launched_by_torchrun():
         die_with_parent()  # a killed launcher takes its ranks with it
-    keep_freed_memory()  # every command allocates and frees the same tensors batch after batch
+    import torch
+
+    if not torch.cuda.is_available():  # CPU tensors are allocated and freed batch after batch; GPU ones are not
+        keep_freed_memory()
 
 
 def _quiet_libraries() -> None:

@@ -122,6 +122,8 @@ class EMACodebook(nn.Module):
         if _distributed():
             dist.all_reduce(counts)
             dist.all_reduce(embed_sum)
+        if not torch.isfinite(embed_sum).all():  # one non-finite output (on any process) would poison every code
+            return
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_avg.mul_(self.decay).add_(embed_sum, alpha=1 - self.decay)
         n = self.cluster_size.sum()
