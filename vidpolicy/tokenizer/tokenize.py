@@ -139,11 +139,11 @@ def _as_is(piece: _Piece) -> _Piece:
 
 
 def _encode(model: VideoTokenizer, clips: np.ndarray, cfg: TokenizeConfig) -> np.ndarray:
-    tokens = []
+    tokens, device = [], model.device
     for b in range(0, len(clips), cfg.batch_size):
-        batch = torch.stack([to_unit_range(c) for c in clips[b : b + cfg.batch_size]])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            tokens.append(model.encode(batch).numpy())
+        batch = torch.stack([to_unit_range(c) for c in clips[b : b + cfg.batch_size]]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            tokens.append(model.encode(batch).cpu().numpy())
     return np.concatenate(tokens)
 
 
@@ -231,7 +231,7 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     if cfg.precision not in ("bf16", "fp32"):
         raise VidpolicyError(f"--precision: {cfg.precision!r} is not bf16 or fp32")
     state = PartialState(cpu=not torch.cuda.is_available())
-    model = load_model(VideoTokenizer, cfg.tokenizer)
+    model = load_model(VideoTokenizer, cfg.tokenizer).to(state.device)  # each process its own GPU, if any
     cfg.tokenizer_sha = weights_sha(cfg.tokenizer)
     out = Path(cfg.out)
     units = list_units(cfg)
