@@ -1,11 +1,12 @@
 """Meta-World speed: env steps/s without rendering, render fps at 96² and 128² with shadows on and off, and
 scripted-expert episodes collected per minute (into a LeRobotDataset).
 
-    python benchmarks/envs.py
+    python benchmarks/envs.py [--quick]
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 
@@ -51,12 +52,15 @@ def episodes_per_minute(tasks: str = "reach,push", episodes: int = 3) -> float:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a quarter of the frames and episodes")
+    k = 4 if ap.parse_args().quick else 1
     keep_freed_memory()  # as the CLI does for its process: the stages run here as library calls
     save("envs", {
-        "env_steps_per_s_no_render": steps_per_s(),
-        "render_fps": {f"{size}_{'shadows' if sh else 'no_shadows'}": render_fps(size, sh, n=50 if sh else 200)
+        "env_steps_per_s_no_render": steps_per_s(n=1000 // k),
+        "render_fps": {f"{size}_{'shadows' if sh else 'no_shadows'}": render_fps(size, sh, n=(50 if sh else 200) // k)
                        for size in (96, 128) for sh in (False, True)},
-        "collected_episodes_per_minute_96": episodes_per_minute(),
+        "collected_episodes_per_minute_96": episodes_per_minute(episodes=max(1, 3 // k)),
         "goal": ">= 80 rendered fps at 128² per core",
     })
 

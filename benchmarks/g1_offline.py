@@ -28,7 +28,10 @@ def main() -> None:
     ap.add_argument("--holdout", type=int, default=4, help="held-out episodes (the last ones)")
     ap.add_argument("--heads", nargs="+", default=["tokens", "regression"], choices=["tokens", "regression"])
     ap.add_argument("--out", default=str(OUT / "g1_runs"))
+    ap.add_argument("--quick", action="store_true", help="50 fine-tuning steps")
     args = ap.parse_args()
+    if args.quick:
+        args.steps = 50
     from vidpolicy.finetune.config import FinetuneConfig
     from vidpolicy.finetune.train import finetune
 

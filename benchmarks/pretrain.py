@@ -100,7 +100,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50, 100])
     ap.add_argument("--accuracy-only", action="store_true",
                     help="only measure --model/--tokens accuracy, merged into an existing out/pretrain.json")
+    ap.add_argument("--quick", action="store_true", help="sampling latency at 10 and 25 steps only")
     args = ap.parse_args()
+    if args.quick:
+        args.steps = [10, 25]
     if args.accuracy_only:
         import json
 

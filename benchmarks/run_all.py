@@ -244,13 +244,14 @@ def main() -> None:
     ap.add_argument("--collect", action="store_true")
     args = ap.parse_args()
     if not args.collect:
-        run("envs.py")
-        run("pretrain.py")
-        run("tokenizer.py", "--budget-min", "20" if args.full else "3")
+        quick = [] if args.full else ["--quick"]
+        run("envs.py", *quick)
+        run("pretrain.py", *quick)
+        run("tokenizer.py", *quick)
         run("metaworld_fewshot.py", *(["--joint"] if args.full else ["--quick"]))
-        run("lerobot_parity.py", *([] if args.full else ["--quick"]))
-        run("g1_offline.py", "--pretrained", str(OUT / "fewshot_runs" / ("default" if args.full else "quick")
-                                                  / "pretrain"))
+        run("lerobot_parity.py", *quick)
+        run("g1_offline.py", *quick, "--pretrained", str(OUT / "fewshot_runs" / ("default" if args.full else "quick")
+                                                         / "pretrain"))
     # benchmarks/out/ holds what ran on this checkout; the others keep their committed results
     committed = HERE / "results.json"
     results = json.loads(committed.read_text()) if committed.exists() else {}

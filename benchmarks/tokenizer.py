@@ -145,7 +145,10 @@ def main() -> None:
                          "attention, on centre squares and on 5 squares per frame (the default: attention, 5)")
     ap.add_argument("--repeats", type=int, default=3, help="decode / tokenize measurements, alternated (median)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "tokenizer_runs"))
+    ap.add_argument("--quick", action="store_true", help="one 3-minute run at 96², one repeat")
     args = ap.parse_args()
+    if args.quick:
+        args.budget_min, args.sizes, args.repeats = min(args.budget_min, 3.0), [96], 1
     videos = corpus(args.videos)
     files = find_videos(videos)
     runs = [psnr_after_budget(videos, s, args.budget_min, Path(args.out) / f"s{s}")
