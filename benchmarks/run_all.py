@@ -205,7 +205,10 @@ def fill(path: Path, marker: str, text: str) -> None:
 def headline(r: dict) -> str:
     """The README's short table: one row per question a user asks, with where and when it was measured."""
     rows = ["| question | answer | measured |", "| --- | --- | --- |"]
-    row = lambda q, a, k: rows.append(f"| {q} | {a} | {r[k].get('cpu', 'an earlier machine')}, {r[k]['commit']} |")  # noqa: E731
+
+    def row(question: str, answer: str, key: str) -> None:
+        rows.append(f"| {question} | {answer} | {r[key].get('cpu', 'an earlier machine')}, {r[key]['commit']} |")
+
     if "metaworld_fewshot" in r:
         f = r["metaworld_fewshot"]
         m, pv = f["mean"], f["paired_vs_scratch"]["pretrained"]

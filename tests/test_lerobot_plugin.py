@@ -137,7 +137,7 @@ def test_mismatched_policy_files_and_directories_are_refused_by_name(lerobot_pol
     shutil.copytree(lerobot_policy, bad)
     cfg = json.loads((bad / "config.json").read_text())
     (bad / "config.json").write_text(json.dumps({**cfg, "horizon": cfg["horizon"] + 1}))
-    with pytest.raises(ValueError, match=r"config.json has horizon=5 but the saved policy \(policy_config.json\) has 4"):
+    with pytest.raises(ValueError, match=r"horizon=5 but the saved policy \(policy_config.json\) has 4"):
         VPDDPolicy.from_pretrained(bad)
     config = VPDDConfig.from_pretrained(lerobot_policy)
     config.output_features = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(7,))}

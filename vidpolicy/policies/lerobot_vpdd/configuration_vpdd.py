@@ -18,7 +18,7 @@ from vidpolicy.policies.vpdd import VPDDConfig as CoreConfig
 @dataclass
 class VPDDConfig(PreTrainedConfig, CoreConfig):
     pretrained_model: str | None = None  # a `vidpolicy pretrain` run: its tokenizer, video model and scheduler
-    tokenizer: str | None = None  # without a pretrained model: a `vidpolicy tokenizer train` run; video model from scratch
+    tokenizer: str | None = None  # no pretrained model: a `tokenizer train` run, the video model from scratch
     train_video: bool = False  # also train the video model (always on from scratch)
     use_state: bool = True  # the action model also reads observation.state when the dataset has one
     width: int = 256  # action model width
