@@ -299,12 +299,12 @@ def test_video_lr_and_detach_decide_what_moves_the_video_model(policy, tmp_path)
         assert (moved > len(pre) // 2) if moves else moved == 0, (name, moved, len(pre))
 
 
-@pytest.mark.parametrize("variant", [["--action-head", "regression", "--from-scratch"], ["--train-video"]])
-def test_two_process_finetune_with_parameters_the_loss_never_reaches(policy, tmp_path, variant):
+def test_two_process_finetune_with_parameters_the_loss_never_reaches(policy, tmp_path):
     from _util import torchrun
 
+    # from scratch the video model trains (its null instruction unused); the regression head skips token_embed
     r = torchrun("-m", "vidpolicy", "finetune", "--pretrained", str(policy.parent / "pre"), "--dataset",
                  str(policy.parent / "demos"), "--out", str(tmp_path / "ddp"), "--width", "32", "--depth", "1",
-                 "--max-steps", "2", "--batch-size", "4", *variant)
+                 "--max-steps", "2", "--batch-size", "4", "--action-head", "regression", "--from-scratch")
     assert r.returncode == 0, r.stderr[-2000:]  # DDP refused to reduce over the unused ones before
     assert (tmp_path / "ddp" / "policy_config.json").exists()
