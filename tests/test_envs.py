@@ -149,3 +149,20 @@ def test_no_gl_backend_names_what_was_tried(monkeypatch):
     with pytest.raises(VidpolicyError) as e:
         mw.ensure_gl()
     assert "MUJOCO_GL=egl" in str(e.value) and "osmesa" in str(e.value) and "apt-get install" in str(e.value)
+
+
+def test_agent_pos_state_is_what_a_real_robot_knows(tmp_path):
+    from vidpolicy.common.errors import VidpolicyError
+    from vidpolicy.envs.views import make_env
+
+    full, pos = make_env("vidpolicy", "reach", size=32), make_env("vidpolicy", "reach", size=32, state="agent_pos")
+    a, b = full.reset(3), pos.reset(3)
+    assert a["state"].shape == (39,) and b["state"].shape == (4,) and np.allclose(a["state"][:4], b["state"])
+    assert np.array_equal(pos.expert()(b), full.expert()(a))  # the scripted expert still reads the full state
+    with pytest.raises(VidpolicyError, match="agent_pos only"):
+        make_env("lerobot", "reach", state="full")
+    out = tmp_path / "pos"
+    collect(CollectConfig(tasks="reach", episodes=1, out=str(out), size=32, state="agent_pos"))
+    assert json.loads((out / "meta" / "info.json").read_text())["features"]["observation.state"]["shape"] == [4]
+    with pytest.raises(VidpolicyError, match="with the agent_pos state, not vidpolicy with full"):
+        collect(CollectConfig(tasks="reach", episodes=2, out=str(out), size=32))

@@ -21,10 +21,9 @@ from vidpolicy.common.runlock import lock_run_dir, releases_run_locks
 from vidpolicy.envs import lerobot_view
 from vidpolicy.envs.metaworld import MetaWorldEnv
 from vidpolicy.envs.tasks import resolve_tasks
-from vidpolicy.envs.views import check_view, make_env
+from vidpolicy.envs.views import STATES, check_view, make_env, state_kind
 
 SIDE_CAR = "meta/vidpolicy_collect.json"
-STATE_DIM = 39
 IMAGE_KEY = "observation.images.corner"
 
 
@@ -35,6 +34,7 @@ class CollectConfig:
     episodes: int = opt(10, "successful episodes per task")
     out: str = opt("", "LeRobotDataset root to create (or extend)")
     view: str = opt("vidpolicy", "vidpolicy or lerobot (as lerobot-eval sees Meta-World)")
+    state: str | None = opt(None, "full (39-d, objects included) or agent_pos (default: the view's own)")
     size: int = opt(96, "camera image side in pixels (the vidpolicy view)")
     fps: int = opt(80, "frame rate recorded in the dataset (Meta-World steps at 80 Hz)")
     seed: int = opt(0, "first seed; each episode takes the next unused one")
@@ -46,13 +46,13 @@ class CollectConfig:
     shadows: bool = opt(False, "render Meta-World's own look (slow on a CPU)", advanced=True)
 
 
-def _keys(view: str) -> tuple[str, int]:
+def _keys(view: str, state: str | None) -> tuple[str, int]:
     """The camera key and the state size recorded in ``view``."""
-    return (lerobot_view.IMAGE_KEY, lerobot_view.STATE_DIM) if view == "lerobot" else (IMAGE_KEY, STATE_DIM)
+    return lerobot_view.IMAGE_KEY if view == "lerobot" else IMAGE_KEY, STATES[state_kind(view, state)]
 
 
-def _features(view: str, size: int) -> dict:
-    image, state = _keys(view)
+def _features(view: str, state: str | None, size: int) -> dict:
+    image, state = _keys(view, state)
     size = lerobot_view.SIZE if view == "lerobot" else size
     return {
         image: {"dtype": "video", "shape": (size, size, 3), "names": ["height", "width", "channels"]},
@@ -72,7 +72,7 @@ def run_expert_episode(env: MetaWorldEnv, seed: int, cfg: CollectConfig) -> tupl
             action = action + rng.normal(0, cfg.action_noise, action.shape)
         # record what the robot executes: the experts' raw outputs can exceed the [-1, 1] action space
         action = env.clip_action(action)
-        frames.append({_keys(cfg.view)[0]: obs["image"], "observation.state": obs["state"], "action": action,
+        frames.append({_keys(cfg.view, cfg.state)[0]: obs["image"], "observation.state": obs["state"], "action": action,
                        "task": env.instruction})
         obs, _, done, info = env.step(action)
         if info["success"] and success_at is None:
@@ -89,7 +89,7 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> dict:
 
     if cfg.env != "metaworld":
         raise VidpolicyError(f"--env: unknown environment {cfg.env!r} (metaworld)")
-    check_view(cfg.view)
+    kind = state_kind(check_view(cfg.view), cfg.state)
     tasks = resolve_tasks(cfg.tasks)
     out = Path(cfg.out)
     lock_run_dir(out, beside=True)  # LeRobot creates the dataset directory itself
@@ -102,15 +102,16 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> dict:
         elif not side.exists():
             raise VidpolicyError(f"{out}: exists and was not made by `vidpolicy collect`; pass --overwrite")
     log = json.loads(side.read_text()) if side.exists() else {"episodes": []}
-    recorded = log.get("config", {}).get("view", "vidpolicy")
-    if log["episodes"] and recorded != cfg.view:
-        raise VidpolicyError(f"{out}: holds demos recorded in the {recorded} view, not {cfg.view}; pass --overwrite "
-                             f"or another --out")
+    old = log.get("config", {})
+    recorded = (old.get("view", "vidpolicy"), state_kind(old.get("view", "vidpolicy"), old.get("state")))
+    if log["episodes"] and recorded != (cfg.view, kind):
+        raise VidpolicyError(f"{out}: holds demos recorded in the {recorded[0]} view with the {recorded[1]} state, not "
+                             f"{cfg.view} with {kind}; pass --overwrite or another --out")
     encoder = RGBEncoderConfig(vcodec="h264", crf=18, g=2)
     if (out / "meta" / "info.json").exists():
         ds = LeRobotDataset.resume(out.name, root=out, rgb_encoder=encoder)
     else:
-        ds = LeRobotDataset.create(out.name, fps=cfg.fps, features=_features(cfg.view, cfg.size), root=out,
+        ds = LeRobotDataset.create(out.name, fps=cfg.fps, features=_features(cfg.view, cfg.state, cfg.size), root=out,
                                    robot_type="sawyer", use_videos=True, rgb_encoder=encoder)
     log["config"] = vars(cfg)  # the resolved config travels inside the dataset's meta/
     done = {t: sum(1 for e in log["episodes"] if e["task"] == t) for t in tasks}
@@ -120,7 +121,8 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> dict:
         for task in tasks:
             if done[task] >= cfg.episodes:
                 continue
-            env = make_env(cfg.view, task, size=cfg.size, shadows=cfg.shadows, max_steps=cfg.max_steps)
+            env = make_env(cfg.view, task, size=cfg.size, shadows=cfg.shadows, max_steps=cfg.max_steps,
+                           state=cfg.state)
             used = {e["seed"] for e in log["episodes"] if e["task"] == task}
             tried = {e for e in log.get("failed", {}).get(task, [])}
             seed = cfg.seed

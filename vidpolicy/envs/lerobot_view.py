@@ -15,7 +15,6 @@ from vidpolicy.envs.metaworld import ensure_gl
 from vidpolicy.envs.tasks import resolve_tasks
 
 IMAGE_KEY = "observation.image"  # what lerobot-eval names the Meta-World camera
-STATE_DIM = 4
 SIZE = 480
 
 

@@ -3,7 +3,7 @@
 Rendering uses ``MUJOCO_GL=egl`` (osmesa as fallback). Meta-World's shadow map is slow to render on a CPU, so the
 default turns shadows and reflections off and anti-aliases by 2x2 supersampling instead of 4x multisampling: faster,
 and as good for the tokenizer (docs/experiments.md). Observations are dicts:
-``{"image": uint8 (S, S, 3), "state": float32 (39,), "instruction": str}``.
+``{"image": uint8 (S, S, 3), "state": float32 (39,) or (4,), "instruction": str}``.
 """
 
 from __future__ import annotations
@@ -45,13 +45,14 @@ class MetaWorldEnv:
     """One Meta-World v3 task; ``reset(seed)`` picks goal variation ``seed % 50`` and seeds the env."""
 
     def __init__(self, task: str, size: int = 96, camera: str = "corner", shadows: bool = False,
-                 max_steps: int = 500):
+                 max_steps: int = 500, state: str = "full"):
         task = resolve_tasks(task)[0]
         ensure_gl()
         import metaworld
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
         self.task, self.size, self.camera, self.max_steps = task, size, camera, max_steps
+        self.state = state  # full: Meta-World's 39-d observation; agent_pos: its first 4 (hand xyz, gripper)
         self.instruction = INSTRUCTIONS[task]
         self._variations = metaworld.MT1(task, seed=0).train_tasks
         # the fast path renders twice the size without multisampling and averages 2x2 pixels: anti-aliased as
@@ -80,8 +81,9 @@ class MetaWorldEnv:
         return np.ascontiguousarray(frame)
 
     def _observation(self, state: np.ndarray) -> dict:
-        self._obs = state
-        return {"image": self.render(), "state": state.astype(np.float32), "instruction": self.instruction}
+        self._obs = state  # the full state, for the scripted expert
+        seen = state[:4] if self.state == "agent_pos" else state
+        return {"image": self.render(), "state": seen.astype(np.float32), "instruction": self.instruction}
 
     def reset(self, seed: int = 0) -> dict:
         self.env.set_task(self._variations[seed % len(self._variations)])
@@ -102,11 +104,11 @@ class MetaWorldEnv:
         return self._observation(state), float(reward), done, {"success": bool(info.get("success", 0.0))}
 
     def expert(self):
-        """Meta-World's scripted expert for this task: ``expert(obs) -> action``."""
+        """Meta-World's scripted expert for this task: ``expert(obs) -> action`` (it reads the full state)."""
         from metaworld.policies import ENV_POLICY_MAP
 
         policy = ENV_POLICY_MAP[self.task]()
-        return lambda obs: policy.get_action(obs["state"]).astype(np.float32)
+        return lambda obs: policy.get_action(self._obs).astype(np.float32)
 
     def close(self) -> None:
         try:

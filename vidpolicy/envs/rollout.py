@@ -24,11 +24,9 @@ from vidpolicy.common.media import side_by_side, write_mp4
 from vidpolicy.common.plots import plot_success
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.runlock import releases_run_locks
-from vidpolicy.envs import lerobot_view
-from vidpolicy.envs.collect import STATE_DIM
 from vidpolicy.envs.lerobot_policy import LeRobotPolicy, is_lerobot_policy
 from vidpolicy.envs.metaworld import MetaWorldEnv
-from vidpolicy.envs.views import check_view, make_env
+from vidpolicy.envs.views import STATES, check_view, make_env, state_kind
 from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
 from vidpolicy.envs.tasks import resolve_tasks
 
@@ -41,6 +39,7 @@ class RolloutConfig:
     env: str = opt("metaworld", "simulator (metaworld)")
     tasks: str = opt("", "comma-separated Meta-World tasks or MT10 / MT50")
     view: str = opt("vidpolicy", "vidpolicy or lerobot: the view of its demos")
+    state: str | None = opt(None, "full or agent_pos: the state of its demos (default: the view's own)")
     episodes: int = opt(10, "episodes per task")
     out: str = opt("", "report directory: results.json, videos/, success.png")
     seed: int = opt(1000, "seed of the first episode (lerobot-eval's default too)")
@@ -113,7 +112,7 @@ def _policy_maker(cfg: RolloutConfig) -> tuple[Callable[[MetaWorldEnv], object],
         shared = VPDDPolicy.from_pretrained(path, sampling_steps=cfg.sampling_steps, execute=cfg.execute,
                                             guidance=cfg.guidance, yuv420=cfg.yuv420)
     elif is_lerobot_policy(path):
-        shared = LeRobotPolicy(path, state_dim=lerobot_view.STATE_DIM if cfg.view == "lerobot" else STATE_DIM)
+        shared = LeRobotPolicy(path, state_dim=STATES[state_kind(cfg.view, cfg.state)])
     else:
         raise VidpolicyError(f"{path}: not a policy directory (no {CONFIG_NAME} of vidpolicy, no config.json with a "
                              f"LeRobot policy type)")
@@ -127,7 +126,7 @@ def _policy_maker(cfg: RolloutConfig) -> tuple[Callable[[MetaWorldEnv], object],
 def rollout(cfg: RolloutConfig, overwrite: bool = False,
             make_policy: Callable[[MetaWorldEnv], object] | None = None) -> dict:
     tasks = resolve_tasks(cfg.tasks)
-    check_view(cfg.view)
+    state_kind(check_view(cfg.view), cfg.state)
     out = Path(cfg.out)
     prepare_run_dir(out, cfg, overwrite=overwrite)
     size = cfg.size
@@ -137,7 +136,7 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
     bar = tqdm(total=len(tasks) * cfg.episodes, desc="rollout", unit="ep")
     t0 = time.time()
     for task in tasks:
-        env = make_env(cfg.view, task, size=size, max_steps=cfg.max_steps)
+        env = make_env(cfg.view, task, size=size, max_steps=cfg.max_steps, state=cfg.state)
         policy = make_policy(env)
         expert = env.expert() if cfg.expert_labels and not isinstance(policy, ExpertPolicy) else None
         row = {"episodes": 0, "successes": 0, "seeds": [], "success_steps": []}
