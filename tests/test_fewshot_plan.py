@@ -1,0 +1,49 @@
+"""The head-to-head benchmark's grid planner and its cell-by-cell resume (benchmarks/fewshot.py)."""
+
+from __future__ import annotations
+
+import sys
+
+from _util import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import fewshot  # noqa: E402
+
+
+def test_the_grid_runs_each_cell_after_the_cells_it_reads():
+    b = fewshot.Budget(demos=(5, 10), multiples=(0, 1, 5), seeds=(0, 1))
+    cells = fewshot.grid(b)
+    names = [c.name for c in cells]
+    assert len(names) == len(set(names))
+    pos = {c: i for i, c in enumerate(cells)}
+    for c in cells:
+        if c.stage == "train":
+            assert pos[fewshot.Cell("demos", c.demos)] < pos[c]
+            if c.policy == "vpdd" and c.multiple:
+                assert pos[fewshot.Cell("pretrain", c.demos, c.multiple)] < pos[c]
+        if c.stage == "rollout":
+            assert pos[fewshot.Cell("train", c.demos, c.multiple, c.policy, c.seed)] < pos[c]
+    # vidpolicy at every corpus size (0: from scratch), the LeRobot baselines once per D (they never read it)
+    trains = [c for c in cells if c.stage == "train"]
+    assert sum(c.policy == "vpdd" for c in trains) == 2 * 3 * 2
+    assert sum(c.policy == "diffusion" for c in trains) == 2 * 2 and all(
+        c.multiple is None for c in trains if c.policy != "vpdd")
+    assert sum(c.stage == "pretrain" for c in cells) == 2 * 2  # k = 1, 5 for each D
+
+
+def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_path):
+    cell = fewshot.Cell("train", 5, 1, "vpdd", 0)
+    where = fewshot.claim(tmp_path, cell)
+    (where / "partial.bin").write_bytes(b"x")  # a run killed here leaves no done.json
+    assert not fewshot.is_done(tmp_path, cell)
+    where = fewshot.claim(tmp_path, cell)
+    assert list(where.iterdir()) == []
+    fewshot.finish(tmp_path, cell, {"steps": 3})
+    assert fewshot.is_done(tmp_path, cell)
+    assert "yes" in fewshot.plan_table([cell], fewshot.Budget(), 8, tmp_path).splitlines()[1]
+
+
+def test_the_quick_grid_fits_its_budget():
+    b = fewshot.Budget.quick()
+    minutes = sum(fewshot.estimate_s(c, b, 8) for c in fewshot.grid(b)) / 60
+    assert minutes <= 15, minutes
