@@ -4,18 +4,24 @@ Meta-World's easy / medium / hard groups, D demos per task, an actionless corpus
 
 One directory per cell — (D, k, policy, seed) — skipped when complete (``done.json``), restarted from scratch when
 a run left it half-written. Shared stages (demos per D, actionless corpus and pre-training per (D, k)) are cells of
-their own. This file plans the grid (``--plan``: cells and estimated CPU time); the runner follows.
+their own. Every policy is scored by ``vidpolicy rollout`` in the fast view with the 4-d state, on seeds 1000+ (the
+demos use 0.., the actionless corpus 500..). vidpolicy with k = 0 is the from-scratch baseline: its tokenizer and
+video model never see actionless video.
 
     python benchmarks/fewshot.py --plan            # the default grid and its CPU estimate
-    python benchmarks/fewshot.py --plan --quick    # the <= 15-minute grid
+    python benchmarks/fewshot.py --quick           # the <= 15-minute grid, run
+    python benchmarks/fewshot.py                   # the default grid (many CPU-hours: rerun to resume)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
-from dataclasses import dataclass
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 TASKS = ("reach,drawer-close,window-open,"  # easy
@@ -37,11 +43,18 @@ class Budget:
     train_steps: int = 2000  # fine-tuning / lerobot-train steps, equal across policies
     eval_episodes: int = 10  # per task, seeds from 1000 (the demos use 0..)
     max_steps: int = 500  # Meta-World's episode limit
+    small: bool = False  # model sizes of `vidpolicy demo --quick` (else of `vidpolicy demo`)
 
     @classmethod
     def quick(cls) -> "Budget":
         return cls(demos=(2,), multiples=(0, 2), seeds=(0,), tokenizer_steps=60, pretrain_steps=60, train_steps=60,
-                   eval_episodes=1, max_steps=60)
+                   eval_episodes=1, max_steps=60, small=True)
+
+    @property
+    def sizes(self) -> dict:
+        from vidpolicy.demo import SIZES
+
+        return SIZES[self.small]
 
 
 @dataclass(frozen=True)
@@ -64,8 +77,8 @@ def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
     cells: list[Cell] = []
     for d in b.demos:
         cells.append(Cell("demos", d))
-        for k in (k for k in b.multiples if k > 0):
-            cells += [Cell("actionless", d, k), Cell("pretrain", d, k)]
+        for k in b.multiples if "vpdd" in policies else ():
+            cells += ([Cell("actionless", d, k)] if k else []) + [Cell("pretrain", d, k)]
         for policy in policies:
             ks = b.multiples if policy == "vpdd" else (None,)  # only vidpolicy reads actionless video
             for k in ks:
@@ -81,7 +94,8 @@ def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
     if cell.stage == "actionless":
         return COST["collect_episode"] * n_tasks * cell.demos * cell.multiple
     if cell.stage == "pretrain":
-        return COST["tokenizer_step"] * b.tokenizer_steps + COST["pretrain_step"] * b.pretrain_steps
+        return COST["tokenizer_step"] * b.tokenizer_steps + COST["pretrain_step"] * b.pretrain_steps * (
+            cell.multiple > 0)
     if cell.stage == "train":
         return COST[f"{'finetune' if cell.policy == 'vpdd' else cell.policy}_step"] * b.train_steps
     return COST["rollout_step"] * n_tasks * b.eval_episodes * b.max_steps * 0.6  # solved episodes end early
@@ -118,18 +132,198 @@ def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = N
     return "\n".join(lines)
 
 
+# LeRobot's baselines at CPU size (their defaults: Diffusion Policy ~265 M parameters, ACT ~52 M); no downloads
+BASELINES = {
+    "diffusion": ["--policy.type=diffusion", "--policy.pretrained_backbone_weights=null", "--policy.crop_shape=[84,84]",
+                  "--policy.down_dims=[64,128,256]", "--policy.horizon=16", "--policy.n_action_steps=8"],
+    "act": ["--policy.type=act", "--policy.pretrained_backbone_weights=null", "--policy.dim_model=128",
+            "--policy.dim_feedforward=512", "--policy.n_encoder_layers=2", "--policy.n_decoder_layers=1",
+            "--policy.chunk_size=20", "--policy.n_action_steps=20"],
+}
+SIZE = 96  # camera side of the demos and of every policy's evaluation
+
+
+class Runner:
+    def __init__(self, root: Path, b: Budget, tasks: str, human: Path | None):
+        self.root, self.b, self.tasks, self.human = root, b, tasks, human
+
+    def dir(self, cell: Cell) -> Path:
+        return self.root / cell.name
+
+    def run(self, cell: Cell) -> dict:
+        where = claim(self.root, cell)
+        return getattr(self, cell.stage)(cell, where)
+
+    def _collect(self, out: Path, episodes: int, seed: int) -> dict:
+        from vidpolicy.envs.collect import CollectConfig, collect
+
+        log = collect(CollectConfig(tasks=self.tasks, episodes=episodes, out=str(out), size=SIZE, seed=seed,
+                                    state="agent_pos"))
+        return {"episodes": len(log["episodes"])}
+
+    def demos(self, cell: Cell, where: Path) -> dict:
+        return self._collect(where / "data", cell.demos, seed=0)
+
+    def actionless(self, cell: Cell, where: Path) -> dict:
+        return self._collect(where / "data", cell.demos * cell.multiple, seed=500)  # actions never read
+
+    def pretrain(self, cell: Cell, where: Path) -> dict:
+        """Tokenizer on every video this setting may use, the actionless corpus tokenized, the video model
+        pre-trained on it (k = 0: the tokenizer sees the demos only, and fine-tuning starts the video model fresh)."""
+        from vidpolicy.datasets.video import find_videos
+        from vidpolicy.pretrain.config import PretrainConfig
+        from vidpolicy.pretrain.train import pretrain
+        from vidpolicy.tokenizer.config import TokenizeConfig, TokenizerTrainConfig
+        from vidpolicy.tokenizer.tokenize import tokenize
+        from vidpolicy.tokenizer.train import train_tokenizer
+
+        demos = self.dir(Cell("demos", cell.demos)) / "data"
+        corpus = self.dir(Cell("actionless", cell.demos, cell.multiple)) / "data"
+        sources = [demos] + ([corpus] if cell.multiple else [])
+        videos = [v for src in sources for v in find_videos(src / "videos")]
+        videos += find_videos(self.human) if self.human and cell.multiple else []
+        (where / "videos.txt").write_text("\n".join(str(v.resolve()) for v in videos) + "\n")
+        z = self.b.sizes
+        train_tokenizer(TokenizerTrainConfig(videos=str(where / "videos.txt"), out=str(where / "tokenizer"),
+                                             size=SIZE, codebook_size=z["codebook"], hidden_channels=z["hidden"],
+                                             batch_size=z["tok_batch"], max_steps=self.b.tokenizer_steps, flips="h",
+                                             small_crops=0.0, num_workers=1))
+        token_dirs = []
+        for i, src in enumerate(sources[1:] or sources):
+            tokenize(TokenizeConfig(tokenizer=str(where / "tokenizer"), out=str(where / f"tokens{i}"),
+                                    dataset=str(src), num_workers=1))
+            token_dirs.append(str(where / f"tokens{i}"))
+        steps = self.b.pretrain_steps if cell.multiple else 1  # k = 0: only the architecture is read
+        pretrain(PretrainConfig(tokens=token_dirs, tokenizer=str(where / "tokenizer"), out=str(where / "run"),
+                                width=z["width"], depth=z["depth"], max_steps=steps, warmup_steps=steps // 10))
+        return {"videos": len(videos), "pretrain_steps": steps}
+
+    def train(self, cell: Cell, where: Path) -> dict:
+        demos = self.dir(Cell("demos", cell.demos)) / "data"
+        if cell.policy == "vpdd":
+            from vidpolicy.finetune.config import FinetuneConfig
+            from vidpolicy.finetune.train import finetune
+
+            pre = self.dir(Cell("pretrain", cell.demos, cell.multiple)) / "run"
+            finetune(FinetuneConfig(pretrained=str(pre), dataset=str(demos), out=str(where / "policy"),
+                                    from_scratch=cell.multiple == 0, max_steps=self.b.train_steps,
+                                    depth=self.b.sizes["ft_depth"], sampling_steps=self.b.sizes["sampling_steps"],
+                                    warmup_steps=self.b.train_steps // 10, lr=1e-3, execute=4, seed=cell.seed))
+            return {"policy": str(where / "policy")}
+        exe = Path(sys.executable).with_name("lerobot-train")
+        subprocess.run([str(exe), *BASELINES[cell.policy], "--policy.push_to_hub=false", "--policy.device=cpu",
+                        "--dataset.repo_id=local/demos", f"--dataset.root={demos}", f"--steps={self.b.train_steps}",
+                        "--batch_size=8", f"--save_freq={self.b.train_steps}", "--num_workers=1",
+                        f"--seed={cell.seed}", "--wandb.enable=false", f"--output_dir={where / 'train'}"],
+                       check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        return {"policy": str(where / "train" / "checkpoints" / "last" / "pretrained_model")}
+
+    def rollout(self, cell: Cell, where: Path) -> dict:
+        from vidpolicy.envs.rollout import RolloutConfig, rollout
+
+        policy = json.loads((self.dir(Cell("train", cell.demos, cell.multiple, cell.policy, cell.seed))
+                             / "done.json").read_text())["policy"]
+        report = rollout(RolloutConfig(policy=policy, tasks=self.tasks, episodes=self.b.eval_episodes,
+                                       out=str(where / "eval"), seed=1000, max_steps=self.b.max_steps,
+                                       state="agent_pos", size=SIZE, videos=False, expert_labels=False))
+        return {task: {"successes": r["successes"], "episodes": r["episodes"], "success_steps": r["success_steps"]}
+                for task, r in report.items() if isinstance(r, dict)}
+
+
+def label(cell: Cell) -> str:
+    if cell.policy != "vpdd":
+        return cell.policy
+    return "vpdd scratch" if cell.multiple == 0 else f"vpdd A={cell.multiple}xD"
+
+
+def summarize(root: Path, cells: list[Cell]) -> dict:
+    """Per D and policy: success per task (mean and spread over seeds) and pooled; each policy against vidpolicy
+    pre-trained on the largest corpus, episode by episode (exact McNemar over tasks x seeds x episodes)."""
+    from metaworld_fewshot import paired
+
+    out: dict = {}
+    for d in sorted({c.demos for c in cells}):
+        runs: dict[str, dict[int, dict]] = {}
+        for c in cells:
+            if c.stage == "rollout" and c.demos == d and is_done(root, c):
+                runs.setdefault(label(c), {})[c.seed] = json.loads((root / c.name / "done.json").read_text())
+        table = {}
+        for name, seeds in runs.items():
+            per_task = {t: [r[t]["successes"] / r[t]["episodes"] for r in seeds.values()] for t in next(
+                iter(seeds.values()))}
+            pooled = [sum(r[t]["successes"] for t in r) / sum(r[t]["episodes"] for t in r) for r in seeds.values()]
+            table[name] = {"seeds": sorted(seeds), "mean": sum(pooled) / len(pooled), "min": min(pooled),
+                           "max": max(pooled), "per_task": {t: sum(v) / len(v) for t, v in per_task.items()}}
+        best = max((c.multiple for c in cells if c.policy == "vpdd" and c.multiple), default=None)
+        ref = runs.get(f"vpdd A={best}xD") if best else None
+        if ref:
+            def outcomes(seeds):
+                return {(s, t, i): step is not None for s, r in seeds.items() for t in r
+                        for i, step in enumerate(r[t]["success_steps"])}
+            mine = outcomes(ref)
+            for name, seeds in runs.items():
+                theirs = outcomes(seeds)
+                common = mine.keys() & theirs.keys()
+                if name != f"vpdd A={best}xD" and common:
+                    table[name]["vs_pretrained"] = paired({k: mine[k] for k in common}, {k: theirs[k] for k in common})
+        out[f"D{d}"] = table
+    return out
+
+
+def plot(summary: dict, path: Path) -> None:
+    """Success (pooled over tasks) against the actionless corpus size, seed range as a band; baselines flat."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 3.5), squeeze=False)
+    for ax, (d, table) in zip(axes[0], summary.items()):
+        ks = sorted(int(n.split("=")[1].split("x")[0]) for n in table if n.startswith("vpdd A="))
+        xs = [0] + ks
+        rows = [table.get("vpdd scratch")] + [table[f"vpdd A={k}xD"] for k in ks]
+        pts = [(x, r) for x, r in zip(xs, rows) if r]
+        ax.plot([x for x, _ in pts], [100 * r["mean"] for _, r in pts], "o-", label="vidpolicy")
+        ax.fill_between([x for x, _ in pts], [100 * r["min"] for _, r in pts], [100 * r["max"] for _, r in pts],
+                        alpha=0.2)
+        for name in ("diffusion", "act"):
+            if name in table:
+                ax.axhline(100 * table[name]["mean"], ls="--", label=name, color="C2" if name == "act" else "C1")
+        ax.set(title=d, xlabel="actionless episodes per task / D", ylabel="success %", ylim=(0, 100))
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plan", action="store_true", help="print the grid with estimated CPU time and stop")
     ap.add_argument("--quick", action="store_true", help="the smallest grid (one seed, one D, tiny budgets)")
     ap.add_argument("--tasks", default=TASKS)
+    ap.add_argument("--no-human", action="store_true", help="leave ../shared/data/human out of pre-training")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "fewshot_grid"))
     args = ap.parse_args()
     b = Budget.quick() if args.quick else Budget()
-    tasks = args.tasks.split(",")
-    print(plan_table(grid(b), b, len(tasks), Path(args.out)))
-    if not args.plan:
-        raise SystemExit("the runner is not written yet: --plan only")
+    if args.quick and args.tasks == TASKS:
+        args.tasks = "reach,push"
+    root, cells = Path(args.out) / ("quick" if args.quick else "default"), grid(b)
+    print(plan_table(cells, b, len(args.tasks.split(",")), root))
+    if args.plan:
+        return
+    human = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
+    runner = Runner(root, b, args.tasks, None if args.no_human or not human.exists() else human)
+    for cell in cells:
+        if not is_done(root, cell):
+            print(f"== {cell.name}", flush=True)
+            finish(root, cell, runner.run(cell))
+    from _common import save
+
+    summary = summarize(root, cells)
+    plot(summary, root / "success_vs_actionless.png")
+    save("fewshot_quick" if args.quick else "fewshot", {
+        "tasks": args.tasks, "budget": asdict(b), "summary": summary,
+        "plot": str(root / "success_vs_actionless.png")})
 
 
 if __name__ == "__main__":

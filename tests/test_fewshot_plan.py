@@ -28,7 +28,8 @@ def test_the_grid_runs_each_cell_after_the_cells_it_reads():
     assert sum(c.policy == "vpdd" for c in trains) == 2 * 3 * 2
     assert sum(c.policy == "diffusion" for c in trains) == 2 * 2 and all(
         c.multiple is None for c in trains if c.policy != "vpdd")
-    assert sum(c.stage == "pretrain" for c in cells) == 2 * 2  # k = 1, 5 for each D
+    assert sum(c.stage == "pretrain" for c in cells) == 2 * 3  # k = 0 (scratch: tokenizer on demos only), 1, 5
+    assert sum(c.stage == "actionless" for c in cells) == 2 * 2
 
 
 def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_path):
@@ -47,3 +48,24 @@ def test_the_quick_grid_fits_its_budget():
     b = fewshot.Budget.quick()
     minutes = sum(fewshot.estimate_s(c, b, 8) for c in fewshot.grid(b)) / 60
     assert minutes <= 15, minutes
+
+
+def test_the_paired_comparison_on_a_constructed_example(tmp_path):
+    b = fewshot.Budget(demos=(5,), multiples=(0, 4), seeds=(0,), eval_episodes=4)
+    cells = fewshot.grid(b)
+
+    def rollout(cell, steps):  # steps per episode: None = failed
+        fewshot.claim(tmp_path, cell)
+        fewshot.finish(tmp_path, cell, {"reach-v3": {"successes": sum(s is not None for s in steps), "episodes": 4,
+                                                     "success_steps": steps}})
+
+    rollout(fewshot.Cell("rollout", 5, 4, "vpdd", 0), [10, 12, 9, 30])  # solves all four
+    rollout(fewshot.Cell("rollout", 5, 0, "vpdd", 0), [None, None, None, 40])  # only the last
+    rollout(fewshot.Cell("rollout", 5, None, "act", 0), [10, 12, 9, 30])  # the same four
+    table = fewshot.summarize(tmp_path, cells)["D5"]
+    assert table["vpdd A=4xD"]["mean"] == 1.0 and table["vpdd scratch"]["mean"] == 0.25
+    # 3 episodes only the pre-trained policy solved, none the other way: exact two-sided p = 2 / 2**3
+    assert table["vpdd scratch"]["vs_pretrained"] == {"wins": 3, "losses": 0, "p_value": 0.25}
+    assert table["act"]["vs_pretrained"] == {"wins": 0, "losses": 0, "p_value": 1.0}
+    fewshot.plot({"D5": table}, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 1000

@@ -68,7 +68,7 @@ def test_collect_lerobot_view_records_what_lerobot_eval_shows(lerobot_demos):
     assert a["instruction"] == TASK_DESCRIPTIONS["reach-v3"]
     ours.close(), theirs.close()
     r = run_cli("collect", "--tasks", "reach", "--episodes", "3", "--out", str(lerobot_demos))  # the other view
-    assert r.returncode == 2 and "recorded in the lerobot view, not vidpolicy" in r.stderr
+    assert r.returncode == 2 and "recorded in the lerobot view with the agent_pos state, not vidpolicy" in r.stderr
 
 
 def test_lerobot_eval_runs_a_finetuned_policy_directory(lerobot_policy, tmp_path):
