@@ -26,9 +26,9 @@ from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.envs.lerobot_policy import LeRobotPolicy, is_lerobot_policy
 from vidpolicy.envs.metaworld import MetaWorldEnv
+from vidpolicy.envs.tasks import resolve_tasks
 from vidpolicy.envs.views import STATES, check_view, make_env, state_kind
 from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
-from vidpolicy.envs.tasks import resolve_tasks
 
 ACTION_DIM = 4  # Meta-World: xyz displacement + gripper
 
