@@ -58,8 +58,8 @@ class MetaWorldEnv:
         # the fast path renders twice the size without multisampling and averages 2x2 pixels: anti-aliased as
         # Meta-World's 4x multisampling is, and cheaper on a CPU
         self._ss = 1 if shadows else 2
-        self.env = ALL_V3_ENVIRONMENTS[task](render_mode="rgb_array", camera_name=camera, width=size * self._ss,
-                                             height=size * self._ss)
+        self.env = self._sim = ALL_V3_ENVIRONMENTS[task](render_mode="rgb_array", camera_name=camera,
+                                                         width=size * self._ss, height=size * self._ss)
         if not shadows:  # before the first render: the GL context is made then, with these settings
             self.env.model.light_castshadow[:] = 0
             self.env.model.mat_reflectance[:] = 0
@@ -98,7 +98,7 @@ class MetaWorldEnv:
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, dict]:
         action = self.clip_action(action)
-        state, reward, terminated, truncated, info = self.env.step(action)
+        state, reward, terminated, truncated, info = self._sim.step(action)  # Meta-World's own env
         self.steps += 1
         done = bool(terminated or truncated or self.steps >= self.max_steps)
         return self._observation(state), float(reward), done, {"success": bool(info.get("success", 0.0))}
