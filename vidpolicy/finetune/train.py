@@ -31,6 +31,7 @@ from vidpolicy.finetune.state import StateNorm
 from vidpolicy.policies.lerobot_vpdd.modeling_vpdd import save_lerobot_files
 from vidpolicy.policies.vpdd import VPDDConfig, VPDDPolicy, VPDDProcessor
 from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
+from vidpolicy.policies.vpdd.processor_vpdd import halves_chroma
 from vidpolicy.pretrain.config import PretrainConfig, load_run_config
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.schedule import MaskReplaceScheduler
@@ -48,7 +49,7 @@ def policy_config(cfg: FinetuneConfig, pre_cfg: PretrainConfig, eps: RobotEpisod
         sampling_steps=cfg.sampling_steps, guidance=cfg.guidance, top_r=cfg.top_r, action_top_r=cfg.action_top_r,
         text_encoder=pre_cfg.text_encoder, image_size=tokenizer.config.size,
         frames=tokenizer.config.frames, gap=cfg.gap, observation_pix_fmt=eps.pix_fmt or "",
-        yuv420=str(eps.pix_fmt or "").startswith(("yuv420", "yuvj420")),
+        yuv420=halves_chroma(eps.pix_fmt),
         video_frozen=not (cfg.from_scratch or cfg.train_video))
 
 

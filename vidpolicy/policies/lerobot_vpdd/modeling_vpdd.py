@@ -32,6 +32,7 @@ from vidpolicy.finetune.objective import JointDenoiser, LossWeights, joint_loss
 from vidpolicy.policies.vpdd import VPDDConfig as CoreConfig
 from vidpolicy.policies.vpdd import VPDDPolicy as CorePolicy
 from vidpolicy.policies.vpdd import VPDDProcessor
+from vidpolicy.policies.vpdd.processor_vpdd import halves_chroma
 from vidpolicy.pretrain.config import PretrainConfig, load_run_config
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.schedule import MaskReplaceScheduler
@@ -194,7 +195,7 @@ def _new_core(config: VPDDConfig, dataset_stats, dataset_meta) -> CorePolicy:
     config.action_dim, config.state_dim = eps.action_dim, norm.dim if norm else 0
     config.image_size, config.frames = tokenizer.config.size, tokenizer.config.frames
     config.observation_pix_fmt = eps.pix_fmt or ""
-    config.yuv420 = config.observation_pix_fmt.startswith(("yuv420", "yuvj420"))
+    config.yuv420 = halves_chroma(config.observation_pix_fmt)
     config.video_frozen = not config.train_video
     CoreConfig.__post_init__(config)  # the data-derived settings checked again
     action = ActionDenoiser(action_dim=config.action_dim, horizon=config.horizon,

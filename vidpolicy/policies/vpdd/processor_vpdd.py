@@ -22,6 +22,12 @@ BINNING = "binning.json"
 STATE_NORM = "state_norm.json"
 
 
+def halves_chroma(pix_fmt: str | None) -> bool:
+    """Whether a recording's pixel format keeps chroma at half resolution (yuv420p, yuvj420p): then live frames
+    pass through the same round trip (`VPDDProcessor.frame`)."""
+    return str(pix_fmt or "").startswith(("yuv420", "yuvj420"))
+
+
 class VPDDProcessor:
     def __init__(self, binner: ActionBinner, state_norm: StateNorm | None, image_size: int, yuv420: bool):
         self.binner, self.state_norm, self.image_size, self.yuv420 = binner, state_norm, image_size, yuv420
