@@ -73,18 +73,25 @@ class Cell:
 
 
 def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
-    """Every cell in the order they can run (each after the cells it reads)."""
-    cells: list[Cell] = []
-    for d in b.demos:
-        cells.append(Cell("demos", d))
-        for k in b.multiples if "vpdd" in policies else ():
-            cells += ([Cell("actionless", d, k)] if k else []) + [Cell("pretrain", d, k)]
-        for policy in policies:
-            ks = b.multiples if policy == "vpdd" else (None,)  # only vidpolicy reads actionless video
-            for k in ks:
-                for s in b.seeds:
-                    cells += [Cell("train", d, k, policy, s), Cell("rollout", d, k, policy, s)]
-    return cells
+    """Every cell in the order they can run (each after the cells it reads), the decisive comparison first: for each
+    D, the first seed of every policy that needs no large corpus (vidpolicy from scratch, the baselines), then
+    vidpolicy on the largest corpus, then the other seeds; last the corpus sizes in between, which draw the curve."""
+    lo, hi = (min(b.multiples), max(b.multiples)) if "vpdd" in policies else (None, None)
+    middle = [k for k in b.multiples if k not in (lo, hi)] if "vpdd" in policies else []
+    cheap = [(p, lo if p == "vpdd" else None) for p in policies]
+    big = [("vpdd", hi)] if hi != lo else []
+
+    def shared(d: int, ks) -> list[Cell]:
+        return [c for k in ks for c in ([Cell("actionless", d, k)] if k else []) + [Cell("pretrain", d, k)]]
+
+    def runs(d: int, pairs, seeds) -> list[Cell]:
+        return [c for s in seeds for p, k in pairs for c in (Cell("train", d, k, p, s), Cell("rollout", d, k, p, s))]
+
+    first, rest = b.seeds[:1], b.seeds[1:]
+    cells = [c for d in b.demos for c in [
+        Cell("demos", d), *shared(d, [lo] if lo is not None else []), *runs(d, cheap, first),
+        *shared(d, [k for k in (hi,) if big]), *runs(d, big, first), *runs(d, cheap + big, rest)]]
+    return cells + [c for d in b.demos for c in [*shared(d, middle), *runs(d, [("vpdd", k) for k in middle], b.seeds)]]
 
 
 def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
@@ -105,12 +112,17 @@ def is_done(root: Path, cell: Cell) -> bool:
     return (root / cell.name / "done.json").exists()
 
 
+RESUMABLE = ("pretrain", "train")  # vidpolicy's trainers resume from their own checkpoints
+
+
 def claim(root: Path, cell: Cell) -> Path:
-    """The cell's directory, empty: whatever a killed run left there is removed (a cell restarts cleanly)."""
+    """The cell's directory. A cell whose stage resumes (vidpolicy training) keeps what a killed run left; any
+    other restarts empty."""
     where = root / cell.name
-    if where.exists():
+    keeps = cell.stage in RESUMABLE and cell.policy in (None, "vpdd")
+    if where.exists() and not keeps:
         shutil.rmtree(where)
-    where.mkdir(parents=True)
+    where.mkdir(parents=True, exist_ok=True)
     return where
 
 

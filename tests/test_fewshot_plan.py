@@ -33,7 +33,7 @@ def test_the_grid_runs_each_cell_after_the_cells_it_reads():
 
 
 def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_path):
-    cell = fewshot.Cell("train", 5, 1, "vpdd", 0)
+    cell = fewshot.Cell("train", 5, None, "act", 0)  # lerobot-train: restarts from nothing
     where = fewshot.claim(tmp_path, cell)
     (where / "partial.bin").write_bytes(b"x")  # a run killed here leaves no done.json
     assert not fewshot.is_done(tmp_path, cell)
@@ -42,6 +42,20 @@ def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_p
     fewshot.finish(tmp_path, cell, {"steps": 3})
     assert fewshot.is_done(tmp_path, cell)
     assert "yes" in fewshot.plan_table([cell], fewshot.Budget(), 8, tmp_path).splitlines()[1]
+    # vidpolicy's own training resumes from its checkpoints, so a killed pre-training keeps them
+    pre = fewshot.Cell("pretrain", 5, 20)
+    (fewshot.claim(tmp_path, pre) / "run").mkdir()
+    assert (fewshot.claim(tmp_path, pre) / "run").is_dir()
+
+
+def test_the_grid_puts_the_decisive_comparison_first():
+    cells = fewshot.grid(fewshot.Budget(demos=(5, 10), multiples=(0, 1, 5, 20), seeds=(0, 1, 2)))
+    pos = {c: i for i, c in enumerate(cells)}
+    seed0 = [fewshot.Cell("rollout", 5, k, p, 0) for p, k in (("vpdd", 0), ("diffusion", None), ("act", None),
+                                                               ("vpdd", 20))]
+    assert max(pos[c] for c in seed0) < min(pos[c] for c in cells if c.seed == 1)
+    assert pos[fewshot.Cell("rollout", 5, 0, "vpdd", 0)] < pos[fewshot.Cell("pretrain", 5, 20)]  # no long wait
+    assert max(pos[c] for c in cells if c.multiple in (0, 20)) < pos[fewshot.Cell("pretrain", 5, 1)]
 
 
 def test_the_quick_grid_fits_its_budget():
