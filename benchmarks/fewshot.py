@@ -30,7 +30,8 @@ TASKS = ("reach,drawer-close,window-open,"  # easy
 POLICIES = ("vpdd", "diffusion", "act")  # vpdd with k = 0 is vidpolicy from scratch; k > 0 pre-trained
 # rough CPU seconds on 2 cores, for --plan only: per demo episode collected, per optimizer step, per evaluated step
 COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "finetune_step": 0.5,
-        "diffusion_step": 1.0, "act_step": 0.5, "rollout_step": 0.03}
+        "diffusion_step": 1.0, "act_step": 0.5, "rollout_step": 0.03, "imagine_sample": 0.5}
+HELDOUT, IMAGINE_SAMPLES = 2, 96  # expert episodes per task at the evaluation seeds; clips imagined from them
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Budget:
 
 @dataclass(frozen=True)
 class Cell:
-    stage: str  # demos, actionless, pretrain, train (a policy), rollout
+    stage: str  # demos, actionless, pretrain, train (a policy), rollout, heldout, imagine
     demos: int
     multiple: int | None = None  # None: the stage does not depend on the actionless corpus
     policy: str | None = None
@@ -87,11 +88,17 @@ def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
     def runs(d: int, pairs, seeds) -> list[Cell]:
         return [c for s in seeds for p, k in pairs for c in (Cell("train", d, k, p, s), Cell("rollout", d, k, p, s))]
 
+    def imagine(d: int, ks) -> list[Cell]:  # the first seed's video model against copying the present
+        return [Cell("imagine", d, k, "vpdd", b.seeds[0]) for k in ks]
+
     first, rest = b.seeds[:1], b.seeds[1:]
+    ends = [k for k in dict.fromkeys((lo, hi)) if k is not None]
     cells = [c for d in b.demos for c in [
         Cell("demos", d), *shared(d, [lo] if lo is not None else []), *runs(d, cheap, first),
-        *shared(d, [k for k in (hi,) if big]), *runs(d, big, first), *runs(d, cheap + big, rest)]]
-    return cells + [c for d in b.demos for c in [*shared(d, middle), *runs(d, [("vpdd", k) for k in middle], b.seeds)]]
+        *shared(d, [k for k in (hi,) if big]), *runs(d, big, first), *([Cell("heldout", d)] if ends else []),
+        *imagine(d, ends), *runs(d, cheap + big, rest)]]
+    return cells + [c for d in b.demos for c in [*shared(d, middle), *runs(d, [("vpdd", k) for k in middle], b.seeds),
+                                                 *imagine(d, middle)]]
 
 
 def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
@@ -103,6 +110,10 @@ def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
     if cell.stage == "pretrain":
         return COST["tokenizer_step"] * b.tokenizer_steps + COST["pretrain_step"] * b.pretrain_steps * (
             cell.multiple > 0)
+    if cell.stage == "heldout":
+        return COST["collect_episode"] * n_tasks * HELDOUT
+    if cell.stage == "imagine":
+        return COST["imagine_sample"] * IMAGINE_SAMPLES
     if cell.stage == "train":
         return COST[f"{'finetune' if cell.policy == 'vpdd' else cell.policy}_step"] * b.train_steps
     return COST["rollout_step"] * n_tasks * b.eval_episodes * b.max_steps * 0.6  # solved episodes end early
@@ -179,6 +190,18 @@ class Runner:
     def actionless(self, cell: Cell, where: Path) -> dict:
         return self._collect(where / "data", cell.demos * cell.multiple, seed=500)  # actions never read
 
+    def heldout(self, cell: Cell, where: Path) -> dict:
+        return self._collect(where / "data", HELDOUT, seed=1000)  # the evaluation seeds: no policy trained on them
+
+    def imagine(self, cell: Cell, where: Path) -> dict:
+        from _imagination import imagination_scores
+
+        policy = self.result(Cell("train", cell.demos, cell.multiple, cell.policy, cell.seed))["policy"]
+        return imagination_scores(policy, self.dir(Cell("heldout", cell.demos)) / "data", samples=IMAGINE_SAMPLES)
+
+    def result(self, cell: Cell) -> dict:
+        return json.loads((self.dir(cell) / "done.json").read_text())
+
     def pretrain(self, cell: Cell, where: Path) -> dict:
         """Tokenizer on every video this setting may use, the actionless corpus tokenized, the video model
         pre-trained on it (k = 0: the tokenizer sees the demos only, and fine-tuning starts the video model fresh)."""
@@ -233,79 +256,12 @@ class Runner:
     def rollout(self, cell: Cell, where: Path) -> dict:
         from vidpolicy.envs.rollout import RolloutConfig, rollout
 
-        policy = json.loads((self.dir(Cell("train", cell.demos, cell.multiple, cell.policy, cell.seed))
-                             / "done.json").read_text())["policy"]
+        policy = self.result(Cell("train", cell.demos, cell.multiple, cell.policy, cell.seed))["policy"]
         report = rollout(RolloutConfig(policy=policy, tasks=self.tasks, episodes=self.b.eval_episodes,
                                        out=str(where / "eval"), seed=1000, max_steps=self.b.max_steps,
                                        state="agent_pos", size=SIZE, videos=False, expert_labels=False))
         return {task: {"successes": r["successes"], "episodes": r["episodes"], "success_steps": r["success_steps"]}
                 for task, r in report.items() if isinstance(r, dict)}
-
-
-def label(cell: Cell) -> str:
-    if cell.policy != "vpdd":
-        return cell.policy
-    return "vpdd scratch" if cell.multiple == 0 else f"vpdd A={cell.multiple}xD"
-
-
-def summarize(root: Path, cells: list[Cell]) -> dict:
-    """Per D and policy: success per task (mean and spread over seeds) and pooled; each policy against vidpolicy
-    pre-trained on the largest corpus, episode by episode (exact McNemar over tasks x seeds x episodes)."""
-    from metaworld_fewshot import paired
-
-    out: dict = {}
-    for d in sorted({c.demos for c in cells}):
-        runs: dict[str, dict[int, dict]] = {}
-        for c in cells:
-            if c.stage == "rollout" and c.demos == d and is_done(root, c):
-                runs.setdefault(label(c), {})[c.seed] = json.loads((root / c.name / "done.json").read_text())
-        table = {}
-        for name, seeds in runs.items():
-            per_task = {t: [r[t]["successes"] / r[t]["episodes"] for r in seeds.values()] for t in next(
-                iter(seeds.values()))}
-            pooled = [sum(r[t]["successes"] for t in r) / sum(r[t]["episodes"] for t in r) for r in seeds.values()]
-            table[name] = {"seeds": sorted(seeds), "mean": sum(pooled) / len(pooled), "min": min(pooled),
-                           "max": max(pooled), "per_task": {t: sum(v) / len(v) for t, v in per_task.items()}}
-        best = max((c.multiple for c in cells if c.policy == "vpdd" and c.multiple), default=None)
-        ref = runs.get(f"vpdd A={best}xD") if best else None
-        if ref:
-            def outcomes(seeds):
-                return {(s, t, i): step is not None for s, r in seeds.items() for t in r
-                        for i, step in enumerate(r[t]["success_steps"])}
-            mine = outcomes(ref)
-            for name, seeds in runs.items():
-                theirs = outcomes(seeds)
-                common = mine.keys() & theirs.keys()
-                if name != f"vpdd A={best}xD" and common:
-                    table[name]["vs_pretrained"] = paired({k: mine[k] for k in common}, {k: theirs[k] for k in common})
-        out[f"D{d}"] = table
-    return out
-
-
-def plot(summary: dict, path: Path) -> None:
-    """Success (pooled over tasks) against the actionless corpus size, seed range as a band; baselines flat."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 3.5), squeeze=False)
-    for ax, (d, table) in zip(axes[0], summary.items()):
-        ks = sorted(int(n.split("=")[1].split("x")[0]) for n in table if n.startswith("vpdd A="))
-        xs = [0] + ks
-        rows = [table.get("vpdd scratch")] + [table[f"vpdd A={k}xD"] for k in ks]
-        pts = [(x, r) for x, r in zip(xs, rows) if r]
-        ax.plot([x for x, _ in pts], [100 * r["mean"] for _, r in pts], "o-", label="vidpolicy")
-        ax.fill_between([x for x, _ in pts], [100 * r["min"] for _, r in pts], [100 * r["max"] for _, r in pts],
-                        alpha=0.2)
-        for name in ("diffusion", "act"):
-            if name in table:
-                ax.axhline(100 * table[name]["mean"], ls="--", label=name, color="C2" if name == "act" else "C1")
-        ax.set(title=d, xlabel="actionless episodes per task / D", ylabel="success %", ylim=(0, 100))
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main() -> None:
@@ -330,6 +286,8 @@ def main() -> None:
             print(f"== {cell.name}", flush=True)
             finish(root, cell, runner.run(cell))
     from _common import save
+
+    from _fewshot_report import plot, summarize
 
     summary = summarize(root, cells)
     plot(summary, root / "success_vs_actionless.png")

@@ -7,6 +7,7 @@ import sys
 from _util import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import _fewshot_report  # noqa: E402
 import fewshot  # noqa: E402
 
 
@@ -21,8 +22,10 @@ def test_the_grid_runs_each_cell_after_the_cells_it_reads():
             assert pos[fewshot.Cell("demos", c.demos)] < pos[c]
             if c.policy == "vpdd" and c.multiple:
                 assert pos[fewshot.Cell("pretrain", c.demos, c.multiple)] < pos[c]
-        if c.stage == "rollout":
+        if c.stage in ("rollout", "imagine"):
             assert pos[fewshot.Cell("train", c.demos, c.multiple, c.policy, c.seed)] < pos[c]
+        if c.stage == "imagine":
+            assert pos[fewshot.Cell("heldout", c.demos)] < pos[c]
     # vidpolicy at every corpus size (0: from scratch), the LeRobot baselines once per D (they never read it)
     trains = [c for c in cells if c.stage == "train"]
     assert sum(c.policy == "vpdd" for c in trains) == 2 * 3 * 2
@@ -30,6 +33,9 @@ def test_the_grid_runs_each_cell_after_the_cells_it_reads():
         c.multiple is None for c in trains if c.policy != "vpdd")
     assert sum(c.stage == "pretrain" for c in cells) == 2 * 3  # k = 0 (scratch: tokenizer on demos only), 1, 5
     assert sum(c.stage == "actionless" for c in cells) == 2 * 2
+    # each corpus size's first-seed video model is scored against copying the present, once
+    assert sorted((c.demos, c.multiple) for c in cells if c.stage == "imagine") == [(d, k) for d in (5, 10)
+                                                                                    for k in (0, 1, 5)]
 
 
 def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_path):
@@ -76,10 +82,14 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     rollout(fewshot.Cell("rollout", 5, 4, "vpdd", 0), [10, 12, 9, 30])  # solves all four
     rollout(fewshot.Cell("rollout", 5, 0, "vpdd", 0), [None, None, None, 40])  # only the last
     rollout(fewshot.Cell("rollout", 5, None, "act", 0), [10, 12, 9, 30])  # the same four
-    table = fewshot.summarize(tmp_path, cells)["D5"]
+    imagine = fewshot.Cell("imagine", 5, 4, "vpdd", 0)
+    fewshot.claim(tmp_path, imagine)
+    fewshot.finish(tmp_path, imagine, {"imagined": {"token_accuracy": 0.5}, "copy_history": {"token_accuracy": 0.4}})
+    table = _fewshot_report.summarize(tmp_path, cells)["D5"]
+    assert table["vpdd A=4xD"]["imagination"]["copy_history"]["token_accuracy"] == 0.4
     assert table["vpdd A=4xD"]["mean"] == 1.0 and table["vpdd scratch"]["mean"] == 0.25
     # 3 episodes only the pre-trained policy solved, none the other way: exact two-sided p = 2 / 2**3
     assert table["vpdd scratch"]["vs_pretrained"] == {"wins": 3, "losses": 0, "p_value": 0.25}
     assert table["act"]["vs_pretrained"] == {"wins": 0, "losses": 0, "p_value": 1.0}
-    fewshot.plot({"D5": table}, tmp_path / "plot.png")
+    _fewshot_report.plot({"D5": table}, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000

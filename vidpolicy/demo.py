@@ -48,6 +48,8 @@ def format_summary(s: dict) -> str:
     rows = [("tokenizer held-out PSNR", f"{s['tokenizer_psnr_db']:.2f} dB" if s["tokenizer_psnr_db"] else "n/a"),
             ("imagined-future token accuracy",
              f"{s['imagined_token_accuracy']:.3f}" if s["imagined_token_accuracy"] is not None else "n/a")]
+    if s.get("copy_history_token_accuracy") is not None:  # the bar an imagined future has to clear
+        rows.append(("  copying the history instead", f"{s['copy_history_token_accuracy']:.3f}"))
     rows += [(f"success {t}", f"{100 * r:.0f}%") for t, r in s["success"].items()]
     rows.append(("mean success", f"{100 * s['mean_success_rate']:.0f}%"))
     width = max(len(k) for k, _ in rows)

@@ -91,6 +91,7 @@ def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_vi
     return {
         "tokenizer_psnr_db": tok.get("heldout", {}).get("psnr"),
         "imagined_token_accuracy": imagined.get("token_accuracy"),
+        "copy_history_token_accuracy": imagined.get("copy_history", {}).get("token_accuracy"),
         "success": {t: r["success_rate"] for t, r in res.items() if isinstance(r, dict)},
         "mean_success_rate": res["mean_success_rate"],
         "variants": {k: {"mean_success_rate": v["mean_success_rate"],

@@ -1,0 +1,88 @@
+"""The head-to-head grid's report (benchmarks/fewshot.py): success per policy, task and seed, each policy against
+vidpolicy pre-trained on the largest corpus episode by episode, and the plot of success against the corpus size."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from fewshot import Cell, is_done
+
+
+def paired(a: dict, b: dict) -> dict:
+    """Two policies on the same episodes (key -> solved): episodes only a solved ("wins"), only b solved ("losses"),
+    and the exact two-sided McNemar p-value (a binomial test on those discordant episodes)."""
+    wins = sum(a[k] and not b[k] for k in a)
+    losses = sum(b[k] and not a[k] for k in a)
+    n = wins + losses
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n) if n else 1.0
+    return {"wins": wins, "losses": losses, "p_value": p}
+
+
+def label(cell: Cell) -> str:
+    if cell.policy != "vpdd":
+        return cell.policy
+    return "vpdd scratch" if cell.multiple == 0 else f"vpdd A={cell.multiple}xD"
+
+
+def summarize(root: Path, cells: list[Cell]) -> dict:
+    """Per D and policy: success per task (mean and spread over seeds) and pooled; each policy against vidpolicy
+    pre-trained on the largest corpus, episode by episode (exact McNemar over tasks x seeds x episodes)."""
+    out: dict = {}
+    for d in sorted({c.demos for c in cells}):
+        runs: dict[str, dict[int, dict]] = {}
+        for c in cells:
+            if c.stage == "rollout" and c.demos == d and is_done(root, c):
+                runs.setdefault(label(c), {})[c.seed] = json.loads((root / c.name / "done.json").read_text())
+        table = {}
+        for name, seeds in runs.items():
+            per_task = {t: [r[t]["successes"] / r[t]["episodes"] for r in seeds.values()] for t in next(
+                iter(seeds.values()))}
+            pooled = [sum(r[t]["successes"] for t in r) / sum(r[t]["episodes"] for t in r) for r in seeds.values()]
+            table[name] = {"seeds": sorted(seeds), "mean": sum(pooled) / len(pooled), "min": min(pooled),
+                           "max": max(pooled), "per_task": {t: {"mean": sum(v) / len(v), "min": min(v), "max": max(v)}
+                                                            for t, v in per_task.items()}}
+        for c in cells:  # the video model's imagined future beside copying the present (the first seed)
+            if c.stage == "imagine" and c.demos == d and is_done(root, c):
+                table.setdefault(label(c), {})["imagination"] = json.loads((root / c.name / "done.json").read_text())
+        best = max((c.multiple for c in cells if c.policy == "vpdd" and c.multiple), default=None)
+        ref = runs.get(f"vpdd A={best}xD") if best else None
+        if ref:
+            def outcomes(seeds):
+                return {(s, t, i): step is not None for s, r in seeds.items() for t in r
+                        for i, step in enumerate(r[t]["success_steps"])}
+            mine = outcomes(ref)
+            for name, seeds in runs.items():
+                theirs = outcomes(seeds)
+                common = mine.keys() & theirs.keys()
+                if name != f"vpdd A={best}xD" and common:
+                    table[name]["vs_pretrained"] = paired({k: mine[k] for k in common}, {k: theirs[k] for k in common})
+        out[f"D{d}"] = table
+    return out
+
+
+def plot(summary: dict, path: Path) -> None:
+    """Success (pooled over tasks) against the actionless corpus size, seed range as a band; baselines flat."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 3.5), squeeze=False)
+    for ax, (d, table) in zip(axes[0], summary.items()):
+        ks = sorted(int(n.split("=")[1].split("x")[0]) for n in table if n.startswith("vpdd A="))
+        xs = [0] + ks
+        rows = [table.get("vpdd scratch")] + [table[f"vpdd A={k}xD"] for k in ks]
+        pts = [(x, r) for x, r in zip(xs, rows) if r and "mean" in r]
+        ax.plot([x for x, _ in pts], [100 * r["mean"] for _, r in pts], "o-", label="vidpolicy")
+        ax.fill_between([x for x, _ in pts], [100 * r["min"] for _, r in pts], [100 * r["max"] for _, r in pts],
+                        alpha=0.2)
+        for name in ("diffusion", "act"):
+            if "mean" in table.get(name, {}):
+                ax.axhline(100 * table[name]["mean"], ls="--", label=name, color="C2" if name == "act" else "C1")
+        ax.set(title=d, xlabel="actionless episodes per task / D", ylabel="success %", ylim=(0, 100))
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
