@@ -29,7 +29,7 @@ TASKS = ("reach,drawer-close,window-open,"  # easy
          "push,pick-place")  # hard
 POLICIES = ("vpdd", "diffusion", "act")  # vpdd with k = 0 is vidpolicy from scratch; k > 0 pre-trained
 # rough CPU seconds on 2 cores, for --plan only: per demo episode collected, per optimizer step, per evaluated step
-COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "finetune_step": 0.5,
+COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "finetune_step": 1.7,
         "diffusion_step": 1.0, "act_step": 0.5, "rollout_step": 0.03, "imagine_sample": 0.5}
 HELDOUT, IMAGINE_SAMPLES = 2, 96  # expert episodes per task at the evaluation seeds; clips imagined from them
 

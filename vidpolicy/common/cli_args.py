@@ -14,7 +14,7 @@ import typing
 from dataclasses import field
 from typing import Any
 
-from vidpolicy.common.config import from_dict, load_config, to_dict
+from vidpolicy.common.config import from_dict, load_config, preset_values, to_dict
 
 
 def opt(default: Any, help: str, **kw) -> Any:
@@ -60,6 +60,9 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, required: tuple[
         else:
             kwargs["type"] = str
         (advanced if f.metadata.get("advanced") else parser).add_argument(flag, **kwargs)
+    if getattr(cls, "PRESETS", None):
+        parser.add_argument("--preset", dest="_preset", choices=list(cls.PRESETS), default=None,
+                            help="model sizes: tiny (tests), small (CPU), base or large (GPU) (default: small)")
     parser.add_argument("--config", dest="_config", default=None, metavar="FILE.json",
                         help="start from a saved config.json; flags given here override it")
 
@@ -68,7 +71,9 @@ def config_from_args(cls: type, args: argparse.Namespace, **forced) -> Any:
     base = to_dict(load_config(cls, args._config)) if getattr(args, "_config", None) else {}
     names = {f.name for f in dataclasses.fields(cls)}
     given = {k: v for k, v in vars(args).items() if k in names}
-    return from_dict(cls, {**base, **given, **forced}, source=getattr(args, "_config", None) or "command line")
+    preset = preset_values(cls, args._preset) if getattr(args, "_preset", None) else {}
+    return from_dict(cls, {**preset, **base, **given, **forced},
+                     source=getattr(args, "_config", None) or "command line")
 
 
 def add_run_flags(parser: argparse.ArgumentParser, resume: bool = True) -> None:

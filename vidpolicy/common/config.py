@@ -25,7 +25,7 @@ C = TypeVar("C")
 # Fields a user may change when resuming a run (train longer, log more often, move the directory) without it
 # being "another run".
 RESUMABLE_FIELDS = frozenset({"out", "max_steps", "resume", "overwrite", "log_every", "save_every", "num_workers",
-                              "cache_gb", "eval_every", "verify"})
+                              "cache_gb", "eval_every", "verify", "gradient_checkpointing", "compile"})
 
 
 def to_dict(cfg: Any) -> dict:
@@ -89,6 +89,14 @@ def from_dict(cls: type[C], data: dict, source: str = "config") -> C:
         raise VidpolicyError(f"{source}: unknown config key(s) {', '.join(unknown)} for {cls.__name__}")
     kwargs = {k: _check_type(k, v, hints[k], source) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def preset_values(cls: type, name: str) -> dict:
+    """The field values of ``cls.PRESETS[name]`` (a stage's model sizes), for a config to start from."""
+    presets = getattr(cls, "PRESETS", {})
+    if name not in presets:
+        raise VidpolicyError(f"{cls.__name__}: no preset {name!r} (one of {', '.join(presets) or 'none'})")
+    return dict(presets[name])
 
 
 def load_config(cls: type[C], path: str | Path) -> C:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from vidpolicy.common.cli_args import opt
 
@@ -45,3 +46,11 @@ class FinetuneConfig:
     log_every: int = opt(10, "log scalars every N steps")
     holdout_episodes: int = opt(0, "last N episodes held out for an offline action check")
     seed: int = opt(0, "random seed")
+
+    # --preset: sizes of the action model; --config and explicit flags override them
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "tiny": dict(width=64, depth=1, heads=2),  # tests
+        "small": {},  # the defaults above: the paper's action model
+        "base": dict(width=512, depth=6, heads=8),
+        "large": dict(width=1024, depth=8, heads=16),
+    }

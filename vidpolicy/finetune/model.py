@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
+from vidpolicy.common.model_size import forward_flops
 from vidpolicy.pretrain.model import DenoiserBlock, timestep_embedding
 
 
@@ -42,6 +43,16 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         for i in range(n):
             valid[i, : bins_per_dim[i % action_dim]] = True
         self.register_buffer("valid", valid, persistent=False)
+
+    def flops_per_sample(self, video_tokens: int, trains: bool = True) -> int | None:
+        """FLOPs of one training sample through this model, reading ``video_tokens`` features (`forward_flops`)."""
+        c = self.config
+
+        def forward(g):
+            state = torch.zeros(1, c.state_dim) if c.state_dim else None
+            return g(torch.zeros(1, c.horizon * c.action_dim, dtype=torch.long), torch.zeros(1, dtype=torch.long),
+                     torch.zeros(1, video_tokens, c.video_width), torch.zeros(1, c.text_dim), state)
+        return forward_flops(self, forward, trains)
 
     def forward(self, a_t: torch.Tensor, t: torch.Tensor, video_features: torch.Tensor,
                 text: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:

@@ -15,10 +15,11 @@ import torch
 from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
+from vidpolicy.common.model_size import size_line
 from vidpolicy.common.plots import plot_losses
-from vidpolicy.common.sampling import step_batches
 from vidpolicy.common.pretrained import load_model
 from vidpolicy.common.runlock import releases_run_locks
+from vidpolicy.common.sampling import step_batches
 from vidpolicy.common.text import TextEncoder
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
 from vidpolicy.datasets.robot import RobotEpisodes
@@ -101,6 +102,9 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
                             video_width=video.config.width, text_dim=video.config.text_dim,
                             output=cfg.action_head, state_dim=state_norm.dim if state_norm else 0)
     model = JointDenoiser(video.train(), action, train_video, detach=cfg.detach_video_features)
+    flops = [video.flops_per_sample(train_video), action.flops_per_sample(video.tokens_per_clip)]
+    acc.print(size_line("policy", [video, action], None if None in flops else sum(flops),
+                        cfg.batch_size * cfg.grad_accum * acc.num_processes))
     schedule = MaskReplaceScheduler.load(pre, video.config.num_timesteps)
     groups = [{"params": list(action.parameters()), "lr": cfg.lr}]
     if train_video:  # its own learning rate: a pre-trained video model may want a smaller step (--video-lr)

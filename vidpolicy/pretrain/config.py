@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from vidpolicy.common.cli_args import opt
@@ -50,6 +51,17 @@ class PretrainConfig:
     save_every: int = opt(500, "checkpoint every N steps")
     log_every: int = opt(10, "log scalars every N steps")
     seed: int = opt(0, "random seed")
+    gradient_checkpointing: bool = opt(False, "recompute block activations in backward (less memory, more compute)",
+                                       advanced=True)
+    compile: bool = opt(False, "torch.compile the denoiser (CUDA)", advanced=True)
+
+    # --preset: sizes of the denoiser; --config and explicit flags override them
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "tiny": dict(width=64, depth=1, encoder_depth=1, heads=2),  # tests
+        "small": {},  # the defaults above: about the paper's parameter count, trains on CPUs
+        "base": dict(width=512, depth=8, encoder_depth=2, heads=8),
+        "large": dict(width=1024, depth=16, encoder_depth=4, heads=16, gradient_checkpointing=True),
+    }
 
 
 def load_run_config(run: str | Path) -> PretrainConfig:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidpolicy.common.device import bf16
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.media import side_by_side, write_mp4
 from vidpolicy.common.plots import contact_sheet
@@ -50,7 +51,7 @@ class Imaginer:
         """``history``: uint8 frames ``(T, S, S, 3)`` or tokens ``(1, n)`` -> imagined tokens and frames."""
         hist = history if isinstance(history, torch.Tensor) else self.tokenize(history)
         m = self.denoiser
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with bf16(hist.device):
             cond = m.context(hist, m.text_input(self.text([instruction])))
             uncond = m.context(hist, m.text_input(None)) if guidance != 1.0 else None
 

@@ -18,6 +18,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from einops import rearrange
 
+from vidpolicy.common.model_size import forward_flops
+
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     half = dim // 2
@@ -27,8 +29,8 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Softmax attention. ``scaled_dot_product_attention`` everywhere except bf16 on a CPU, where PyTorch's flash
-    kernel reaches ~155 GFLOP/s against ~450 for two bf16 matmuls around a softmax (heads of 128, 2 cores)."""
+    """Softmax attention. ``scaled_dot_product_attention`` (flash / memory-efficient kernels on CUDA) everywhere
+    except bf16 on a CPU, where two bf16 matmuls around a softmax are faster (docs/experiments.md)."""
     if q.device.type == "cpu" and q.dtype == torch.bfloat16:
         return torch.softmax((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5, dim=-1) @ v
     return F.scaled_dot_product_attention(q, k, v)
@@ -89,6 +91,8 @@ class DenoiserBlock(nn.Module):
 
 
 class FutureDenoiser(ModelMixin, ConfigMixin):
+    _supports_gradient_checkpointing = True
+
     @register_to_config
     def __init__(
         self,
@@ -119,10 +123,18 @@ class FutureDenoiser(ModelMixin, ConfigMixin):
         self.head = nn.Linear(width, codebook_size)
         nn.init.zeros_(self.final_ada[1].weight)
         nn.init.zeros_(self.final_ada[1].bias)
+        self.gradient_checkpointing = False  # diffusers' enable_gradient_checkpointing() turns it on
 
     @property
     def tokens_per_clip(self) -> int:
         return math.prod(self.config.latent_shape)
+
+    def flops_per_sample(self, trains: bool = True) -> int | None:
+        """FLOPs of one training sample through this model (`forward_flops`)."""
+        def forward(g):
+            ids = torch.zeros(1, g.tokens_per_clip, dtype=torch.long)
+            return g(ids, torch.zeros(1, dtype=torch.long), ids, torch.zeros(1, g.config.text_dim))
+        return forward_flops(self, forward, trains)
 
     def text_input(self, text: torch.Tensor | None, drop: torch.Tensor | None = None) -> torch.Tensor:
         """Instruction embeddings ``(b, text_dim)``; None or dropped rows use the learned null instruction."""
@@ -149,8 +161,9 @@ class FutureDenoiser(ModelMixin, ConfigMixin):
         cond = self.time_mlp(timestep_embedding(t, self.config.width).to(self.null_text.dtype)) + ctx["text"]
         cond = cond.expand(b, -1) if cond.shape[0] == 1 else cond
         x = self.token_embed(x_t) + self.future_pos
-        for blk, kv in zip(self.blocks, ctx["kv"]):
-            x = blk(x, cond, kv)
+        for blk, kv in zip(self.blocks, ctx["kv"]):  # recomputed in backward with --gradient-checkpointing
+            ckpt = self.gradient_checkpointing and torch.is_grad_enabled()
+            x = self._gradient_checkpointing_func(blk, x, cond, kv) if ckpt else blk(x, cond, kv)
         shift, scale = self.final_ada(cond)[:, None].chunk(2, dim=-1)
         feats = self.final_norm(x) * (1 + scale) + shift
         return F.log_softmax(self.head(feats).float(), dim=-1), feats

@@ -9,10 +9,11 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 
 from vidpolicy.common.config import prepare_run_dir
-from vidpolicy.common.pretrained import copy_model, load_model, model_dir, save_model
+from vidpolicy.common.model_size import size_line
 from vidpolicy.common.plots import plot_losses
-from vidpolicy.common.sampling import step_batches
+from vidpolicy.common.pretrained import copy_model, load_model, model_dir, save_model
 from vidpolicy.common.runlock import releases_run_locks
+from vidpolicy.common.sampling import step_batches
 from vidpolicy.common.text import TextEncoder
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
 from vidpolicy.pretrain.config import PretrainConfig
@@ -70,6 +71,12 @@ def pretrain(cfg: PretrainConfig, overwrite: bool = False) -> dict:
         codebook_size=tokenizer.config.codebook_size, latent_shape=tuple(tokenizer.latent_shape), width=cfg.width,
         depth=cfg.depth, encoder_depth=cfg.encoder_depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio,
         text_dim=int(data.text_table.shape[1]), num_timesteps=cfg.num_timesteps)
+    acc.print(size_line("denoiser", [model], model.flops_per_sample(),
+                        cfg.batch_size * cfg.grad_accum * acc.num_processes))
+    if cfg.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    if cfg.compile:  # in place: the module and its state_dict keys stay as they are
+        model.compile()
     if acc.process_index:  # each process its own timesteps, masks and dropout (rank 0 keeps a lone process's)
         torch.manual_seed(cfg.seed + acc.process_index)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from vidpolicy.common.cli_args import opt
 
@@ -48,6 +49,17 @@ class TokenizerTrainConfig:
     cache_gb: float = opt(2.0, "decoded-video cache per worker, GiB", advanced=True)
     holdout_fraction: float = opt(0.1, "share of files held out for the PSNR/SSIM evaluation")
     seed: int = opt(0, "random seed")
+
+    # --preset: sizes of the tokenizer; --config and explicit flags override them
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "tiny": dict(codebook_size=256, embedding_dim=16, hidden_channels=32, res_layers=1, up_channels=16,
+                     attn_heads=0),  # tests
+        "small": {},  # the defaults above: trains on CPUs
+        "base": dict(encoder="videogpt", embedding_dim=256, hidden_channels=256, res_layers=4, encoder_res_layers=4,
+                     up_channels=256),  # the paper's VideoGPT-style encoder and 2048 x 256 codebook
+        "large": dict(encoder="videogpt", embedding_dim=256, hidden_channels=384, res_layers=6, encoder_res_layers=6,
+                      up_channels=384, attn_heads=4),
+    }
 
 
 @dataclass

@@ -21,6 +21,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from einops import rearrange
 
+from vidpolicy.common.device import full_precision
+from vidpolicy.common.model_size import forward_flops
 from vidpolicy.tokenizer.quantizer import EMACodebook
 
 # VideoGPT divides the reconstruction MSE by the data variance of its corpus (0.06 for pixels in [-0.5, 0.5]).
@@ -219,6 +221,12 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
                 dec += [nn.SiLU()]
         self.decoder = nn.Sequential(*dec)
 
+    def flops_per_sample(self, trains: bool = True) -> int | None:
+        """FLOPs of one training clip through this model, encoder and decoder (`forward_flops`)."""
+        c = self.config
+        clip = (1, c.in_channels, c.frames, c.size, c.size)
+        return forward_flops(self, lambda g: g.decode(g.encode(torch.zeros(clip))), trains)
+
     @property
     def latent_shape(self) -> tuple[int, int, int]:
         t, h, w = self.config.downsample
@@ -253,7 +261,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         features = self.encoder[:-1](video.to(self.dtype))
         proj, project = self.encoder[-1], self._projection(features)
         b, _, t, h, w = features.shape
-        with torch.autocast(device_type=features.device.type, enabled=False):
+        with full_precision(features.device):
             rows = features if project else proj(features.to(proj.weight.dtype))
             idx = self.codebook.nearest(rearrange(rows.float(), "b d t h w -> (b t h w) d"), project=project)
         return idx.view(b, t, h, w)

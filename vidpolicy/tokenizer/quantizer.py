@@ -16,6 +16,8 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vidpolicy.common.device import full_precision
+
 
 def blocked_argmin(scores: torch.Tensor, block: int = 64) -> torch.Tensor:
     """``scores.argmin(1)``, the same indices (ties: the first), faster on a CPU: a row's minimum per block of
@@ -90,7 +92,7 @@ class EMACodebook(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """``z: (n, d)`` -> (straight-through z_q, indices (n,), commitment loss, stats). ``search=(h, (W, b))``:
         find the codes from the features ``h`` that ``z = h Wᵀ + b`` came from (`nearest`'s ``project``)."""
-        with torch.autocast(device_type=z.device.type, enabled=False):
+        with full_precision(z.device):
             z = z.float()
             if self.training and not bool(self.initialized):
                 with torch.no_grad():

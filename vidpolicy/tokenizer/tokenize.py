@@ -25,13 +25,14 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vidpolicy.common.config import prepare_run_dir
+from vidpolicy.common.device import bf16
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import remove_stale_temps
 from vidpolicy.common.pretrained import load_model, model_dir
+from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.common.threads import torch_threads
 from vidpolicy.common.versions import stamp
 from vidpolicy.common.workers import worker_init
-from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.datasets.clips import ClipSpec, clip_starts, layout, to_unit_range
 from vidpolicy.datasets.manifest import ManifestRow, caption_for, read_captions, summarize, write_manifest
 from vidpolicy.datasets.tokens import TokenShardWriter, load_shard_json, write_index
@@ -142,7 +143,7 @@ def _encode(model: VideoTokenizer, clips: np.ndarray, cfg: TokenizeConfig) -> np
     tokens, device = [], model.device
     for b in range(0, len(clips), cfg.batch_size):
         batch = torch.stack([to_unit_range(c) for c in clips[b : b + cfg.batch_size]]).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        with bf16(device, enabled=cfg.precision == "bf16"):
             tokens.append(model.encode(batch).cpu().numpy())
     return np.concatenate(tokens)
 

@@ -13,12 +13,13 @@ from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
 from vidpolicy.common.media import psnr, ssim
+from vidpolicy.common.model_size import size_line
 from vidpolicy.common.plots import plot_losses
 from vidpolicy.common.pretrained import save_model
+from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.common.sampling import StepBatchSampler, step_generator
 from vidpolicy.common.trainer import LoopSettings, Trainer, make_accelerator, warmup_cosine
 from vidpolicy.common.workers import worker_init
-from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.datasets.augment import check_flips, random_flips, random_square
 from vidpolicy.datasets.clips import ClipSpec, ShiftedClips, VideoClipDataset, to_uint8
 from vidpolicy.datasets.manifest import summarize, write_manifest
@@ -109,6 +110,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     train_idx, held_idx = split_holdout(ds, cfg.holdout_fraction)
     torch.manual_seed(cfg.seed)
     model = build_tokenizer(cfg)
+    acc.print(size_line("tokenizer", [model], model.flops_per_sample(),
+                        cfg.batch_size * cfg.grad_accum * acc.num_processes))
     # the fused kernel: one pass over all parameters, several times cheaper than the per-tensor default on a CPU
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), fused=True)
     settings = LoopSettings.from_config(cfg)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidpolicy.common.device import bf16
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.pretrained import load_model, save_model
 from vidpolicy.common.text import TextEncoder
@@ -96,7 +97,7 @@ class VPDDPolicy:
         H, D = cfg.horizon, cfg.action_dim
         regression = cfg.action_head == "regression"
         last: dict[str, torch.Tensor] = {}
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with bf16(history_tokens.device):
             ctx = v.context(history_tokens, v.text_input(text))
             uncond = (v.context(history_tokens, v.text_input(None).expand(history_tokens.shape[0], -1))
                       if cfg.guidance != 1.0 else None)
