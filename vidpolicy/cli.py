@@ -56,7 +56,7 @@ def cmd_imagine(args):
     from vidpolicy.pretrain.imagine import imagine_video
 
     imagine_video(args.model, args.video, args.instruction, args.out, steps=args.steps, start=args.start,
-                  fps=args.fps, top_r=args.top_r, guidance=args.guidance, seed=args.seed)
+                  fps=args.fps, top_r=args.top_r, guidance=args.guidance, seed=args.seed, device=args.device)
 
 
 def _reconstruct_flags(p: argparse.ArgumentParser) -> None:
@@ -78,6 +78,7 @@ def _imagine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-r", dest="top_r", type=float, default=None, help="top-r truncation (paper: 0.88)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--device", default="auto", help="cpu, cuda[:N] or auto: cuda when there is one (default: auto)")
     p.set_defaults(func=cmd_imagine)
 
 

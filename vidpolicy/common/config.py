@@ -25,7 +25,7 @@ C = TypeVar("C")
 # Fields a user may change when resuming a run (train longer, log more often, move the directory) without it
 # being "another run".
 RESUMABLE_FIELDS = frozenset({"out", "max_steps", "resume", "overwrite", "log_every", "save_every", "num_workers",
-                              "cache_gb", "eval_every", "verify", "gradient_checkpointing", "compile"})
+                              "cache_gb", "eval_every", "verify", "gradient_checkpointing", "compile", "device"})
 
 
 def to_dict(cfg: Any) -> dict:

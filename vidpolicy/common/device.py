@@ -18,3 +18,10 @@ def full_precision(device: torch.device | str) -> torch.autocast:
     """Autocast off for work on ``device`` (a region that must stay in float32 inside a bf16 one)."""
     kind = torch.device(device).type
     return torch.autocast(kind if kind in _AUTOCAST else "cpu", enabled=False)
+
+
+def resolve(device: str | torch.device) -> torch.device:
+    """``auto``: the first CUDA device when there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

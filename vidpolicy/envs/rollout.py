@@ -52,6 +52,7 @@ class RolloutConfig:
     guidance: float | None = opt(None, "override the policy's classifier-free guidance (1: off)", advanced=True)
     yuv420: bool | None = opt(None, "override passing live frames through yuv420p chroma", advanced=True)
     expert_labels: bool = opt(True, "score each action against the scripted expert's", advanced=True)
+    device: str = opt("auto", "cpu, cuda[:N] or auto: cuda when there is one (vidpolicy policies)")
 
 
 class ExpertPolicy:
@@ -110,7 +111,7 @@ def _policy_maker(cfg: RolloutConfig) -> tuple[Callable[[MetaWorldEnv], object],
         from vidpolicy.policies.vpdd import VPDDPolicy
 
         shared = VPDDPolicy.from_pretrained(path, sampling_steps=cfg.sampling_steps, execute=cfg.execute,
-                                            guidance=cfg.guidance, yuv420=cfg.yuv420)
+                                            guidance=cfg.guidance, yuv420=cfg.yuv420, device=cfg.device)
     elif is_lerobot_policy(path):
         shared = LeRobotPolicy(path, state_dim=STATES[state_kind(cfg.view, cfg.state)])
     else:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidpolicy.common.device import bf16
+from vidpolicy.common.device import bf16, resolve
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.media import side_by_side, write_mp4
 from vidpolicy.common.plots import contact_sheet
@@ -29,11 +29,11 @@ from vidpolicy.tokenizer.model import VideoTokenizer
 
 
 class Imaginer:
-    def __init__(self, model_dir: str | Path):
-        self.dir = Path(model_dir)
+    def __init__(self, model_dir: str | Path, device: str | torch.device = "cpu"):  # or "auto"
+        self.dir, self.device = Path(model_dir), resolve(device)
         self.cfg = load_run_config(self.dir)
-        self.denoiser = load_model(FutureDenoiser, self.dir, "model")
-        self.tokenizer = load_model(VideoTokenizer, self.dir, "tokenizer")
+        self.denoiser = load_model(FutureDenoiser, self.dir, "model").to(self.device)
+        self.tokenizer = load_model(VideoTokenizer, self.dir, "tokenizer").to(self.device)
         self.schedule = MaskReplaceScheduler.load(self.dir, self.denoiser.config.num_timesteps)
         self.text = TextEncoder(self.cfg.text_encoder)
         self.frames = self.tokenizer.config.frames
@@ -43,39 +43,41 @@ class Imaginer:
     @torch.no_grad()
     def tokenize(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 ``(T, S, S, 3)`` -> tokens ``(1, n)``."""
-        return self.tokenizer.encode(to_unit_range(frames)[None]).flatten(1)
+        return self.tokenizer.encode(to_unit_range(frames)[None].to(self.device)).flatten(1)
 
     @torch.no_grad()
     def imagine(self, history: np.ndarray | torch.Tensor, instruction: str, steps: int = 25,
                 top_r: float | None = None, guidance: float = 1.0, seed: int = 0) -> dict:
         """``history``: uint8 frames ``(T, S, S, 3)`` or tokens ``(1, n)`` -> imagined tokens and frames."""
-        hist = history if isinstance(history, torch.Tensor) else self.tokenize(history)
+        hist = (history if isinstance(history, torch.Tensor) else self.tokenize(history)).to(self.device)
         m = self.denoiser
-        with bf16(hist.device):
-            cond = m.context(hist, m.text_input(self.text([instruction])))
+        with bf16(self.device):
+            cond = m.context(hist, m.text_input(self.text([instruction]).to(self.device)))
             uncond = m.context(hist, m.text_input(None)) if guidance != 1.0 else None
 
             def predict(x, t):
-                tt = torch.full((x["video"].shape[0],), t, dtype=torch.long)
+                tt = torch.full((x["video"].shape[0],), t, dtype=torch.long, device=self.device)
                 lp = m.denoise(x["video"], tt, cond)[0]
                 if uncond is not None:
                     lp = guide(lp, m.denoise(x["video"], tt, uncond)[0], guidance)
                 return {"video": lp}
 
-            g = torch.Generator().manual_seed(seed)
+            g = torch.Generator(self.device).manual_seed(seed)
             out = sample_tokens(predict, self.schedule, {"video": (m.tokens_per_clip, m.config.codebook_size)},
-                                hist.shape[0], steps, top_r, g)
+                                hist.shape[0], steps, top_r, g, device=self.device)
         return {"tokens": out["video"], "frames": self.decode(out["video"])}
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
         """tokens ``(1, n)`` -> uint8 frames ``(T, S, S, 3)``."""
-        return to_uint8(self.tokenizer.decode(tokens.view(tokens.shape[0], *self.tokenizer.latent_shape))[0])
+        grid = tokens.to(self.device).view(tokens.shape[0], *self.tokenizer.latent_shape)
+        return to_uint8(self.tokenizer.decode(grid)[0])
 
 
 def imagine_video(model: str, video: str, instruction: str, out: str, steps: int = 25, start: int = 0,
-                  fps: float | None = None, top_r: float | None = None, guidance: float = 1.0, seed: int = 0) -> dict:
-    im = Imaginer(model)
+                  fps: float | None = None, top_r: float | None = None, guidance: float = 1.0, seed: int = 0,
+                  device: str = "cpu") -> dict:
+    im = Imaginer(model, device)
     try:
         src = VideoSource(video, im.size)
     except VideoError as e:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidpolicy.common.device import bf16
+from vidpolicy.common.device import bf16, resolve
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.pretrained import load_model, save_model
 from vidpolicy.common.text import TextEncoder
@@ -48,16 +48,28 @@ class VPDDPolicy:
         self.reset()
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, seed: int = 0, **overrides) -> "VPDDPolicy":
-        """Load a policy directory; ``overrides`` (sampling_steps, execute, guidance, yuv420, ...; None keeps the
-        saved value) change how it acts, not what it learned."""
+    def from_pretrained(cls, path: str | Path, seed: int = 0, device: str | torch.device = "cpu",
+                        **overrides) -> "VPDDPolicy":
+        """Load a policy directory onto ``device``; ``overrides`` (sampling_steps, execute, guidance, yuv420, ...;
+        None keeps the saved value) change how it acts, not what it learned."""
         path = Path(path)
         config = VPDDConfig.load(path).with_overrides(**overrides)
         video = load_model(FutureDenoiser, path, "video_model")
         return cls(config, load_model(VideoTokenizer, path, "tokenizer"), video,
                    load_model(ActionDenoiser, path, "action_model"),
                    MaskReplaceScheduler.load(path, video.config.num_timesteps),
-                   VPDDProcessor.load(path, config.image_size, config.yuv420), seed)
+                   VPDDProcessor.load(path, config.image_size, config.yuv420), seed).to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.video.device
+
+    def to(self, device: str | torch.device) -> "VPDDPolicy":
+        """Move the models to ``device`` (or "auto"); the random stream restarts there from the seed."""
+        for m in (self.tokenizer, self.video, self.action):
+            m.to(resolve(device))
+        self.reset()
+        return self
 
     def save_pretrained(self, path: str | Path) -> Path:
         path = Path(path)
@@ -84,7 +96,7 @@ class VPDDPolicy:
         self._imagined_tokens = None
         self._imagined_frames = None
         self.plans = 0  # chunks imagined since the last reset
-        self._generator = torch.Generator().manual_seed(self.seed)
+        self._generator = torch.Generator(self.device).manual_seed(self.seed)
 
     @torch.no_grad()
     def plan(self, history_tokens: torch.Tensor, text: torch.Tensor, steps: int | None = None,
@@ -92,8 +104,10 @@ class VPDDPolicy:
              state: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """Jointly imagine (future video tokens ``(b, n)``, actions ``(b, H, D)`` in the robot's units);
         ``state``: normalised robot states ``(b, state_dim)`` (see `VPDDProcessor.state`) for a policy that reads
-        them."""
-        v, a, cfg = self.video, self.action, self.config
+        them. Runs on the policy's device (``generator`` too)."""
+        v, a, cfg, dev = self.video, self.action, self.config, self.device
+        history_tokens, text = history_tokens.to(dev), text.to(dev)
+        state = None if state is None else state.to(dev)
         H, D = cfg.horizon, cfg.action_dim
         regression = cfg.action_head == "regression"
         last: dict[str, torch.Tensor] = {}
@@ -103,7 +117,7 @@ class VPDDPolicy:
                       if cfg.guidance != 1.0 else None)
 
             def predict(x, t):
-                tt = torch.full((x["video"].shape[0],), t, dtype=torch.long)
+                tt = torch.full((x["video"].shape[0],), t, dtype=torch.long, device=dev)
                 log_v, feats = v.denoise(x["video"], tt, ctx)
                 if uncond is not None:  # the action model still reads the conditional features
                     log_v = guide(log_v, v.denoise(x["video"], tt, uncond)[0], cfg.guidance)
@@ -117,10 +131,10 @@ class VPDDPolicy:
                 streams["action"] = (H * D, a.num_classes)
             out = sample_tokens(predict, self.scheduler, streams, history_tokens.shape[0],
                                 steps or cfg.sampling_steps, top_r={"video": cfg.top_r, "action": cfg.action_top_r},
-                                generator=generator)
+                                generator=generator, device=dev)
         if regression:
-            return out["video"], self.processor.actions_from_normalized(last["action"].view(-1, H, D).numpy())
-        return out["video"], self.processor.actions_from_bins(out["action"].view(-1, H, D).numpy())
+            return out["video"], self.processor.actions_from_normalized(last["action"].view(-1, H, D).cpu().numpy())
+        return out["video"], self.processor.actions_from_bins(out["action"].view(-1, H, D).cpu().numpy())
 
     def _observe(self, frames: np.ndarray) -> None:
         self._frames.append(frames)
@@ -129,7 +143,7 @@ class VPDDPolicy:
     def _plan_chunk(self, instructions: list[str], state: torch.Tensor | None) -> np.ndarray:
         T = self.config.frames
         clips = np.stack([self._frames[0]] * (T - len(self._frames)) + self._frames, axis=1)  # (b, T, S, S, 3)
-        hist = self.tokenizer.encode(torch.stack([to_unit_range(c) for c in clips])).flatten(1)
+        hist = self.tokenizer.encode(torch.stack([to_unit_range(c) for c in clips]).to(self.device)).flatten(1)
         video, actions = self.plan(hist, self.text(list(instructions)), generator=self._generator, state=state)
         self._imagined_tokens, self._imagined_frames = video, None
         self.plans += 1
@@ -181,5 +195,5 @@ class VPDDPolicy:
     @torch.no_grad()
     def decode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
         """Imagined clips' tokens ``(k, n)`` -> uint8 frames ``(k, T, S, S, 3)``."""
-        grid = tokens.reshape(len(tokens), *self.tokenizer.latent_shape)
+        grid = tokens.to(self.device).reshape(len(tokens), *self.tokenizer.latent_shape)
         return np.stack([to_uint8(v) for v in self.tokenizer.decode(grid)])
