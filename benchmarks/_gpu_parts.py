@@ -1,0 +1,90 @@
+"""Helpers of benchmarks/gpu.py: device-synchronised timing, the largest-batch sweep, a policy built from fresh
+models (no training, no downloads) and synthetic videos for the tokenize section."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, iters: int = 5, warmup: int = 1) -> float:
+    """Mean seconds per call of ``fn`` after ``warmup`` calls, the device synchronised around the timed calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t) / iters
+
+
+def batch_sweep(step: Callable[[int], None], device: torch.device, first: int, last: int, seconds: float) -> dict:
+    """Time ``step(batch)`` at batch ``first``, doubling up to ``last`` until memory runs out or the next size would
+    not finish within ``seconds``; the largest batch that ran, its step time and peak memory, and the sweep."""
+    deadline, b, best, sweep = time.time() + seconds, first, {}, []
+    while b <= last:
+        try:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            step_s = timed(lambda: step(b), device, iters=3, warmup=2)
+        except torch.OutOfMemoryError:
+            best["out_of_memory_at"] = b
+            break
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        best.update(batch=b, step_s=round(step_s, 4), peak_memory_gib=peak and round(peak, 2))
+        sweep.append([b, round(step_s, 4)])
+        if time.time() + 2 * step_s * 5 > deadline:  # the next size: ~2x the time, 5 calls
+            break
+        b *= 2
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {**best, "sweep": sweep}
+
+
+def fresh_policy(device: torch.device, smoke: bool):
+    """A VPDD policy of the default (small) sizes, tiny for ``smoke``, with untrained weights: its speed is its
+    architecture's."""
+    from vidpolicy.common.config import preset_values
+    from vidpolicy.finetune.binning import ActionBinner
+    from vidpolicy.finetune.model import ActionDenoiser
+    from vidpolicy.policies.vpdd import VPDDPolicy
+    from vidpolicy.policies.vpdd.configuration_vpdd import VPDDConfig
+    from vidpolicy.policies.vpdd.processor_vpdd import VPDDProcessor
+    from vidpolicy.pretrain.config import PretrainConfig
+    from vidpolicy.pretrain.model import FutureDenoiser
+    from vidpolicy.pretrain.schedule import MaskReplaceScheduler
+    from vidpolicy.tokenizer.model import VideoTokenizer
+
+    size = preset_values(PretrainConfig, "tiny" if smoke else "small")
+    video = FutureDenoiser(**size)
+    action = ActionDenoiser(state_dim=4, video_width=video.config.width, width=64 if smoke else 256,
+                            depth=1 if smoke else 6)
+    binner = ActionBinner.fit(np.random.default_rng(0).uniform(-1, 1, (256, 4)))
+    config = VPDDConfig(action_dim=4, state_dim=4)
+    return VPDDPolicy(config, VideoTokenizer(), video, action, MaskReplaceScheduler(100),
+                      VPDDProcessor(binner, None, config.image_size, False)).to(device)
+
+
+def synthetic_videos(root: Path, count: int, frames: int, size: int = 128) -> Path:
+    """``count`` mp4 files (MPEG-4, written by OpenCV: no encoder package needed) of moving gradients."""
+    import cv2
+
+    root.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for k in range(count):
+        w = cv2.VideoWriter(str(root / f"v{k:03d}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (size, size))
+        for t in range(frames):
+            img = np.stack([(xx + 3 * t + k) % 256, (yy + 2 * t) % 256, (xx + yy + k * 7) % 256], -1)
+            w.write(img.astype(np.uint8))
+        w.release()
+    return root
