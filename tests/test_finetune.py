@@ -26,6 +26,32 @@ def test_binning_round_trip_within_half_a_bin():
     assert np.array_equal(back[:, 3], acts[:, 3])
 
 
+def test_expected_bin_centres():
+    b = ActionBinner([[0.0], [0.5, 1.5]], [[-1.0, 1.0], [0.0, 1.0, 2.0]])  # dims of 2 and 3 bins, K = 3
+    probs = np.array([[[0.25, 0.75, 0.9], [0.2, 0.3, 0.5]]])  # dim 0's third class is padding: ignored
+    assert np.allclose(b.expected(probs), [[0.25 * -1 + 0.75 * 1, 0.3 * 1 + 0.5 * 2]])
+    one_hot = np.eye(3)[[[1, 2]]]
+    assert np.allclose(b.expected(one_hot), b.decode(np.array([[1, 2]])))  # a sure belief decodes as the mode
+
+
+def test_mean_decoding_acts_on_the_belief_not_the_sample(policy):
+    from vidpolicy.policies.vpdd import VPDDPolicy
+
+    acts = {}
+    for decode in ("mode", "mean"):
+        p = VPDDPolicy.from_pretrained(policy, action_decode=decode)
+        hist = torch.randint(0, p.video.config.codebook_size, (3, p.video.tokens_per_clip),
+                             generator=torch.Generator().manual_seed(0))
+        state = torch.zeros(3, p.config.state_dim)
+        _, acts[decode] = p.plan(hist, p.text(["reach"] * 3), generator=torch.Generator().manual_seed(0), state=state)
+    centers = p.processor.binner.centers
+    on_centre = [np.isclose(acts["mode"][..., d, None], centers[d]).any(-1).all() for d in range(4)]
+    assert all(on_centre)  # the paper's decoding acts on bin centres
+    lo, hi = np.array([c[0] for c in centers]), np.array([c[-1] for c in centers])
+    assert np.all(acts["mean"] >= lo - 1e-6) and np.all(acts["mean"] <= hi + 1e-6)
+    assert not np.allclose(acts["mean"], acts["mode"])  # an unsure belief lands between centres
+
+
 def test_finetune_loss_falls(policy):
     rows = [json.loads(x) for x in (policy / "logs" / "metrics.jsonl").read_text().splitlines()]
     # the x_0 cross-entropy of the action tokens (the VB term swings with the sampled timesteps)

@@ -51,6 +51,7 @@ class RolloutConfig:
     execute: int | None = opt(None, "override the actions run per imagined chunk", advanced=True)
     guidance: float | None = opt(None, "override the policy's classifier-free guidance (1: off)", advanced=True)
     yuv420: bool | None = opt(None, "override passing live frames through yuv420p chroma", advanced=True)
+    action_decode: str | None = opt(None, "override the token head's decoding: mode or mean", advanced=True)
     expert_labels: bool = opt(True, "score each action against the scripted expert's", advanced=True)
     device: str = opt("auto", "cpu, cuda[:N] or auto: cuda when there is one (vidpolicy policies)")
 
@@ -111,7 +112,8 @@ def _policy_maker(cfg: RolloutConfig) -> tuple[Callable[[MetaWorldEnv], object],
         from vidpolicy.policies.vpdd import VPDDPolicy
 
         shared = VPDDPolicy.from_pretrained(path, sampling_steps=cfg.sampling_steps, execute=cfg.execute,
-                                            guidance=cfg.guidance, yuv420=cfg.yuv420, device=cfg.device)
+                                            guidance=cfg.guidance, yuv420=cfg.yuv420, device=cfg.device,
+                                            action_decode=cfg.action_decode)
     elif is_lerobot_policy(path):
         shared = LeRobotPolicy(path, state_dim=STATES[state_kind(cfg.view, cfg.state)])
     else:

@@ -63,6 +63,14 @@ class ActionBinner:
             out[..., d] = self.centers[d][np.clip(indices[..., d], 0, len(self.centers[d]) - 1)]
         return out
 
+    def expected(self, probs: np.ndarray) -> np.ndarray:
+        """``(..., D, K)`` class probabilities -> ``(..., D)`` expected bin centres (each dimension's own bins)."""
+        out = np.empty(probs.shape[:-1], dtype=np.float32)
+        for d in range(self.dim):
+            p = np.asarray(probs[..., d, : len(self.centers[d])], dtype=np.float64)
+            out[..., d] = (p @ self.centers[d]) / np.maximum(p.sum(-1), 1e-12)
+        return out
+
     def save(self, path: str | Path) -> None:
         write_json(path, {"edges": [e.tolist() for e in self.edges], "centers": [c.tolist() for c in self.centers],
                           "mean": self.mean.tolist(), "std": self.std.tolist()})

@@ -40,7 +40,7 @@ from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.tokenizer.model import VideoTokenizer
 
 # settings that change how a trained policy acts, not what it learned: LeRobot's config (or its CLI) may change them
-ACTING = ("sampling_steps", "execute", "guidance", "top_r", "action_top_r", "yuv420")
+ACTING = ("sampling_steps", "execute", "guidance", "top_r", "action_top_r", "action_decode", "yuv420")
 PROVENANCE = ("format_version", "vidpolicy_version")
 
 

@@ -19,6 +19,7 @@ from vidpolicy.common.text import DEFAULT_TEXT_ENCODER
 CONFIG_NAME = "policy_config.json"
 FORMAT_VERSION = 1
 ACTION_HEADS = ("tokens", "regression")
+ACTION_DECODES = ("mode", "mean")
 
 
 @dataclass
@@ -33,6 +34,9 @@ class VPDDConfig:
     guidance: float = 1.0  # classifier-free guidance of the imagined video (1 = off)
     top_r: float | None = 0.88  # imagined video: sample among the likeliest codes up to this mass
     action_top_r: float | None = 0.0  # action bins: the same; 0 takes the mode
+    # tokens head: "mode" (paper) acts on the sampled bins; "mean" on the expected bin centre under the model's
+    # belief when each token was unmasked (the squared-error optimum where the model is unsure)
+    action_decode: str = "mode"
     text_encoder: str = DEFAULT_TEXT_ENCODER
     image_size: int = 96  # square frames the tokenizer reads
     frames: int = 4  # frames per clip
@@ -46,6 +50,8 @@ class VPDDConfig:
     def __post_init__(self) -> None:
         if self.action_head not in ACTION_HEADS:
             raise VidpolicyError(f"action_head {self.action_head!r}: must be one of {', '.join(ACTION_HEADS)}")
+        if self.action_decode not in ACTION_DECODES:
+            raise VidpolicyError(f"action_decode {self.action_decode!r}: must be one of {', '.join(ACTION_DECODES)}")
         if not 1 <= self.execute <= self.horizon:
             raise VidpolicyError(f"execute {self.execute}: must be 1..{self.horizon} (the action chunk)")
         if self.guidance != 1.0 and not self.video_frozen:

@@ -124,7 +124,11 @@ class VPDDPolicy:
                 if regression:  # the chunk regressed from the sharpest imagined future so far
                     last["action"] = a(None, tt, feats, text, state).float()
                     return {"video": log_v}
-                return {"video": log_v, "action": a(x["action"], tt, feats, text, state)}
+                log_a = a(x["action"], tt, feats, text, state)
+                if cfg.action_decode == "mean":  # each token's belief at the step it is still masked
+                    masked = (x["action"] == a.num_classes)[..., None]
+                    last["belief"] = torch.where(masked, log_a, last.get("belief", log_a))
+                return {"video": log_v, "action": log_a}
 
             streams = {"video": (v.tokens_per_clip, v.config.codebook_size)}
             if not regression:
@@ -134,6 +138,9 @@ class VPDDPolicy:
                                 generator=generator, device=dev)
         if regression:
             return out["video"], self.processor.actions_from_normalized(last["action"].view(-1, H, D).cpu().numpy())
+        if cfg.action_decode == "mean":
+            probs = last["belief"].float().softmax(-1).view(-1, H, D, a.num_classes).cpu().numpy()
+            return out["video"], self.processor.actions_from_probs(probs)
         return out["video"], self.processor.actions_from_bins(out["action"].view(-1, H, D).cpu().numpy())
 
     def _observe(self, frames: np.ndarray) -> None:

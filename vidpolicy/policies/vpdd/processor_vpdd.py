@@ -55,6 +55,10 @@ class VPDDProcessor:
         """Bin indices ``(b, H, D)`` -> actions in the robot's units."""
         return self.binner.decode(bins)
 
+    def actions_from_probs(self, probs: np.ndarray) -> np.ndarray:
+        """Bin probabilities ``(b, H, D, K)`` -> expected actions in the robot's units."""
+        return self.binner.expected(probs)
+
     def actions_from_normalized(self, z: np.ndarray) -> np.ndarray:
         """Normalised actions ``(b, H, D)`` (the regression head) -> actions in the robot's units."""
         return self.binner.denormalize(z)
