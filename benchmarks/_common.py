@@ -1,9 +1,10 @@
-"""Helpers for benchmarks: JSON output under benchmarks/out/, matmul peak, timing."""
+"""Helpers for benchmarks: JSON output under benchmarks/out/, matmul peak, timing, resumable cells."""
 
 from __future__ import annotations
 
 import json
 import platform
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -69,3 +70,28 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     t = timed(lambda: a @ b, repeat=5, warmup=2)
     return 2 * n**3 / t / 1e9
+
+
+# A long benchmark is a list of cells, each its own directory under a root, complete when it holds done.json
+# (written last, atomically). A cell without it restarts empty, unless it resumes from checkpoints of its own.
+def cell_done(root: Path, name: str) -> bool:
+    return (root / name / "done.json").exists()
+
+
+def claim_cell(root: Path, name: str, keep: bool = False) -> Path:
+    """The cell's directory: emptied first unless ``keep`` (its stage resumes from what a killed run left)."""
+    where = root / name
+    if where.exists() and not keep:
+        shutil.rmtree(where)
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def finish_cell(root: Path, name: str, result: dict) -> None:
+    tmp = root / name / ".done.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(root / name / "done.json")
+
+
+def cell_result(root: Path, name: str) -> dict:
+    return json.loads((root / name / "done.json").read_text())

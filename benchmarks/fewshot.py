@@ -16,13 +16,13 @@ video model never see actionless video.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from _common import cell_done, cell_result, claim_cell, finish_cell
 
 TASKS = ("reach,drawer-close,window-open,"  # easy
          "coffee-push,sweep-into,hammer,"  # medium
@@ -120,7 +120,7 @@ def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
 
 
 def is_done(root: Path, cell: Cell) -> bool:
-    return (root / cell.name / "done.json").exists()
+    return cell_done(root, cell.name)
 
 
 RESUMABLE = ("pretrain", "train")  # vidpolicy's trainers resume from their own checkpoints
@@ -129,19 +129,12 @@ RESUMABLE = ("pretrain", "train")  # vidpolicy's trainers resume from their own 
 def claim(root: Path, cell: Cell) -> Path:
     """The cell's directory. A cell whose stage resumes (vidpolicy training) keeps what a killed run left; any
     other restarts empty."""
-    where = root / cell.name
-    keeps = cell.stage in RESUMABLE and cell.policy in (None, "vpdd")
-    if where.exists() and not keeps:
-        shutil.rmtree(where)
-    where.mkdir(parents=True, exist_ok=True)
-    return where
+    return claim_cell(root, cell.name, keep=cell.stage in RESUMABLE and cell.policy in (None, "vpdd"))
 
 
 def finish(root: Path, cell: Cell, result: dict) -> None:
     """Mark the cell complete; written last, atomically, so a cell with ``done.json`` is whole."""
-    tmp = root / cell.name / ".done.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(root / cell.name / "done.json")
+    finish_cell(root, cell.name, result)
 
 
 def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = None) -> str:
@@ -200,7 +193,7 @@ class Runner:
         return imagination_scores(policy, self.dir(Cell("heldout", cell.demos)) / "data", samples=IMAGINE_SAMPLES)
 
     def result(self, cell: Cell) -> dict:
-        return json.loads((self.dir(cell) / "done.json").read_text())
+        return cell_result(self.root, cell.name)
 
     def pretrain(self, cell: Cell, where: Path) -> dict:
         """Tokenizer on every video this setting may use, the actionless corpus tokenized, the video model

@@ -130,7 +130,6 @@ def denoiser(run: Run, deadline: float) -> dict:
         if best.get("batch"):
             out[name].update(tokens_per_s=round(best["batch"] * n / best["step_s"]),
                              **mfu(run, flops * best["batch"] / best["step_s"] / 1e12))
-        del model, opt
         deadline -= share
     return out
 
@@ -161,7 +160,6 @@ def tokenizer(run: Run, deadline: float) -> dict:
         if best.get("batch"):
             out[name].update(clips_per_s=round(best["batch"] / best["step_s"], 1),
                              **mfu(run, model.flops_per_sample() * best["batch"] / best["step_s"] / 1e12))
-        del model, opt
         deadline -= share
     return out
 

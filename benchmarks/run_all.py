@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _tables import rows
+
 from vidpolicy.common.workers import die_with_parent
 
 HERE = Path(__file__).resolve().parent
@@ -178,6 +180,8 @@ def markdown(r: dict) -> str:
             add(key, "select_action ms, 480² frame, plugin / direct: mean per action; a call that imagines",
                 f"{1e3 * t['plugin']['mean']:.1f} / {1e3 * t['direct']['mean']:.1f}; "
                 f"{1e3 * t['plugin']['planning_median']:.1f} / {1e3 * t['direct']['planning_median']:.1f}")
+    for row in rows(r):
+        add(*row)
     commits = sorted({v.get("commit", "?") for v in r.values()}
                      | {s["commit"] for v in r.values() for s in v.get("seed_spread", {}).values() if "commit" in s}
                      | {c for v in r.values() for k, c in v.items() if k.endswith("_commit")}
@@ -251,10 +255,9 @@ def main() -> None:
         run("envs.py", *quick)
         run("pretrain.py", *quick)
         run("tokenizer.py", *quick)
-        run("metaworld_fewshot.py", *(["--joint"] if args.full else ["--quick"]))
+        run("fewshot.py", *quick)  # the full grid takes many CPU-hours; it resumes cell by cell
         run("lerobot_parity.py", *quick)
-        run("g1_offline.py", *quick, "--pretrained", str(OUT / "fewshot_runs" / ("default" if args.full else "quick")
-                                                         / "pretrain"))
+        run("g1.py", *quick)
     # benchmarks/out/ holds what ran on this checkout; the others keep their committed results
     committed = HERE / "results.json"
     results = json.loads(committed.read_text()) if committed.exists() else {}
