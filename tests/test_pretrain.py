@@ -138,13 +138,15 @@ def test_mix_weights_give_the_robot_directory_its_share_of_samples(tiny_tokenize
     from vidpolicy.pipeline import mix_weights
     from vidpolicy.pretrain.data import TokenPairs
 
+    from vidpolicy.tokenizer.config import TokenizeConfig
+    from vidpolicy.tokenizer.tokenize import tokenize
+
     human = _pipeline(tiny_tokenizer, video_dir, tmp_path)
-    robot = tmp_path / "robot"
-    shutil.copytree(human, robot)  # the same clips, told apart by their instruction
-    index = json.loads((robot / "index.json").read_text())
-    for clip in index["clips"]:
-        clip["instruction"] = "robot"
-    write_index(robot / "index.json", index)
+    robot = tmp_path / "robot"  # the same clips, told apart by their instruction
+    captions = tmp_path / "robot.csv"
+    captions.write_text("file,caption\n" + "".join(f"{v.name},robot\n" for v in sorted(video_dir.rglob("*.mp4"))))
+    tokenize(TokenizeConfig(tokenizer=str(tiny_tokenizer), out=str(robot), videos=str(video_dir),
+                            manifest=str(captions), num_workers=0))
     dirs = [str(human), str(robot)]
     assert mix_weights(dirs, str(robot), None) is None
     weights = mix_weights(dirs + [str(human)], str(robot), 0.6)

@@ -118,8 +118,12 @@ def test_a_truncated_shard_and_an_edited_index_are_refused(tokens):
         TokenDataset(tokens).tokens(0)
     index = tokens / "index.json"
     text = index.read_text()
-    index.write_text(text.replace('"offset": 1', '"offset": 2', 1))
+    index.write_text(text.replace('"num_shards": 2', '"num_shards": 3', 1))
     with pytest.raises(VidpolicyError, match=r"index\.json: checksum mismatch"):
+        TokenDataset(tokens)
+    index.write_text(text)
+    _flip_byte(tokens / "index" / "offset.npy", (tokens / "index" / "offset.npy").stat().st_size - 2)
+    with pytest.raises(VidpolicyError, match=r"index: offset\.npy damaged"):
         TokenDataset(tokens)
 
 
@@ -180,7 +184,7 @@ def test_a_token_directory_of_another_format_is_refused_naming_both(tokens):
     index = json.loads((tokens / "index.json").read_text())
     write_index(tokens / "index.json", {**index, "format_version": 1})
     with pytest.raises(VidpolicyError, match=r"index\.json: written by vidpolicy .* \(tokens format 1\); .* reads "
-                                             r"tokens format 2: tokenize again"):
+                                             r"tokens format 3: tokenize again"):
         TokenDataset(tokens)
 
 

@@ -19,8 +19,7 @@ from _util import run_cli, torchrun
 
 
 def _index(path):
-    data = json.loads((path / "index.json").read_text())
-    return [(c["source"], c["clip"], c["start"]) for c in data["clips"]]
+    return [(c["source"], c["clip"], c["start"]) for c in TokenDataset(path).rows]
 
 
 def test_tokenize_writes_every_clip_once(tiny_tokenizer, video_dir, tmp_path):
@@ -34,6 +33,10 @@ def test_tokenize_writes_every_clip_once(tiny_tokenizer, video_dir, tmp_path):
     assert len(list((out / "shards").glob("*.npy"))) == 2
     t = ds.tokens(5)
     assert t.shape == (1, 8, 8) and t.dtype == np.int64 and t.max() < 64
+    # one memory map open at a time: shards are reopened as needed, the tokens unchanged
+    few = TokenDataset(out)
+    few.MAX_OPEN_SHARDS = 1
+    assert all(np.array_equal(few.tokens(i), ds.tokens(i)) for i in (0, 15, 1, 14, 0)) and len(few._arrays) == 1
     # pairs 8 frames apart exist only within a video
     for i, j in ds.pairs(8):
         assert ds.rows[i]["source"] == ds.rows[j]["source"] and ds.rows[j]["start"] - ds.rows[i]["start"] == 8

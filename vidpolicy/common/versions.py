@@ -13,7 +13,7 @@ from vidpolicy import __version__
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
 
-FORMATS = {"run": 2, "model": 2, "tokens": 2}
+FORMATS = {"run": 2, "model": 2, "tokens": 3}  # tokens 3: the clip index by column (index/)
 FORMAT_KEY, VERSION_KEY = "format_version", "vidpolicy_version"
 
 

@@ -2,15 +2,16 @@
 
 A token directory holds ``shards/shard-XXXXX.npy`` (uint16 ``(n, t, h, w)``) each with a ``.json`` twin listing its
 clips and the SHA-256 of the ``.npy``; the ``.json`` is written last (atomically), so a shard counts as complete
-exactly when it exists. ``index.json`` lists every clip (source, video, clip ordinal, start frame, fps, instruction,
-shard, offset) and every shard's checksum. Both JSON files carry a checksum of their own; a shard's bytes are checked
-on first read, so a file damaged after it was written is refused by name and never trained on.
+exactly when it exists. ``index/`` holds every clip (source, clip ordinal, start frame, fps, instruction, shard, offset) and every shard's
+checksum by column (see token_index.py); ``index.json`` the counts, the tokenizer and the index files' checksums.
+The JSON files carry a checksum of their own; a shard's bytes are checked on first read, so a file damaged after it
+was written is refused by name and never trained on.
 """
 
 from __future__ import annotations
 
 import io
-from collections import defaultdict
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from vidpolicy.common.checksum import ChecksumError, read_sealed_json, sha256_by
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_bytes
 from vidpolicy.common.versions import check
+from vidpolicy.datasets.token_index import ClipIndex, ClipRows, index_problem, shard_name
 
 REPAIR = "rerun the `vidpolicy tokenize` command that wrote {root} with --verify to re-tokenize what is damaged"
 
@@ -96,7 +98,10 @@ def write_index(path: str | Path, index: dict) -> None:
 
 
 class TokenDataset:
-    """Random access to a token directory: ``ds.tokens(i)`` is int64 ``(t, h, w)``; ``ds.rows[i]`` its metadata."""
+    """Random access to a token directory: ``ds.tokens(i)`` is int64 ``(t, h, w)``; ``ds.rows[i]`` its metadata
+    (built on access); ``ds.index`` the columns. Opens in constant memory at any number of clips."""
+
+    MAX_OPEN_SHARDS = 256  # memory maps kept open at once (each counts against vm.max_map_count)
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -110,46 +115,46 @@ class TokenDataset:
         except ValueError as e:
             raise VidpolicyError(f"{index}: {e}") from None
         check(meta, "tokens", index, f"tokenize again into a new directory (or rerun the command that wrote "
-              f"{self.root} with --overwrite)")
+              f"{self.root}: it rewrites the index)")
+        problem = index_problem(self.root, meta["index_files"])
+        if problem:
+            raise VidpolicyError(f"{self.root / 'index'}: {problem}; {REPAIR.format(root=self.root)}")
         self.meta = meta
-        self.rows: list[dict] = meta["clips"]
+        self.index = ClipIndex(self.root)
+        self.rows = ClipRows(self.index)
         self.codebook_size = int(meta["tokenizer"]["codebook_size"])
         self.latent_shape = tuple(meta["tokenizer"]["latent_shape"])
-        self._arrays: dict[str, np.ndarray] = {}
+        self._arrays: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._checked: set[int] = set()  # shards whose bytes matched their checksum
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.index)
 
-    def _shard(self, name: str) -> np.ndarray:
-        """The shard's tokens, memory-mapped; its bytes are checked against the index on first use."""
-        if name not in self._arrays:
-            path = self.root / "shards" / f"{name}.npy"
-            problem = npy_problem(path, self.meta["shards"][name])
+    def _shard(self, k: int) -> np.ndarray:
+        """Shard ``k``'s tokens, memory-mapped; its bytes are checked against the index on first use."""
+        if k in self._arrays:
+            self._arrays.move_to_end(k)
+            return self._arrays[k]
+        path = self.root / "shards" / f"{shard_name(k)}.npy"
+        if k not in self._checked:
+            problem = npy_problem(path, self.index.shard_record(k))
             if problem:
                 raise VidpolicyError(f"{path}: {problem}; {REPAIR.format(root=self.root)}")
-            self._arrays[name] = np.load(path, mmap_mode="r")
-        return self._arrays[name]
+            self._checked.add(k)
+        self._arrays[k] = np.load(path, mmap_mode="r")
+        if len(self._arrays) > self.MAX_OPEN_SHARDS:
+            self._arrays.popitem(last=False)
+        return self._arrays[k]
 
     def tokens(self, i: int) -> np.ndarray:
-        row = self.rows[i]
-        return np.asarray(self._shard(row["shard"])[row["offset"]], dtype=np.int64)
+        k, offset = int(self.index.column("shard")[i]), int(self.index.column("offset")[i])
+        return np.asarray(self._shard(k)[offset], dtype=np.int64)
 
-    def videos(self) -> dict[str, list[int]]:
-        """Row indices of each source video (or episode), in clip order."""
-        out: dict[str, list[int]] = defaultdict(list)
-        for i, row in enumerate(self.rows):
-            out[row["source"]].append(i)
-        for idx in out.values():
-            idx.sort(key=lambda i: self.rows[i]["clip"])
-        return dict(out)
+    def instructions(self) -> list[str]:
+        """Every distinct instruction (the string table); ``index.column("instruction")`` holds each clip's."""
+        table = self.index.strings("instruction")
+        return [table[k] for k in range(len(table))]
 
-    def pairs(self, gap_frames: int) -> list[tuple[int, int]]:
+    def pairs(self, gap_frames: int) -> np.ndarray:
         """(history, future) row pairs: the future clip starts ``gap_frames`` sampled frames after the history clip."""
-        pairs = []
-        for idx in self.videos().values():
-            by_start = {self.rows[i]["start"]: i for i in idx}
-            for i in idx:
-                j = by_start.get(self.rows[i]["start"] + gap_frames)
-                if j is not None:
-                    pairs.append((i, j))
-        return pairs
+        return self.index.pairs(gap_frames)

@@ -27,7 +27,7 @@ class TokenPairs:
             if tuple(ds.latent_shape) != tuple(latent_shape):
                 raise VidpolicyError(f"{d}: token grid {tuple(ds.latent_shape)} but {tokenizer_name} makes "
                                      f"{tuple(latent_shape)}")
-            pairs = np.asarray(ds.pairs(gap), dtype=np.int64).reshape(-1, 2)
+            pairs = ds.pairs(gap)
             if len(pairs) == 0:
                 stride = ds.meta.get("clip_stride")
                 raise VidpolicyError(f"{d}: no (history, future) pair {gap} frames apart (clip stride {stride}; "
@@ -38,10 +38,12 @@ class TokenPairs:
         if len(w) != len(dirs) or np.any(w < 0) or w.sum() <= 0:
             raise VidpolicyError(f"--token-weights: need {len(dirs)} non-negative weights, got {weights}")
         self.weights = torch.tensor(w / w.sum())
-        instructions = sorted({r.get("instruction", "") for ds in self.sets for r in ds.rows})
+        instructions = sorted({s for ds in self.sets for s in ds.instructions()})
         self.instructions = instructions
         self.text_table = text(instructions) if instructions else torch.zeros(0, 384)
-        self.text_index = {s: i for i, s in enumerate(instructions)}
+        position = {s: i for i, s in enumerate(instructions)}
+        # per directory: its instruction ids -> rows of text_table
+        self.text_of = [np.asarray([position[s] for s in ds.instructions()], dtype=np.int64) for ds in self.sets]
 
     def __len__(self) -> int:
         return int(sum(len(p) for p in self.pairs))
@@ -49,8 +51,8 @@ class TokenPairs:
     def get(self, which: int, k: int):
         ds = self.sets[which]
         i, j = self.pairs[which][k]
-        instr = ds.rows[i].get("instruction", "")
-        return ds.tokens(int(i)).reshape(-1), ds.tokens(int(j)).reshape(-1), self.text_index[instr]
+        text = int(self.text_of[which][ds.index.column("instruction")[i]])
+        return ds.tokens(int(i)).reshape(-1), ds.tokens(int(j)).reshape(-1), text
 
     def batch(self, seed: int, step: int, micro: int, rank: int, size: int):
         g = step_generator(seed, step, micro, rank)

@@ -35,6 +35,7 @@ from vidpolicy.common.versions import stamp
 from vidpolicy.common.workers import worker_init
 from vidpolicy.datasets.clips import ClipSpec, clip_starts, layout, to_unit_range
 from vidpolicy.datasets.manifest import ManifestRow, caption_for, read_captions, summarize, write_manifest
+from vidpolicy.datasets.token_index import write_clip_index
 from vidpolicy.datasets.tokens import TokenShardWriter, load_shard_json, write_index
 from vidpolicy.datasets.video import VideoError, VideoSource, find_videos
 from vidpolicy.tokenizer.config import TokenizeConfig
@@ -277,15 +278,19 @@ def discard_damaged(out: Path, n_shards: int) -> None:
 
 
 def merge_index(out: Path, n_shards: int, model: VideoTokenizer, spec: ClipSpec) -> dict:
-    clips, rows, shards = [], [], {}
-    for k in range(n_shards):
-        w = TokenShardWriter(out, k)
-        if not w.complete():
-            raise VidpolicyError(f"{w.json}: shard missing; rerun the same command to finish it")
-        data = load_shard_json(w.json)
-        clips += data["clips"]
-        rows += [ManifestRow(**r) for r in data["manifest"]]
-        shards[w.name] = {"npy_sha256": data["npy_sha256"], "npy_bytes": data["npy_bytes"]}
+    """``index/`` (every clip, by column) and ``index.json`` from the finished shards, read one at a time."""
+    rows: list[ManifestRow] = []
+
+    def shards():
+        for k in range(n_shards):
+            w = TokenShardWriter(out, k)
+            if not w.complete():
+                raise VidpolicyError(f"{w.json}: shard missing; rerun the same command to finish it")
+            data = load_shard_json(w.json)
+            rows.extend(ManifestRow(**r) for r in data["manifest"])
+            yield data, data["clips"]
+
+    files = write_clip_index(out, shards())
     write_manifest(out / "manifest.csv", rows)
     ok = [r for r in rows if r.status == "ok"]
     if not ok:
@@ -296,10 +301,10 @@ def merge_index(out: Path, n_shards: int, model: VideoTokenizer, spec: ClipSpec)
         "tokenizer": {"codebook_size": model.config.codebook_size, "latent_shape": list(model.latent_shape),
                       "frames": spec.frames, "size": spec.size},
         "clip_stride": spec.step,
-        "num_clips": len(clips),
+        "num_clips": int(np.load(out / "index" / "shard.npy", mmap_mode="r").shape[0]),
+        "num_shards": n_shards,
         "summary": summarize(rows),
-        "shards": shards,
-        "clips": clips,
+        "index_files": files,
     }
     write_index(out / "index.json", index)
     print(summarize(rows))
