@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -44,7 +43,9 @@ def corpus(tmp_path_factory):
 
 
 def _index(path: Path):
-    return [(c["source"], c["clip"]) for c in json.loads((path / "index.json").read_text())["clips"]]
+    from vidpolicy.datasets.tokens import TokenDataset
+
+    return [(c["source"], c["clip"]) for c in TokenDataset(path).rows]
 
 
 def test_kill_tokenize_then_rerun_covers_every_clip_once(tiny_tokenizer, corpus, tmp_path):

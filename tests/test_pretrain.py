@@ -162,6 +162,10 @@ def test_mix_weights_give_the_robot_directory_its_share_of_samples(tiny_tokenize
     drawn = torch.cat([pairs.batch(0, step, 0, 0, 32)[2][:, 0] for step in range(50)])
     share = (drawn == robot_row).float().mean().item()
     assert abs(share - 0.8) < 0.04, share  # 1,600 draws: 3 standard deviations = 0.03
+    # two processes of 4 see what one process of 8 sees: a resume on another process count keeps the data order
+    one = pairs.batch(0, 7, 1, 0, 8)
+    two = [pairs.batch(0, 7, 1, rank, 4, world=2) for rank in (0, 1)]
+    assert all(torch.equal(torch.cat([two[0][k], two[1][k]]), one[k]) for k in range(3))
 
 
 def test_codebook_mismatch_exits_2_naming_both(tiny_tokenizer, video_dir, tmp_path):
@@ -188,6 +192,11 @@ def test_two_process_pretrain_run(tiny_tokenizer, video_dir, tmp_path):
                  "--out", str(out), "--max-steps", "2", *PRE)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "model" / "config.json").exists() and (out / "checkpoints" / "step-0000002").exists()
+    # the job goes on with one process: from the global step the two reached
+    r = run_cli("pretrain", "--tokens", str(tokens), "--tokenizer", str(tiny_tokenizer), "--out", str(out),
+                "--max-steps", "4", *PRE)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "(step 2)" in r.stdout + r.stderr and (out / "checkpoints" / "step-0000004").exists()
 
 
 def test_each_process_draws_its_own_noise(tiny_tokenizer, video_dir, tmp_path):

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vidpolicy.common.io import atomic_path
-from vidpolicy.common.sampling import step_generator
+from vidpolicy.common.sampling import my_share, step_generator
 from vidpolicy.datasets.clips import to_unit_range
 from vidpolicy.datasets.robot import RobotEpisodes, clip_indices
 from vidpolicy.finetune.binning import ActionBinner
@@ -68,8 +68,9 @@ class RobotTokenSamples:
         return (toks[t].astype(np.int64), toks[min(t + self.gap, n - 1)].astype(np.int64), acts.reshape(-1),
                 cont.reshape(-1), mask.reshape(-1), self.states[i][t], self.task_index[self.eps.episodes[i].task])
 
-    def batch(self, seed: int, step: int, micro: int, rank: int, size: int):
-        g = step_generator(seed, step, micro, rank)
-        ks = torch.randint(len(self.items), (size,), generator=g).tolist()
+    def batch(self, seed: int, step: int, micro: int, rank: int, size: int, world: int = 1):
+        """Process ``rank``'s share of the step's global batch (see common/sampling.py)."""
+        g = step_generator(seed, step, micro)
+        ks = my_share(torch.randint(len(self.items), (size * world,), generator=g).tolist(), rank, size)
         h, f, a, c, m, s, ti = zip(*(self.get(k) for k in ks))
         return (*(torch.from_numpy(np.stack(x)) for x in (h, f, a, c, m, s)), self.text_table[list(ti)])

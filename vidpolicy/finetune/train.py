@@ -124,8 +124,8 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
             batch[5] = None
         return joint_loss(trainer.model, schedule, sampler, batch, regression, train_video, weights)
 
-    batches = step_batches(data.batch, cfg.seed, start, cfg.grad_accum, acc.process_index,
-                           cfg.batch_size)
+    batches = step_batches(data.batch, cfg.seed, start, cfg.grad_accum, acc.process_index, cfg.batch_size,
+                           world=acc.num_processes)
     trainer.fit(batches, compute)
     result = {"steps": trainer.step}
     if acc.is_main_process:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from vidpolicy.common.errors import VidpolicyError
-from vidpolicy.common.sampling import step_generator
+from vidpolicy.common.sampling import my_share, step_generator
 from vidpolicy.common.text import TextEncoder
 from vidpolicy.datasets.tokens import TokenDataset
 
@@ -54,12 +54,13 @@ class TokenPairs:
         text = int(self.text_of[which][ds.index.column("instruction")[i]])
         return ds.tokens(int(i)).reshape(-1), ds.tokens(int(j)).reshape(-1), text
 
-    def batch(self, seed: int, step: int, micro: int, rank: int, size: int):
-        g = step_generator(seed, step, micro, rank)
-        which = torch.multinomial(self.weights, size, replacement=True, generator=g)
+    def batch(self, seed: int, step: int, micro: int, rank: int, size: int, world: int = 1):
+        """Process ``rank``'s share of the step's global batch (see common/sampling.py)."""
+        g = step_generator(seed, step, micro)
+        which = torch.multinomial(self.weights, size * world, replacement=True, generator=g).tolist()
+        drawn = [(w, int(torch.randint(len(self.pairs[w]), (1,), generator=g))) for w in which]
         hist, fut, txt = [], [], []
-        for w in which.tolist():
-            k = int(torch.randint(len(self.pairs[w]), (1,), generator=g))
+        for w, k in my_share(drawn, rank, size):
             h, f, ti = self.get(w, k)
             hist.append(h)
             fut.append(f)

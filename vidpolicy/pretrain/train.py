@@ -106,8 +106,8 @@ def pretrain(cfg: PretrainConfig, overwrite: bool = False) -> dict:
         hist, fut, txt = (x.to(acc.device) for x in batch)
         return diffusion_loss(trainer.model, model.config.codebook_size, schedule, sampler, hist, fut, txt, cfg)
 
-    batches = step_batches(data.batch, cfg.seed, start, cfg.grad_accum, acc.process_index,
-                           cfg.batch_size)
+    batches = step_batches(data.batch, cfg.seed, start, cfg.grad_accum, acc.process_index, cfg.batch_size,
+                           world=acc.num_processes)
     trainer.fit(batches, compute, after_step)
     if acc.is_main_process:
         final = acc.unwrap_model(trainer.model)

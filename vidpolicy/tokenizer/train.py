@@ -121,7 +121,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     start = trainer.resume()
     train_set = ShiftedClips(ds, train_idx.tolist(), spec.step if cfg.augment else 1, cfg.crops if cfg.augment else 1)
     sampler = StepBatchSampler(len(train_set), cfg.batch_size, cfg.seed, start, cfg.grad_accum,
-                               rank=acc.process_index)
+                               rank=acc.process_index, world=acc.num_processes)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, persistent_workers=False,
                         worker_init_fn=worker_init)
 
