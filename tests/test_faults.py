@@ -92,6 +92,52 @@ def test_kill_pretrain_then_rerun_resumes_to_the_same_weights(tiny_tokenizer, vi
     assert not list((out / "checkpoints").glob(".*"))
 
 
+def _rank_pid(rank: int, out: Path) -> int:
+    """The pid of the torchrun worker with ``rank`` whose command line names ``out``."""
+    for d in Path("/proc").iterdir():
+        try:
+            env = (d / "environ").read_bytes().split(b"\0")
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env and str(out).encode() in cmd and b"torchrun" not in cmd:
+            return int(d.name)
+    raise AssertionError(f"no rank {rank} process for {out}")
+
+
+def test_a_hung_rank_ends_the_job_within_a_minute_and_the_rerun_resumes(tiny_tokenizer, video_dir, tmp_path):
+    tokens = tmp_path / "tokens"
+    assert run_cli("tokenize", "--tokenizer", str(tiny_tokenizer), "--videos", str(video_dir), "--out",
+                   str(tokens), "--num-workers", "0").returncode == 0
+    out = tmp_path / "ddp"
+    args = ["pretrain", "--tokens", str(tokens), "--tokenizer", str(tiny_tokenizer), "--out", str(out), *PRE]
+    exe = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.Popen([str(exe), "--nproc_per_node", "2", "--master_port", str(29600 + os.getpid() % 1000),
+                             "-m", "vidpolicy", *args, "--max-steps", "100000"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "VIDPOLICY_HEARTBEAT_STALE_S": "4"})
+    try:
+        t0 = time.time()
+        while not (out / "checkpoints" / "step-0000005").exists():
+            assert proc.poll() is None and time.time() - t0 < 300, proc.communicate()[1][-3000:]
+            time.sleep(0.05)
+        hung = _rank_pid(1, out)
+        os.kill(hung, signal.SIGSTOP)  # alive but silent: the other rank would wait in its next all-reduce
+        t0 = time.time()
+        _, err = proc.communicate(timeout=120)
+        assert time.time() - t0 < 60 and proc.returncode != 0
+        assert err.count("rank 1 has not answered") == 1, err[-2000:]
+    finally:
+        try:  # the stopped rank, if torchrun has not ended it
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    r = run_cli(*args, "--max-steps", "10")  # the job goes on from its last checkpoint, one process now
+    assert r.returncode == 0 and "resumed from" in r.stdout + r.stderr, r.stderr[-1500:]
+    assert not list((out / "checkpoints").glob(".*"))
+
+
 def test_disk_full_while_writing_shards_keeps_earlier_output(tiny_tokenizer, corpus, tmp_path, monkeypatch, capsys):
     import vidpolicy.common.io as io
     from vidpolicy import cli

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -22,6 +23,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.heartbeat import Heartbeat
 from vidpolicy.common.io import remove_stale_temps, write_json
 
 CKPT_RE = re.compile(r"^step-(\d{7})$")
@@ -175,6 +177,7 @@ class Trainer:
         it: Iterator = iter(batches)
         bar = tqdm(total=s.max_steps, initial=self.step, desc=self.out.name, disable=not self.acc.is_main_process,
                    dynamic_ncols=True, unit="step")
+        beat = Heartbeat(self.out, self.acc.process_index, self.acc.num_processes, self._job_id()).start()
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         count = 0
@@ -220,8 +223,18 @@ class Trainer:
                 sums, counts, count, t0 = {}, {}, 0, time.time()
             if self.step % s.save_every == 0 or self.step == s.max_steps:
                 self.save_checkpoint()
+        beat.stop()
         bar.close()
         self.close()
+
+    def _job_id(self) -> str:
+        """One identifier for every process of this launch (the main process draws it)."""
+        job = uuid.uuid4().hex[:12] if self.acc.is_main_process else None
+        if self.acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            job = broadcast_object_list([job])[0]
+        return job
 
     def _handle_nonfinite(self) -> None:
         last = list_checkpoints(self.out)
