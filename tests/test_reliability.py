@@ -53,7 +53,7 @@ def test_a_skipped_batch_is_replaced_and_the_run_reaches_its_last_step(tmp_path)
 
     tr, draws = _trainer(tmp_path, "skip"), []
 
-    def batch(seed, step, micro, rank, size):
+    def batch(seed, step, micro, rank, size, world):
         draws.append(step)
         return torch.full((4, 2), float("nan")) if step == 3 else torch.ones(4, 2)
 

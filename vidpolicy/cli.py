@@ -78,7 +78,7 @@ def _imagine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-r", dest="top_r", type=float, default=None, help="top-r truncation (paper: 0.88)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--device", default="auto", help="cpu, cuda[:N] or auto: cuda when there is one (default: auto)")
+    p.add_argument("--device", default="auto", help="cpu, cuda[:N] or auto (cuda when there is one) (default: auto)")
     p.set_defaults(func=cmd_imagine)
 
 

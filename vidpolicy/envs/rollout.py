@@ -53,7 +53,7 @@ class RolloutConfig:
     yuv420: bool | None = opt(None, "override passing live frames through yuv420p chroma", advanced=True)
     action_decode: str | None = opt(None, "override the token head's decoding: mode or mean", advanced=True)
     expert_labels: bool = opt(True, "score each action against the scripted expert's", advanced=True)
-    device: str = opt("auto", "cpu, cuda[:N] or auto: cuda when there is one (vidpolicy policies)")
+    device: str = opt("auto", "cpu, cuda[:N] or auto (cuda when there is one)")
 
 
 class ExpertPolicy:

@@ -51,8 +51,7 @@ class PretrainConfig:
     save_every: int = opt(500, "checkpoint every N steps")
     log_every: int = opt(10, "log scalars every N steps")
     seed: int = opt(0, "random seed")
-    gradient_checkpointing: bool = opt(False, "recompute block activations in backward (less memory, more compute)",
-                                       advanced=True)
+    gradient_checkpointing: bool = opt(False, "recompute activations in backward: less memory", advanced=True)
     compile: bool = opt(False, "torch.compile the denoiser (CUDA)", advanced=True)
 
     # --preset: sizes of the denoiser; --config and explicit flags override them
