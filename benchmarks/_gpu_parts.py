@@ -28,6 +28,18 @@ def timed(fn: Callable[[], object], device: torch.device, iters: int = 5, warmup
     return (time.perf_counter() - t) / iters
 
 
+def optimizer_step(device: torch.device, opt: torch.optim.Optimizer,
+                   loss_of: Callable[[int], torch.Tensor]) -> Callable[[int], None]:
+    """One bf16 training step at batch ``b``: ``loss_of(b)``, backward, optimizer step."""
+    def step(b: int) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = loss_of(b)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
 def batch_sweep(step: Callable[[int], None], device: torch.device, first: int, last: int, seconds: float) -> dict:
     """Time ``step(batch)`` at batch ``first``, doubling up to ``last`` until memory runs out or the next size would
     not finish within ``seconds``; the largest batch that ran, its step time and peak memory, and the sweep."""

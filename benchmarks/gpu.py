@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gpu_parts import batch_sweep, fresh_policy, synthetic_videos, timed  # noqa: E402
+from _gpu_parts import batch_sweep, fresh_policy, optimizer_step, synthetic_videos, timed  # noqa: E402
 
 DATASHEET_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}  # dense
 PRESETS = ("tiny", "small", "base", "large")
@@ -112,15 +112,12 @@ def denoiser(run: Run, deadline: float) -> dict:
         sched, sampler = MaskReplaceScheduler(100), TimestepSampler(100, True)
         n, cfg = model.tokens_per_clip, SimpleNamespace(cond_drop=0.1, aux_weight=5e-4)
 
-        def step(b: int) -> None:
+        def loss_of(b: int) -> torch.Tensor:
             hist, fut = (torch.randint(0, K, (b, n), device=run.device) for _ in range(2))
-            with torch.autocast(run.device.type, dtype=torch.bfloat16):
-                loss, _ = diffusion_loss(model, K, sched, sampler, hist, fut, torch.randn(b, 384, device=run.device),
-                                         cfg)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            text = torch.randn(b, 384, device=run.device)
+            return diffusion_loss(model, K, sched, sampler, hist, fut, text, cfg)[0]
 
+        step = optimizer_step(run.device, opt, loss_of)
         share = (deadline - 1) / (len(presets) - i)
         best = batch_sweep(step, run.device, first=2 if run.smoke else 8, last=4 if run.smoke else 1024,
                            seconds=share)
@@ -145,14 +142,10 @@ def tokenizer(run: Run, deadline: float) -> dict:
         model = build_tokenizer(cfg).to(run.device).train()
         opt = torch.optim.Adam(model.parameters(), 6e-4, fused=True)
 
-        def step(b: int) -> None:
-            clips = torch.rand(b, 3, cfg.frames, cfg.size, cfg.size, device=run.device) - 0.5
-            with torch.autocast(run.device.type, dtype=torch.bfloat16):
-                loss = model(clips)["loss"]
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        def loss_of(b: int) -> torch.Tensor:
+            return model(torch.rand(b, 3, cfg.frames, cfg.size, cfg.size, device=run.device) - 0.5)["loss"]
 
+        step = optimizer_step(run.device, opt, loss_of)
         share = (deadline - 1) / (len(presets) - i)
         best = batch_sweep(step, run.device, first=2 if run.smoke else 8, last=4 if run.smoke else 256,
                            seconds=share)
