@@ -1,5 +1,5 @@
-"""Rows of benchmarks/results.md for the head-to-head grid (fewshot), the G1 offline check (g1) and the GPU check
-(gpu); run_all.py renders the other benchmarks itself."""
+"""Rows of benchmarks/results.md for the head-to-head grid (fewshot), the G1 offline check (g1), the token index
+at scale (index_scale) and the GPU check (gpu); run_all.py renders the other benchmarks itself."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
                     label = name if decode == "default" else f"{name} ({decode})"
                     out.append((key, f"{label}: held-out normalised MSE, first action / chunk / median over joints",
                                 f"{s['first_action']:.2f} / {s['chunk']:.2f} / {s['first_action_median_dim']:.2f}"))
+    for key in ("index_scale", "index_scale_quick"):
+        if key in r:
+            x = r[key]
+            out.append((key, f"token index of {x['clips'] / 1e6:g} M clips: open ms / memory MiB / checksums s / "
+                        "all pairs s", f"{1e3 * x['open_s']:.1f} / {x['open_rss_growth_mib']:.0f} / "
+                        f"{x['verify_checksums_s']:.2f} / {x['pairs_s']:.1f}"))
     gpu = r.get("gpu", {}).get("sections", {})
     for name, v in gpu.get("denoiser", {}).items():
         if isinstance(v, dict) and "tflops" in v:

@@ -258,6 +258,7 @@ def main() -> None:
         run("fewshot.py", *quick)  # the full grid takes many CPU-hours; it resumes cell by cell
         run("lerobot_parity.py", *quick)
         run("g1.py", *quick)
+        run("index_scale.py", *quick)
     # benchmarks/out/ holds what ran on this checkout; the others keep their committed results
     committed = HERE / "results.json"
     results = json.loads(committed.read_text()) if committed.exists() else {}
