@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,7 @@ from vidpolicy.datasets.tokens import TokenDataset
 from vidpolicy.datasets.video import VideoError, VideoSource
 from vidpolicy.tokenizer.config import TokenizeConfig
 from vidpolicy.tokenizer.tokenize import tokenize
-from _util import run_cli, torchrun
+from _util import ROOT, run_cli, torchrun
 
 
 def _index(path):
@@ -108,6 +111,23 @@ def test_two_processes_cover_every_clip_exactly_once(tiny_tokenizer, video_dir, 
     assert len(set(_index(out))) == 16
 
 
+def test_two_nodes_of_two_processes_cover_every_clip_exactly_once(tiny_tokenizer, video_dir, tmp_path):
+    """Two torchrun launches as two nodes (--nnodes 2, one per --node_rank) of 2 processes each, on this machine."""
+    out, port = tmp_path / "nodes", str(29700 + os.getpid() % 1000)
+    exe = Path(sys.executable).with_name("torchrun")
+    nodes = [subprocess.Popen([str(exe), "--nnodes", "2", "--nproc_per_node", "2", "--node_rank", str(k),
+                               "--master_addr", "127.0.0.1", "--master_port", port, "-m", "vidpolicy", "tokenize",
+                               "--tokenizer", str(tiny_tokenizer), "--videos", str(video_dir), "--out", str(out),
+                               "--files-per-shard", "1", "--num-workers", "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}) for k in (0, 1)]
+    errs = [p.communicate(timeout=600)[1] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], errs[0][-1500:] + errs[1][-1500:]
+    single = tmp_path / "single"
+    tokenize(TokenizeConfig(tokenizer=str(tiny_tokenizer), out=str(single), videos=str(video_dir),
+                            files_per_shard=1, num_workers=0))
+    assert sorted(_index(out)) == sorted(_index(single)) and len(set(_index(out))) == 16
+
+
 def test_captions_from_manifest(tiny_tokenizer, video_dir, tmp_path):
     csv = tmp_path / "captions.csv"
     csv.write_text("file,caption\nclip_1.mp4,push the red block\n")
@@ -139,8 +159,6 @@ def test_different_tokenizer_refused_without_overwrite(tiny_tokenizer, video_dir
 
 
 def test_encoder_threads_leave_the_decoders_their_cores(monkeypatch):
-    import os
-
     import torch
 
     from vidpolicy.common.threads import torch_threads
