@@ -112,3 +112,17 @@ def test_every_model_runs_on_the_device_it_is_given():
         assert a.device.type == "meta"
     for model in (tok, den, act):  # and every buffer moved with .to()
         assert {b.device.type for b in model.buffers()} <= {"meta"}
+
+
+def test_decode_workers_default_from_the_cores(monkeypatch):
+    from vidpolicy.common import device
+
+    assert device.decode_workers(3) == 3 and device.decode_workers(0) == 0  # asked for: as asked
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device.decode_workers(-1) == 1  # a CPU: every extra decoder takes a core from the model
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda _: set(range(16)))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert device.decode_workers(-1) == 8  # one GPU of a 16-core node: capped at 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert device.decode_workers(-1) == 1  # 8 GPUs share the 16 cores: 2 each, one left for the process

@@ -53,6 +53,10 @@ class LoopSettings:
 
 def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
     cpu = not torch.cuda.is_available()
+    if not cpu:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # fp32 leftovers on tensor cores
+        if mixed_precision == "bf16" and not torch.cuda.is_bf16_supported():
+            mixed_precision = "fp16"  # pre-Ampere GPUs: accelerate adds the gradient scaler
     # schedules count optimizer steps of the whole job (max_steps): accelerate's default would step a prepared
     # scheduler once per process per step, finishing a cosine N times early under N processes
     return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum, cpu=cpu,

@@ -45,7 +45,7 @@ class TokenizerTrainConfig:
     save_every: int = opt(250, "checkpoint every N steps")
     log_every: int = opt(10, "log scalars every N steps", advanced=True)
     eval_every: int = opt(1000, "log held-out PSNR/SSIM every N steps (0: only at the end)")
-    num_workers: int = opt(1, "decode workers per process")
+    num_workers: int = opt(-1, "decode workers per process (-1: from the cores; one on a CPU)")
     cache_gb: float = opt(2.0, "decoded-video cache per worker, GiB", advanced=True)
     holdout_fraction: float = opt(0.1, "share of files held out for the PSNR/SSIM evaluation")
     seed: int = opt(0, "random seed")

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vidpolicy.common.config import prepare_run_dir
+from vidpolicy.common.device import decode_workers
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
 from vidpolicy.common.media import psnr, ssim
@@ -122,8 +123,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     train_set = ShiftedClips(ds, train_idx.tolist(), spec.step if cfg.augment else 1, cfg.crops if cfg.augment else 1)
     sampler = StepBatchSampler(len(train_set), cfg.batch_size, cfg.seed, start, cfg.grad_accum,
                                rank=acc.process_index, world=acc.num_processes)
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, persistent_workers=False,
-                        worker_init_fn=worker_init)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=decode_workers(cfg.num_workers),
+                        pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init)
 
     def compute(batch: torch.Tensor):
         # flips and squares are drawn from (seed, step, rank): a resumed run sees the same batches
