@@ -78,8 +78,10 @@ class LatentConvTranspose3d(nn.ConvTranspose3d):
 
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q kᵀ / sqrt(d)) v written out: the axes are short (24 at 96²), where PyTorch's fused CPU kernel is
-    slower than the plain products in the backward pass."""
+    """softmax(q kᵀ / sqrt(d)) v: PyTorch's fused kernels on CUDA; written out on a CPU, where the axes are short
+    (24 at 96²) and the fused CPU kernel is slower than the plain products in the backward pass."""
+    if q.is_cuda:
+        return F.scaled_dot_product_attention(q, k, v.to(q.dtype))
     return torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2), dim=-1).to(v.dtype) @ v
 
 
