@@ -133,7 +133,7 @@ def test_a_hung_rank_ends_the_job_within_a_minute_and_the_rerun_resumes(tiny_tok
         except ProcessLookupError:
             pass
         proc.wait()
-    r = run_cli(*args, "--max-steps", "10")  # the job goes on from its last checkpoint, one process now
+    r = run_cli(*args, "--max-steps", "10", "--batch-size", "32")  # one process now, the same global batch
     assert r.returncode == 0 and "resumed from" in r.stdout + r.stderr, r.stderr[-1500:]
     assert not list((out / "checkpoints").glob(".*"))
 

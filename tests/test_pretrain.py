@@ -192,9 +192,12 @@ def test_two_process_pretrain_run(tiny_tokenizer, video_dir, tmp_path):
                  "--out", str(out), "--max-steps", "2", *PRE)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "model" / "config.json").exists() and (out / "checkpoints" / "step-0000002").exists()
-    # the job goes on with one process: from the global step the two reached
-    r = run_cli("pretrain", "--tokens", str(tokens), "--tokenizer", str(tiny_tokenizer), "--out", str(out),
-                "--max-steps", "4", *PRE)
+    # the job goes on with one process: from the global step the two reached, with the same global batch (2 x 2)
+    args = ["pretrain", "--tokens", str(tokens), "--tokenizer", str(tiny_tokenizer), "--out", str(out),
+            "--max-steps", "4", *PRE]
+    r = run_cli(*args)  # one process of 2 would halve the global batch: another run
+    assert r.returncode == 2 and "batch_size: 4 there, 2 now" in r.stderr, r.stderr[-2000:]
+    r = run_cli(*args, "--batch-size", "4")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "(step 2)" in r.stdout + r.stderr and (out / "checkpoints" / "step-0000004").exists()
 

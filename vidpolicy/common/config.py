@@ -21,6 +21,7 @@ from vidpolicy.common.runlock import LOCK_NAME, lock_run_dir
 from vidpolicy.common.versions import FORMAT_KEY, VERSION_KEY, check, stamp
 
 C = TypeVar("C")
+RUN_KEYS = (FORMAT_KEY, VERSION_KEY, "processes")  # what a run directory records beside its settings
 
 # Fields a user may change when resuming a run (train longer, log more often, move the directory) without it
 # being "another run".
@@ -111,12 +112,14 @@ def load_config(cls: type[C], path: str | Path) -> C:
         raise VidpolicyError(f"{path}: config must be a JSON object")
     # a run's config.json names the format that wrote it; as a --config file only its settings count
     fields = {f.name for f in dataclasses.fields(cls)}
-    data = {k: v for k, v in data.items() if k in fields or k not in (FORMAT_KEY, VERSION_KEY)}
+    data = {k: v for k, v in data.items() if k in fields or k not in RUN_KEYS}
     return from_dict(cls, data, source=str(path))
 
 
-def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False, name: str = "config.json") -> bool:
-    """Claim ``out`` for this run; return True when it continues the same run (resume).
+def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False, name: str = "config.json",
+                    processes: int = 1) -> bool:
+    """Claim ``out`` for this run; return True when it continues the same run (resume). ``processes``: how many
+    share the training (a run may resume on another number with the same global batch, see `_comparable`).
 
     The directory is locked first (see `lock_run_dir`): a second command on it exits naming the first. A directory
     holding a different run's config (``name``) is refused unless ``overwrite``; then it is wiped.
@@ -125,7 +128,7 @@ def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False, name: str = "c
     lock_run_dir(out)
     cfg_path = out / name
     resuming = False
-    new = {**to_dict(cfg), **stamp("run")}
+    new = {**to_dict(cfg), **stamp("run"), "processes": processes}
     if cfg_path.exists():
         try:
             old = json.loads(cfg_path.read_text())
@@ -162,7 +165,10 @@ def _empty(out: Path) -> None:
 
 
 def _comparable(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k not in RESUMABLE_FIELDS and k not in (FORMAT_KEY, VERSION_KEY)}
+    out = {k: v for k, v in d.items() if k not in RESUMABLE_FIELDS and k not in RUN_KEYS}
+    if isinstance(out.get("batch_size"), int):  # what a run trains on is its global batch, however it is split
+        out["batch_size"] = out["batch_size"] * out.pop("grad_accum", 1) * d.get("processes", 1)
+    return out
 
 
 def _first_difference(old: Any, new: dict) -> str:

@@ -74,7 +74,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     pol_cfg = policy_config(cfg, pre_cfg, eps, tokenizer)  # a bad setting fails here, before anything is written
     acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
     if acc.is_main_process:
-        prepare_run_dir(out, cfg, overwrite=overwrite, name=RUN_CONFIG)
+        prepare_run_dir(out, cfg, overwrite=overwrite, name=RUN_CONFIG, processes=acc.num_processes)
     acc.wait_for_everyone()
     n_train = len(eps) - cfg.holdout_episodes
     if n_train < 1:

@@ -61,7 +61,7 @@ def pretrain(cfg: PretrainConfig, overwrite: bool = False) -> dict:
     schedule = MaskReplaceScheduler.named(cfg.schedule, cfg.num_timesteps, cfg.replace_mass)
     acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
     if acc.is_main_process:
-        prepare_run_dir(out, cfg, overwrite=overwrite)
+        prepare_run_dir(out, cfg, overwrite=overwrite, processes=acc.num_processes)
         copy_model(model_dir(cfg.tokenizer, "model"), out / "tokenizer")
     acc.wait_for_everyone()
     acc.print(f"{len(data)} (history, future) pairs from {len(cfg.tokens)} token dir(s), "

@@ -104,7 +104,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
                              f"({summarize(ds.rows)})")
     acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
     if acc.is_main_process:
-        prepare_run_dir(out, cfg, overwrite=overwrite)
+        prepare_run_dir(out, cfg, overwrite=overwrite, processes=acc.num_processes)
         write_manifest(out / "manifest.csv", ds.rows)
     acc.wait_for_everyone()
     acc.print(summarize(ds.rows))
