@@ -67,7 +67,8 @@ class Runner:
 
     def run(self, name: str) -> dict:
         stage, *rest = name.split("/")
-        where = claim_cell(self.root, name, keep=stage in ("tokenizer", "train") and "vpdd" in name + stage)
+        # vidpolicy's own training resumes from its checkpoints; lerobot-train's cells restart
+        where = claim_cell(self.root, name, keep=stage == "tokenizer" or (stage == "train" and "vpdd" in name))
         return getattr(self, stage)(where, *rest)
 
     def tokenizer(self, where: Path) -> dict:
