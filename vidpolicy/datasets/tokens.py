@@ -2,8 +2,9 @@
 
 A token directory holds ``shards/shard-XXXXX.npy`` (uint16 ``(n, t, h, w)``) each with a ``.json`` twin listing its
 clips and the SHA-256 of the ``.npy``; the ``.json`` is written last (atomically), so a shard counts as complete
-exactly when it exists. ``index/`` holds every clip (source, clip ordinal, start frame, fps, instruction, shard, offset) and every shard's
-checksum by column (see token_index.py); ``index.json`` the counts, the tokenizer and the index files' checksums.
+exactly when it exists. ``index/`` holds every clip (source, clip ordinal, start frame, fps, instruction, shard,
+offset) and every shard's checksum by column (see token_index.py); ``index.json`` the counts, the tokenizer and the
+index files' checksums.
 The JSON files carry a checksum of their own; a shard's bytes are checked on first read, so a file damaged after it
 was written is refused by name and never trained on.
 """
