@@ -33,7 +33,7 @@ def count_parameters(*models: nn.Module) -> tuple[int, int]:
 
 
 def size_line(name: str, models: list[nn.Module], flops_per_sample: int | None, samples_per_step: int) -> str:
-    """e.g. ``denoiser: 10.4 M parameters (10.4 M trainable), 0.336 TFLOP per step (batch 8)``;
+    """e.g. ``denoiser: 10 M parameters (10 M trainable), 0.3 TFLOP per step (batch 8)``;
     ``flops_per_sample``: the sum of `forward_flops` over the models a step runs."""
     total, trainable = count_parameters(*models)
     line = f"{name}: {total / 1e6:.1f} M parameters ({trainable / 1e6:.1f} M trainable)"

@@ -1,6 +1,6 @@
 """The clip index of a token directory, by column: ``index/<column>.npy`` memory-mapped, strings (sources,
-instructions) as one byte blob with offsets. It opens in constant memory at any size (10 M clips: a few hundred MB
-on disk, nothing read until used), where a JSON list of clips would be parsed whole into Python objects.
+instructions) as one byte blob with offsets. It opens in constant memory at any size (nothing is read until used),
+where a JSON list of clips would be parsed whole into Python objects (benchmarks/index_scale.py measures it).
 
 Every index file's size and SHA-256 are recorded in ``index.json`` (small: counts, the tokenizer, the files) and
 checked when the index is opened.
