@@ -3,10 +3,10 @@ vidpolicy pre-trained on the largest corpus episode by episode, and the plot of 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
+from _common import cell_result
 from fewshot import Cell, is_done
 
 
@@ -34,7 +34,7 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
         runs: dict[str, dict[int, dict]] = {}
         for c in cells:
             if c.stage == "rollout" and c.demos == d and is_done(root, c):
-                runs.setdefault(label(c), {})[c.seed] = json.loads((root / c.name / "done.json").read_text())
+                runs.setdefault(label(c), {})[c.seed] = cell_result(root, c.name)
         table = {}
         for name, seeds in runs.items():
             per_task = {t: [r[t]["successes"] / r[t]["episodes"] for r in seeds.values()] for t in next(
@@ -45,7 +45,7 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
                                                             for t, v in per_task.items()}}
         for c in cells:  # the video model's imagined future beside copying the present (the first seed)
             if c.stage == "imagine" and c.demos == d and is_done(root, c):
-                table.setdefault(label(c), {})["imagination"] = json.loads((root / c.name / "done.json").read_text())
+                table.setdefault(label(c), {})["imagination"] = cell_result(root, c.name)
         best = max((c.multiple for c in cells if c.policy == "vpdd" and c.multiple), default=None)
         ref = runs.get(f"vpdd A={best}xD") if best else None
         if ref:

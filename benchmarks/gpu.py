@@ -37,6 +37,8 @@ class Run:
         self.smoke, self.out, self.t0, self.budget = smoke, out, time.time(), budget_s
         self.device = torch.device("cpu" if smoke or not torch.cuda.is_available() else "cuda")
         self.result: dict = {"smoke": smoke, "device": str(self.device), "sections": {}}
+        self.peak: float | None = None  # measured bf16 TFLOP/s (the peak section); None if it failed
+        self.sheet: float | None = None  # the datasheet's, where the GPU is known
 
     def left(self) -> float:
         return self.budget - (time.time() - self.t0)
@@ -87,7 +89,7 @@ def peak(run: Run) -> dict:
 
 
 def mfu(run: Run, tflops: float) -> dict:
-    return {"tflops": round(tflops, 3), "mfu_measured_peak": round(tflops / run.peak, 4),
+    return {"tflops": round(tflops, 3), "mfu_measured_peak": round(tflops / run.peak, 4) if run.peak else None,
             "mfu_datasheet": round(tflops / run.sheet, 4) if run.sheet else None}
 
 

@@ -111,7 +111,7 @@ class VPDDPolicy:
         H, D = cfg.horizon, cfg.action_dim
         regression = cfg.action_head == "regression"
         last: dict[str, torch.Tensor] = {}
-        with bf16(history_tokens.device):
+        with bf16(dev):
             ctx = v.context(history_tokens, v.text_input(text))
             uncond = (v.context(history_tokens, v.text_input(None).expand(history_tokens.shape[0], -1))
                       if cfg.guidance != 1.0 else None)
