@@ -22,7 +22,7 @@ def imagination_scores(policy_dir: str | Path, heldout: str | Path, samples: int
     pol = VPDDPolicy.from_pretrained(policy_dir)
     eps = RobotEpisodes(heldout, size=pol.image_size)
     with tempfile.TemporaryDirectory() as d:
-        toks = tokenize_episodes(eps, pol.tokenizer, Path(d) / "tokens.npz")
+        toks = tokenize_episodes(eps, Path(policy_dir) / "tokenizer", Path(d) / "tokens")
     gap, frames = pol.config.gap, pol.tokenizer.config.frames
     items = [(i, t) for i in range(len(eps)) for t in range(0, eps.episodes[i].length - gap, every)]
     pick = [items[k] for k in np.random.default_rng(0).choice(len(items), min(samples, len(items)), replace=False)]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from vidpolicy.datasets.robot import RobotEpisodes, clip_indices
+from vidpolicy.datasets.robot import RobotEpisodes, chunk_steps, clip_indices
 from vidpolicy.envs.collect import CollectConfig, collect
 from vidpolicy.envs.metaworld import MetaWorldEnv
 from vidpolicy.envs.rollout import RolloutConfig, rollout
@@ -109,6 +109,25 @@ def test_history_clips_pad_at_episode_starts():
     assert idx.tolist() == [0, 0, 0, 1] and valid.tolist() == [False, False, True, True]
     idx, valid = clip_indices(49, 4, 50)
     assert idx.tolist() == [46, 47, 48, 49] and valid.all()
+
+
+def test_action_chunks_match_lerobot_delta_timestamps(demos):
+    """The episodes, their order and the chunk convention are LeRobotDataset's: a chunk read with
+    ``delta_timestamps`` equals ours, its padding flags included."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    eps, horizon = RobotEpisodes(demos, size=64), 6
+    ds = LeRobotDataset(demos.name, root=demos, delta_timestamps={"action": [k / eps.fps for k in range(horizon)]})
+    first = 0
+    for i, e in enumerate(eps.episodes):
+        for t in (0, e.length - 3, e.length - 1):
+            item = ds[first + t]
+            steps, pad = chunk_steps(t, horizon, e.length)
+            assert int(item["episode_index"]) == e.index and int(item["frame_index"]) == t
+            assert np.allclose(item["action"].numpy(), eps.actions(i)[steps])
+            assert item["action_is_pad"].numpy().tolist() == pad.tolist()
+        first += e.length
+    assert pad.sum() == horizon - 1
 
 
 def test_episodes_of_the_g1_dataset():

@@ -52,6 +52,29 @@ def test_mean_decoding_acts_on_the_belief_not_the_sample(policy):
     assert not np.allclose(acts["mean"], acts["mode"])  # an unsure belief lands between centres
 
 
+def test_robot_tokens_are_the_clips_ending_at_every_step(policy):
+    """Fine-tuning reads the dataset through `vidpolicy tokenize --every-step`: clip t of an episode is the tokenizer's
+    code of the frames t-T+1..t, the first frame repeated before the episode starts."""
+    from vidpolicy.common.pretrained import load_model
+    from vidpolicy.datasets.clips import to_unit_range
+    from vidpolicy.datasets.robot import RobotEpisodes, clip_indices
+    from vidpolicy.datasets.tokens import TokenDataset
+    from vidpolicy.tokenizer.model import VideoTokenizer
+
+    tok = load_model(VideoTokenizer, policy, "tokenizer")
+    eps, store = RobotEpisodes(policy.parent / "demos", size=tok.config.size), TokenDataset(policy / "robot_tokens")
+    rows = store.rows_by_source()
+    assert sorted(rows) == [eps.source(i) for i in range(len(eps))] and store.meta["pad_start"]
+    n, frames = eps.episodes[1].length, tok.config.frames
+    got = store.gather(rows[eps.source(1)])
+    assert len(got) == n
+    steps = [0, 1, frames, n - 1]
+    clips = torch.stack([to_unit_range(eps.frames(1)[clip_indices(t, frames, n)[0]]) for t in steps])
+    with torch.no_grad():
+        want = tok.encode(clips).numpy()
+    assert np.array_equal(got[steps], want)
+
+
 def test_finetune_loss_falls(policy):
     rows = [json.loads(x) for x in (policy / "logs" / "metrics.jsonl").read_text().splitlines()]
     # the x_0 cross-entropy of the action tokens (the VB term swings with the sampled timesteps)

@@ -11,7 +11,8 @@ from vidpolicy.datasets.token_index import ClipIndex, ClipRows, write_clip_index
 
 
 def test_rows_round_trip_and_pairs_match_brute_force(tmp_path):
-    rows = [[{"source": f"v{v}é.mp4", "clip": c, "start": 4 * c, "start_frame": 4 * c + 1, "fps": 10.0,
+    # starts from -3: the padded first clips of `tokenize --every-step` (clips.ClipSpec.pad_start)
+    rows = [[{"source": f"v{v}é.mp4", "clip": c, "start": 4 * c - 3, "start_frame": 4 * c + 1, "fps": 10.0,
               "instruction": "push" if v % 2 else "", "offset": 3 * (v % 2) + c} for v in range(2 * k, 2 * k + 2)
              for c in range(3)] for k in range(3)]  # 3 shards of 2 videos of 3 clips
     records = [{"npy_bytes": 100 + k, "npy_sha256": f"{k:064d}"} for k in range(3)]

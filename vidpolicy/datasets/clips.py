@@ -1,6 +1,8 @@
 """Clips: T consecutive frames of a video resampled to a target fps, as the tokenizer sees them.
 
-A video of ``n`` resampled frames yields clips starting at ``0, stride, 2*stride, ...`` while ``start + T <= n``.
+A video of ``n`` resampled frames yields clips starting at ``0, stride, 2*stride, ...`` while ``start + T <= n``;
+with ``pad_start`` the first clips start before the video (at ``1 - T``, the first frame repeated), so that with
+stride 1 clip ``c`` ends at frame ``c``: one clip per step, as a policy sees an episode.
 `VideoClipDataset` is map-style. Random access into H.264 is slow (each seek decodes from the last keyframe), so
 whole videos are decoded once, at clip resolution, and kept under a byte budget per process; only videos too big for
 it are read clip by clip.
@@ -26,14 +28,20 @@ class ClipSpec:
     size: int = 96
     fps: float | None = None  # None: every native frame
     stride: int | None = None  # in resampled frames; None: non-overlapping (= frames)
+    pad_start: bool = False  # clips also end at each of the first T - 1 frames, the first frame repeated
 
     @property
     def step(self) -> int:
         return self.stride or self.frames
 
+    def positions(self, start: int) -> np.ndarray:
+        """The resampled frames of the clip starting at ``start`` (clamped: a padded clip repeats frame 0)."""
+        return np.maximum(start + np.arange(self.frames), 0)
+
 
 def clip_starts(num_resampled: int, spec: ClipSpec) -> list[int]:
-    return list(range(0, num_resampled - spec.frames + 1, spec.step))
+    first = 1 - spec.frames if spec.pad_start else 0
+    return list(range(first, num_resampled - spec.frames + 1, spec.step))
 
 
 def to_unit_range(frames: np.ndarray) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Robot demonstrations from a LeRobotDataset v3 (a local root, or a hub id when online).
 
-`RobotEpisodes` gives per-episode frames (decoded with decord/torchcodec, resized and centre-cropped), actions,
-states and the task text; `clip_indices` the frames of a clip ending at step t, clamped into the episode.
+`RobotEpisodes` gives per-episode actions and states (read through `LeRobotDataset`), the task text and frames
+(a whole episode decoded at once with decord/torchcodec, resized and centre-cropped: LeRobotDataset decodes frame
+by frame); `clip_indices` the frames of a clip ending at step t, clamped into the episode.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class RobotEpisodes:
             reason = str(e).splitlines()[0][:160]
             raise VidpolicyError(f"{dataset}: cannot open as a LeRobotDataset ({reason})") from None
         self.root, self.size, self.fps = Path(meta.root), size, float(meta.fps)
+        self.dataset, self.name = dataset, Path(str(dataset)).name
         missing = [k for k in (action_key,) if k not in meta.features]
         if not meta.video_keys:
             missing.append("a video camera (observation.images.*)")
@@ -74,24 +76,24 @@ class RobotEpisodes:
 
     def _load_table(self):
         if self._table is None:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+            from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-            files = sorted((self.root / "data").rglob("*.parquet"))
+            ds = LeRobotDataset(self.meta.repo_id, root=self.root, download_videos=False)
             cols = ["episode_index", "frame_index", self.action_key] + ([self.state_key] if self.state_key else [])
-            table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
-            ep = table.column("episode_index").to_numpy()
-            fr = table.column("frame_index").to_numpy()
-            order = np.lexsort((fr, ep))
-            act = np.stack(table.column(self.action_key).to_numpy(zero_copy_only=False)).astype(np.float32)[order]
-            st = (np.stack(table.column(self.state_key).to_numpy(zero_copy_only=False)).astype(np.float32)[order]
-                  if self.state_key else None)
+            table = ds.hf_dataset.select_columns(cols).with_format("numpy")[:]
+            ep, order = table["episode_index"], np.lexsort((table["frame_index"], table["episode_index"]))
+            act = table[self.action_key].astype(np.float32)[order]
+            st = table[self.state_key].astype(np.float32)[order] if self.state_key else None
             ep = ep[order]
             self._table = {}
             for e in np.unique(ep):
                 sel = ep == e
                 self._table[int(e)] = (act[sel], st[sel] if st is not None else None)
         return self._table
+
+    def source(self, i: int) -> str:
+        """Episode ``i``'s name in a token directory (its source column)."""
+        return f"{self.name}/episode-{self.episodes[i].index:06d}"
 
     def actions(self, i: int) -> np.ndarray:
         return self._load_table()[self.episodes[i].index][0]
@@ -127,3 +129,10 @@ def clip_indices(t: int, frames: int, length: int, frame_stride: int = 1) -> tup
     """Indices of a clip of ``frames`` frames ending at step ``t`` (clamped into the episode) and a validity mask."""
     raw = t - frame_stride * np.arange(frames - 1, -1, -1)
     return np.clip(raw, 0, length - 1), (raw >= 0) & (raw < length)
+
+
+def chunk_steps(t: int, horizon: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Steps of the action chunk starting at ``t`` (clamped into the episode) and which are padding: LeRobot's
+    ``delta_timestamps`` convention (the last action repeats, flagged in ``action_is_pad``)."""
+    raw = t + np.arange(horizon)
+    return np.minimum(raw, length - 1), raw >= length

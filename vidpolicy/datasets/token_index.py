@@ -125,7 +125,8 @@ class ClipIndex:
     def pairs(self, gap: int) -> np.ndarray:
         """(history, future) row pairs ``(m, 2)``, the future clip ``gap`` sampled frames after the history clip in
         the same video; in row order, computed on the columns (no per-clip Python objects)."""
-        key = (self._cols["source"].astype(np.int64) << 32) | self._cols["start"].astype(np.int64)
+        # + not |: a padded clip's start is negative (clips.ClipSpec.pad_start)
+        key = (self._cols["source"].astype(np.int64) << 32) + self._cols["start"].astype(np.int64)
         order = np.argsort(key, kind="stable")
         ranked = key[order]
         pos = np.searchsorted(ranked, key + gap)

@@ -151,6 +151,23 @@ class TokenDataset:
         k, offset = int(self.index.column("shard")[i]), int(self.index.column("offset")[i])
         return np.asarray(self._shard(k)[offset], dtype=np.int64)
 
+    def rows_by_source(self) -> dict[str, np.ndarray]:
+        """Each source's rows (a video file's, or one LeRobot episode's clips) in clip order."""
+        src, clip = self.index.column("source"), self.index.column("clip")
+        order = np.lexsort((clip, src))
+        cuts = np.flatnonzero(np.diff(src[order])) + 1
+        names = self.index.strings("source")
+        return {names[int(src[part[0]])]: part for part in np.split(order, cuts) if len(part)}
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """The tokens of ``rows``, uint16 ``(len(rows), t, h, w)``, read shard by shard."""
+        shards, offsets = self.index.column("shard")[rows], self.index.column("offset")[rows]
+        out = np.zeros((len(rows), *self.latent_shape), np.uint16)
+        for k in np.unique(shards):
+            sel = shards == k
+            out[sel] = self._shard(int(k))[offsets[sel]]
+        return out
+
     def instructions(self) -> list[str]:
         """Every distinct instruction (the string table); ``index.column("instruction")`` holds each clip's."""
         table = self.index.strings("instruction")

@@ -1,4 +1,4 @@
-"""Fine-tuning samples from a LeRobotDataset, tokenized once with the policy's tokenizer and cached on disk.
+"""Fine-tuning samples from a LeRobotDataset, tokenized once with the policy's tokenizer into a token directory.
 
 For every step t of every episode: tokens of the clip ending at t (history), of the clip ending at t + gap
 (future, clamped to the episode's end), the action chunk a[t:t+H] binned and normalised, its pad mask, the
@@ -11,36 +11,33 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from vidpolicy.common.io import atomic_path
+from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.sampling import my_share, step_generator
-from vidpolicy.datasets.clips import to_unit_range
-from vidpolicy.datasets.robot import RobotEpisodes, clip_indices
+from vidpolicy.datasets.robot import RobotEpisodes, chunk_steps
+from vidpolicy.datasets.tokens import TokenDataset
 from vidpolicy.finetune.binning import ActionBinner
+from vidpolicy.tokenizer.config import TokenizeConfig
+from vidpolicy.tokenizer.tokenize import tokenize
 
 
-@torch.no_grad()
-def tokenize_episodes(eps: RobotEpisodes, tokenizer, cache: Path, batch: int = 32) -> dict[int, np.ndarray]:
-    """Clip tokens ending at every step of every episode: {episode: (length, n)} (cached as an .npz)."""
-    if cache.exists():
-        with np.load(cache) as z:
-            return {int(k): z[k] for k in z.files}
-    frames_per_clip = tokenizer.config.frames
-    out = {}
-    for i in tqdm(range(len(eps)), desc="tokenize episodes", unit="ep"):
-        video = eps.frames(i)
-        n = len(video)
-        clips = [video[clip_indices(t, frames_per_clip, n)[0]] for t in range(n)]
-        toks = []
-        for b in range(0, n, batch):
-            x = torch.stack([to_unit_range(c) for c in clips[b : b + batch]])
-            toks.append(tokenizer.encode(x).flatten(1).numpy().astype(np.uint16))
-        out[i] = np.concatenate(toks)
-    with atomic_path(cache) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **{str(k): v for k, v in out.items()})
-    return out
+def tokenize_episodes(eps: RobotEpisodes, tokenizer: str | Path, out: Path, num_workers: int = 1,
+                      ) -> dict[int, np.ndarray]:
+    """Clip tokens ending at every step of every episode, {episode: (length, n)}: the dataset's camera through
+    `vidpolicy tokenize --every-step` (the one robot tokenizing path) into the token directory ``out``, read back.
+    A rerun finds the shards written and only re-reads them. Under torchrun each process tokenizes its shards."""
+    cfg = TokenizeConfig(tokenizer=str(tokenizer), out=str(out), dataset=str(eps.dataset), camera=eps.camera,
+                         every_step=True, precision="fp32", num_workers=num_workers)
+    tokenize(cfg)
+    store, tokens = TokenDataset(out), {}
+    rows = store.rows_by_source()
+    for i, e in enumerate(eps.episodes):
+        got = rows.get(eps.source(i), np.zeros(0, np.int64))
+        if len(got) != e.length:
+            raise VidpolicyError(f"{out}: episode {e.index} has {len(got)} clip(s) for {e.length} frames "
+                                 f"(see {out / 'manifest.csv'})")
+        tokens[i] = store.gather(got).reshape(len(got), -1)
+    return tokens
 
 
 class RobotTokenSamples:
@@ -61,10 +58,9 @@ class RobotTokenSamples:
     def get(self, k: int):
         i, t = (int(v) for v in self.items[k])
         toks, n = self.tokens[i], self.eps.episodes[i].length
-        steps = t + np.arange(self.horizon)
-        acts = self.binned[i][np.clip(steps, 0, n - 1)]
-        cont = self.normalized[i][np.clip(steps, 0, n - 1)]
-        mask = np.repeat((steps < n)[:, None], acts.shape[1], axis=1)
+        steps, pad = chunk_steps(t, self.horizon, n)
+        acts, cont = self.binned[i][steps], self.normalized[i][steps]
+        mask = np.repeat(~pad[:, None], acts.shape[1], axis=1)
         return (toks[t].astype(np.int64), toks[min(t + self.gap, n - 1)].astype(np.int64), acts.reshape(-1),
                 cont.reshape(-1), mask.reshape(-1), self.states[i][t], self.task_index[self.eps.episodes[i].task])
 

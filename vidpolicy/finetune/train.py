@@ -17,7 +17,7 @@ from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
 from vidpolicy.common.model_size import size_line
 from vidpolicy.common.plots import plot_losses
-from vidpolicy.common.pretrained import load_model
+from vidpolicy.common.pretrained import load_model, model_dir
 from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.common.sampling import step_batches
 from vidpolicy.common.text import TextEncoder
@@ -84,11 +84,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     binner = ActionBinner.fit(np.concatenate([eps.actions(i) for i in train_eps]), bins=cfg.bins)
     state_norm = (StateNorm.fit(np.concatenate([eps.states(i) for i in train_eps]))
                   if cfg.state and eps.state_key else None)
-    # the main process tokenizes (and caches); the others read its cache
-    tokens = tokenize_episodes(eps, tokenizer, out / "robot_tokens.npz") if acc.is_main_process else None
-    acc.wait_for_everyone()
-    if tokens is None:
-        tokens = tokenize_episodes(eps, tokenizer, out / "robot_tokens.npz")
+    tokens = tokenize_episodes(eps, model_dir(pre, "tokenizer"), out / "robot_tokens")
     text = TextEncoder(pre_cfg.text_encoder)
     instructions = sorted({e.task for e in eps.episodes})
     text_table = text(instructions)

@@ -18,7 +18,7 @@ from vidpolicy.common.media import side_by_side, write_mp4
 from vidpolicy.common.plots import contact_sheet
 from vidpolicy.common.pretrained import load_model
 from vidpolicy.common.text import TextEncoder
-from vidpolicy.datasets.clips import to_uint8, to_unit_range
+from vidpolicy.datasets.clips import to_unit_range
 from vidpolicy.datasets.video import VideoError, VideoSource, resample_indices
 from vidpolicy.pretrain.config import load_run_config
 from vidpolicy.pretrain.foresight import copy_last_clip, future_scores
@@ -70,8 +70,7 @@ class Imaginer:
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
         """tokens ``(1, n)`` -> uint8 frames ``(T, S, S, 3)``."""
-        grid = tokens.to(self.device).view(tokens.shape[0], *self.tokenizer.latent_shape)
-        return to_uint8(self.tokenizer.decode(grid)[0])
+        return self.tokenizer.decode_frames(tokens[:1])[0]
 
 
 def imagine_video(model: str, video: str, instruction: str, out: str, steps: int = 25, start: int = 0,

@@ -72,6 +72,7 @@ class TokenizeConfig:
     manifest: str | None = opt(None, "CSV with a file column and a caption column")
     fps: float | None = opt(None, "sample videos at this frame rate (default: every frame)")
     clip_stride: int | None = opt(None, "sampled frames between clip starts (default: clip length)")
+    every_step: bool = opt(False, "one clip per frame, the first repeated (as finetune reads)", advanced=True)
     files_per_shard: int = opt(16, "input files (or episodes) per shard, the unit of resume")
     batch_size: int = opt(32, "clips per encoder batch")
     num_workers: int = opt(2, "decode workers")

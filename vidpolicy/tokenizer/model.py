@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from einops import rearrange
 
 from vidpolicy.common.device import full_precision
 from vidpolicy.common.model_size import forward_flops
+from vidpolicy.datasets.clips import to_uint8
 from vidpolicy.tokenizer.quantizer import EMACodebook
 
 # VideoGPT divides the reconstruction MSE by the data variance of its corpus (0.06 for pixels in [-0.5, 0.5]).
@@ -273,6 +275,11 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         """``tokens: (b, t, h, w)`` -> ``video: (b, 3, T, H, W)`` in about [-0.5, 0.5]."""
         z_q = _channels_first(rearrange(self.codebook.lookup(tokens.long()), "b t h w d -> b d t h w"))
         return self.decoder(z_q.to(self.dtype))
+
+    def decode_frames(self, tokens: torch.Tensor) -> np.ndarray:
+        """Flat tokens ``(k, n)`` (as the denoisers see them) -> uint8 frames ``(k, T, S, S, 3)``."""
+        grid = tokens.to(self.device).reshape(len(tokens), *self.latent_shape)
+        return np.stack([to_uint8(v) for v in self.decode(grid)])
 
     def forward(self, video: torch.Tensor) -> dict:
         """Training pass: reconstruction, the paper's loss (MSE/0.06 + 0.25 * commitment) and codebook stats."""

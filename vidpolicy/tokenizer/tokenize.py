@@ -68,8 +68,7 @@ def list_units(cfg: TokenizeConfig) -> list[Unit]:
         from vidpolicy.datasets.robot import RobotEpisodes
 
         eps = RobotEpisodes(cfg.dataset, camera=cfg.camera)
-        return [Unit(f"{Path(cfg.dataset).name}/episode-{e.index:06d}", e.video, e.task, e.first_frame, e.length)
-                for e in eps.episodes]
+        return [Unit(eps.source(i), e.video, e.task, e.first_frame, e.length) for i, e in enumerate(eps.episodes)]
     files = find_videos(cfg.videos)
     if not files:
         raise VidpolicyError(f"{cfg.videos}: no video files found (looked for .mp4 .webm .mkv .avi .mov .gif)")
@@ -120,14 +119,14 @@ class _DecodedUnits(IterableDataset):
         for c0 in range(0, len(starts), MAX_CLIPS_PER_ITEM):
             chunk = starts[c0 : c0 + MAX_CLIPS_PER_ITEM]
             head = dict(row=row, layout=idx) if c0 == 0 else {}
-            needed = sorted({int(idx[s + f]) for s in chunk for f in range(spec.frames)})
+            needed = sorted({int(idx[f]) for s in chunk for f in spec.positions(s)})
             try:
                 frames = src.read(needed)
             except VideoError as e:
                 yield _Piece(ui, c0, error=str(e), **head)
                 return
             pos = {k: i for i, k in enumerate(needed)}
-            clips = np.stack([frames[[pos[int(idx[s + f])] for f in range(spec.frames)]] for s in chunk])
+            clips = np.stack([frames[[pos[int(idx[f])] for f in spec.positions(s)]] for s in chunk])
             yield _Piece(ui, c0, clips, c0 + MAX_CLIPS_PER_ITEM >= len(starts), **head)
 
 
@@ -191,7 +190,7 @@ class _ShardAssembler:
             for j, tok in enumerate(tokens):
                 s = starts[c0 + j]
                 self.writer.add(tok[None], {"source": unit.source, "clip": c0 + j, "start": s,
-                                            "start_frame": int(idx[s]) - unit.first_frame,
+                                            "start_frame": int(idx[max(s, 0)]) - unit.first_frame,
                                             "fps": self.cfg.fps or row.fps, "instruction": unit.instruction})
         if ui == _shard_units(k, self.per, len(self.units))[-1]:  # the shard's last unit
             self.writer.close()
@@ -232,6 +231,9 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
         raise VidpolicyError("tokenize: give exactly one of --videos DIR or --dataset DIR")
     if cfg.precision not in ("bf16", "fp32"):
         raise VidpolicyError(f"--precision: {cfg.precision!r} is not bf16 or fp32")
+    if cfg.every_step and cfg.clip_stride not in (None, 1):
+        raise VidpolicyError(f"--every-step: a clip at every frame needs stride 1, not --clip-stride {cfg.clip_stride}")
+    owns_group = not torch.distributed.is_initialized()  # inside a training job: the job's group stays
     state = PartialState(cpu=not torch.cuda.is_available())
     model = load_model(VideoTokenizer, cfg.tokenizer).to(state.device)  # each process its own GPU, if any
     cfg.tokenizer_sha = weights_sha(cfg.tokenizer)
@@ -244,7 +246,8 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     if cfg.verify and state.is_main_process:
         discard_damaged(out, n_shards)
     state.wait_for_everyone()
-    spec = ClipSpec(model.config.frames, model.config.size, cfg.fps, cfg.clip_stride)
+    spec = ClipSpec(model.config.frames, model.config.size, cfg.fps, 1 if cfg.every_step else cfg.clip_stride,
+                    pad_start=cfg.every_step)
     mine = [k for k in range(n_shards) if k % state.num_processes == state.process_index]
     todo = [k for k in mine if not TokenShardWriter(out, k).complete()]
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"tokenize [{state.process_index}]", unit="shard",
@@ -259,7 +262,8 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     if state.is_main_process:
         result = merge_index(out, n_shards, model, spec)
     state.wait_for_everyone()
-    state.destroy_process_group()  # a live gloo group aborts the interpreter at exit
+    if owns_group:
+        state.destroy_process_group()  # a live gloo group aborts the interpreter at exit
     return result
 
 
@@ -301,6 +305,7 @@ def merge_index(out: Path, n_shards: int, model: VideoTokenizer, spec: ClipSpec)
         "tokenizer": {"codebook_size": model.config.codebook_size, "latent_shape": list(model.latent_shape),
                       "frames": spec.frames, "size": spec.size},
         "clip_stride": spec.step,
+        "pad_start": spec.pad_start,
         "num_clips": int(np.load(out / "index" / "shard.npy", mmap_mode="r").shape[0]),
         "num_shards": n_shards,
         "summary": summarize(rows),

@@ -24,7 +24,7 @@ from vidpolicy.common.device import bf16, resolve
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.pretrained import load_model, save_model
 from vidpolicy.common.text import TextEncoder
-from vidpolicy.datasets.clips import to_uint8, to_unit_range
+from vidpolicy.datasets.clips import to_unit_range
 from vidpolicy.finetune.model import ActionDenoiser
 from vidpolicy.policies.vpdd.configuration_vpdd import VPDDConfig
 from vidpolicy.policies.vpdd.processor_vpdd import VPDDProcessor
@@ -202,5 +202,4 @@ class VPDDPolicy:
     @torch.no_grad()
     def decode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
         """Imagined clips' tokens ``(k, n)`` -> uint8 frames ``(k, T, S, S, 3)``."""
-        grid = tokens.to(self.device).reshape(len(tokens), *self.tokenizer.latent_shape)
-        return np.stack([to_uint8(v) for v in self.tokenizer.decode(grid)])
+        return self.tokenizer.decode_frames(tokens)
