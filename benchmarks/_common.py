@@ -14,6 +14,20 @@ import torch
 OUT = Path(__file__).resolve().parent / "out"
 
 
+def quiet() -> None:
+    """A benchmark's output as a command's: third-party logs off (`vidpolicy.cli.quiet_libraries`, unless
+    VIDPOLICY_VERBOSE=1) and, written to a log file, progress bars updated once a minute instead of every step."""
+    import os
+    import sys
+
+    if os.environ.get("VIDPOLICY_VERBOSE") != "1":
+        from vidpolicy.cli import quiet_libraries
+
+        quiet_libraries()
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_MININTERVAL", "60")
+
+
 def commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

@@ -22,7 +22,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from _common import cell_done, cell_result, claim_cell, finish_cell
+from _common import cell_done, cell_result, claim_cell, finish_cell, quiet
 
 TASKS = ("reach,drawer-close,window-open,"  # easy
          "coffee-push,sweep-into,hammer,"  # medium
@@ -258,6 +258,7 @@ class Runner:
 
 
 def main() -> None:
+    quiet()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plan", action="store_true", help="print the grid with estimated CPU time and stop")
     ap.add_argument("--quick", action="store_true", help="the smallest grid (one seed, one D, tiny budgets)")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import OUT, cell_done, cell_result, claim_cell, finish_cell, save
+from _common import OUT, cell_done, cell_result, claim_cell, finish_cell, quiet, save
 
 G1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "robot" / "g1_pick_bottle"
 HUMAN = G1.parents[1] / "human"
@@ -130,6 +130,7 @@ class Runner:
 
 
 def main() -> None:
+    quiet()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny budgets, one seed, 16 samples")
     ap.add_argument("--dataset", default=str(G1))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import save
+from _common import quiet, save
 
 
 def rss_mib() -> float:
@@ -27,6 +27,7 @@ def rss_mib() -> float:
 
 
 def main() -> None:
+    quiet()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 M clips instead of 10 M")
     args = ap.parse_args()

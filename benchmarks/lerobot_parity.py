@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import save
+from _common import quiet, save
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -112,6 +112,7 @@ def latency(policy: str, calls: int = 40) -> dict:
 
 
 def main() -> None:
+    quiet()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="reach,button-press-topdown,drawer-close")
     ap.add_argument("--episodes", type=int, default=10)

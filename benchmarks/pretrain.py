@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from _common import matmul_peak, save, timed
+from _common import matmul_peak, quiet, save, timed
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.pretrain.timesteps import TimestepSampler
@@ -92,6 +92,7 @@ def accuracy(model_dir: str, tokens_dir: str, steps_list, pairs: int = 32) -> di
 
 
 def main() -> None:
+    quiet()
     keep_freed_memory()  # as the CLI does for its process: the stages run here as library calls
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a pretrain run directory (for accuracy on held-out pairs)")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import commit, cpu_model, previous, save, timed
+from _common import commit, cpu_model, previous, quiet, save, timed
 from vidpolicy.common.pretrained import load_model, save_model
 from vidpolicy.common.threads import torch_threads
 from vidpolicy.datasets.clips import ClipSpec, VideoClipDataset, clip_starts
@@ -135,6 +135,7 @@ def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
 
 
 def main() -> None:
+    quiet()
     keep_freed_memory()  # as the CLI does for its process: the stages run here as library calls
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", help="video directory (default ../shared/data/human, else generated)")

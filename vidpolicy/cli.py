@@ -141,7 +141,7 @@ def _setup_process(verbose: bool) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from installed packages; never wait on a hub
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not verbose:
-        _quiet_libraries()
+        quiet_libraries()
     if launched_by_torchrun():
         die_with_parent()  # a killed launcher takes its ranks with it
     import torch
@@ -150,7 +150,7 @@ def _setup_process(verbose: bool) -> None:
         keep_freed_memory()
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """One progress bar per stage and our own summary: third-party bars, encoder logs and known-harmless warnings
     stay off (``--verbose`` or VIDPOLICY_VERBOSE=1 keeps them)."""
     import warnings
