@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -370,3 +371,22 @@ def test_error_restarts_put_dead_codes_where_the_codebook_fits_worst():
         fresh[restart] = cb.embed[1:].norm(dim=1)
     assert (fresh["error"] > 40).all()
     assert (fresh["random"] < 1).sum() >= 2  # all three from the 10 outliers: probability 1e-6
+
+
+@pytest.mark.slow
+def test_compiled_training_saves_the_same_model_keys_and_close_losses(video_dir, tmp_path):
+    """`tokenizer train --compile` compiles the module in place: the checkpoint loads into an uncompiled tokenizer
+    and the first losses match eager training to rounding."""
+    from vidpolicy.tokenizer.config import TokenizerTrainConfig
+    from vidpolicy.tokenizer.train import train_tokenizer
+
+    losses = {}
+    for compiled in (False, True):
+        out = tmp_path / f"compile{compiled}"
+        train_tokenizer(TokenizerTrainConfig(videos=str(video_dir), out=str(out), size=32, codebook_size=32,
+                                             embedding_dim=16, hidden_channels=16, res_layers=1, max_steps=4,
+                                             batch_size=2, log_every=1, eval_every=0, num_workers=0,
+                                             mixed_precision="no", compile=compiled))
+        losses[compiled] = [json.loads(line)["loss"] for line in (out / "logs" / "metrics.jsonl").open()]
+        load_model(VideoTokenizer, out)
+    assert len(losses[True]) == 4 and np.allclose(losses[True], losses[False], rtol=1e-3)

@@ -41,6 +41,7 @@ class TokenizerTrainConfig:
     lr_decay: bool = opt(True, "cosine decay to 0 at --max-steps after 100 warm-up steps", advanced=True)
     max_grad_norm: float = opt(1.0, "gradient clipping norm", advanced=True)
     mixed_precision: str = opt("bf16", "bf16 or no")
+    compile: bool = opt(False, "torch.compile the tokenizer (CUDA)", advanced=True)
     nan_policy: str = opt("stop", "on a NaN/Inf loss: stop (keep the last checkpoint) or skip", advanced=True)
     save_every: int = opt(250, "checkpoint every N steps")
     log_every: int = opt(10, "log scalars every N steps", advanced=True)

@@ -113,6 +113,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, overwrite: bool = False) -> dict:
     model = build_tokenizer(cfg)
     acc.print(size_line("tokenizer", [model], model.flops_per_sample(),
                         cfg.batch_size * cfg.grad_accum * acc.num_processes))
+    if cfg.compile:  # in place: the module and its state_dict keys stay as they are
+        model.compile()
     # the fused kernel: one pass over all parameters, several times cheaper than the per-tensor default on a CPU
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), fused=True)
     settings = LoopSettings.from_config(cfg)
