@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,7 +20,6 @@ OUT = Path(__file__).resolve().parent / "out"
 def quiet() -> None:
     """A benchmark's output as a command's: third-party logs off (`vidpolicy.cli.quiet_libraries`, unless
     VIDPOLICY_VERBOSE=1) and, written to a log file, progress bars updated once a minute instead of every step."""
-    import os
     import sys
 
     if os.environ.get("VIDPOLICY_VERBOSE") != "1":
@@ -109,3 +111,42 @@ def finish_cell(root: Path, name: str, result: dict) -> None:
 
 def cell_result(root: Path, name: str) -> dict:
     return json.loads((root / name / "done.json").read_text())
+
+
+def lock_cell(root: Path, name: str) -> int | None:
+    """Hold cell ``name`` for this process: an open descriptor of ``<cell>.lock`` (beside the cell, which
+    `claim_cell` may empty), or None when another live process holds it. The kernel drops the lock when its holder
+    dies, so a killed worker never leaves a cell stuck."""
+    path = root / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def run_cells(root: Path, names: list[str], needs: Callable[[str], list[str]], run: Callable[[str], dict],
+              poll_s: float = 30.0) -> None:
+    """Run every cell not yet done, the first ready one first (all of its ``needs`` done), until all are done.
+    Several processes can share one grid (one per core): each runs the cells it locks and leaves the others' cells
+    to them, waiting when every ready cell is taken. ``names`` lists each cell after the cells it needs."""
+    while True:
+        todo = [n for n in names if not cell_done(root, n)]
+        if not todo:
+            return
+        for name in (n for n in todo if all(cell_done(root, d) for d in needs(n))):
+            fd = lock_cell(root, name)
+            if fd is None:
+                continue
+            try:
+                if not cell_done(root, name):  # another process may have finished it since the scan
+                    print(f"== {name}", flush=True)
+                    finish_cell(root, name, run(name))
+            finally:
+                os.close(fd)
+            break
+        else:
+            time.sleep(poll_s)  # every ready cell is another process's

@@ -11,6 +11,9 @@ video model never see actionless video.
     python benchmarks/fewshot.py --plan            # the default grid and its CPU estimate
     python benchmarks/fewshot.py --quick           # the <= 15-minute grid, run
     python benchmarks/fewshot.py                   # the default grid (many CPU-hours: rerun to resume)
+
+Several processes can share the grid, each taking the next ready cell no other holds: one per core (with
+OMP_NUM_THREADS=1) keeps every core busy, the single-threaded simulator's rollouts included.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from _common import cell_done, cell_result, claim_cell, finish_cell, quiet
+from _common import cell_done, cell_result, claim_cell, finish_cell, quiet, run_cells
 
 TASKS = ("reach,drawer-close,window-open,"  # easy
          "coffee-push,sweep-into,hammer,"  # medium
@@ -99,6 +102,19 @@ def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
         *imagine(d, ends), *runs(d, cheap + big, rest)]]
     return cells + [c for d in b.demos for c in [*shared(d, middle), *runs(d, [("vpdd", k) for k in middle], b.seeds),
                                                  *imagine(d, middle)]]
+
+
+def needs(cell: Cell) -> list[Cell]:
+    """The cells whose outputs ``cell`` reads."""
+    d, k = cell.demos, cell.multiple
+    if cell.stage == "pretrain":
+        return [Cell("demos", d)] + ([Cell("actionless", d, k)] if k else [])
+    if cell.stage == "train":
+        return [Cell("demos", d)] + ([Cell("pretrain", d, k)] if cell.policy == "vpdd" else [])
+    if cell.stage in ("rollout", "imagine"):
+        own = [Cell("train", d, k, cell.policy, cell.seed)]
+        return own + ([Cell("heldout", d)] if cell.stage == "imagine" else [])
+    return []  # demos, actionless, heldout: collected from the simulator
 
 
 def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
@@ -275,10 +291,8 @@ def main() -> None:
         return
     human = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
     runner = Runner(root, b, args.tasks, None if args.no_human or not human.exists() else human)
-    for cell in cells:
-        if not is_done(root, cell):
-            print(f"== {cell.name}", flush=True)
-            finish(root, cell, runner.run(cell))
+    by_name = {c.name: c for c in cells}
+    run_cells(root, list(by_name), lambda n: [c.name for c in needs(by_name[n])], lambda n: runner.run(by_name[n]))
     from _common import save
 
     from _fewshot_report import plot, summarize

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import OUT, cell_done, cell_result, claim_cell, finish_cell, quiet, save
+from _common import OUT, cell_result, claim_cell, quiet, run_cells, save
 
 G1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "robot" / "g1_pick_bottle"
 HUMAN = G1.parents[1] / "human"
@@ -49,6 +49,12 @@ class Budget:
     @classmethod
     def quick(cls) -> "Budget":
         return cls(tokenizer_steps=30, train_steps=20, samples=16)
+
+
+def needs(name: str) -> list[str]:
+    """The cells whose outputs cell ``name`` reads."""
+    stage, *rest = name.split("/")
+    return {"tokenizer": [], "train": ["tokenizer"], "eval": ["/".join(["train", *rest])]}[stage]
 
 
 def cells(b: Budget) -> list[str]:
@@ -144,10 +150,7 @@ def main() -> None:
         sys.exit(f"{args.dataset}: no such dataset (../shared/data is not here)")
     root = Path(args.out) / ("quick" if args.quick else "default")
     runner = Runner(root, b, Path(args.dataset))
-    for name in cells(b):
-        if not cell_done(root, name):
-            print(f"== {name}", flush=True)
-            finish_cell(root, name, runner.run(name))
+    run_cells(root, cells(b), needs, runner.run)
     from _g1_eval import mean_baseline
 
     results = {name.split("/", 1)[1]: cell_result(root, name) for name in cells(b) if name.startswith("eval/")}

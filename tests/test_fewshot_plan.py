@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import time
 
 from _util import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import _fewshot_report  # noqa: E402
 import fewshot  # noqa: E402
+from _common import cell_done, finish_cell, lock_cell, run_cells  # noqa: E402
 
 
 def test_the_grid_runs_each_cell_after_the_cells_it_reads():
@@ -26,6 +30,9 @@ def test_the_grid_runs_each_cell_after_the_cells_it_reads():
             assert pos[fewshot.Cell("train", c.demos, c.multiple, c.policy, c.seed)] < pos[c]
         if c.stage == "imagine":
             assert pos[fewshot.Cell("heldout", c.demos)] < pos[c]
+        assert all(pos[d] < pos[c] for d in fewshot.needs(c))  # what the workers wait for
+    assert fewshot.needs(fewshot.Cell("imagine", 5, 1, "vpdd", 0)) == [fewshot.Cell("train", 5, 1, "vpdd", 0),
+                                                                      fewshot.Cell("heldout", 5)]
     # vidpolicy at every corpus size (0: from scratch), the LeRobot baselines once per D (they never read it)
     trains = [c for c in cells if c.stage == "train"]
     assert sum(c.policy == "vpdd" for c in trains) == 2 * 3 * 2
@@ -52,6 +59,31 @@ def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_p
     pre = fewshot.Cell("pretrain", 5, 20)
     (fewshot.claim(tmp_path, pre) / "run").mkdir()
     assert (fewshot.claim(tmp_path, pre) / "run").is_dir()
+
+
+def test_workers_share_a_grid_each_cell_once_waiting_for_what_another_holds(tmp_path):
+    ran = []
+
+    def run(name: str) -> dict:
+        (tmp_path / name).mkdir()
+        ran.append(name)
+        return {}
+
+    other = lock_cell(tmp_path, "a")  # another worker is running a
+    assert other is not None and lock_cell(tmp_path, "a") is None
+    worker = threading.Thread(target=run_cells, args=(tmp_path, ["a", "b", "c"], lambda n: ["a"] * (n == "b"), run,
+                                                      0.01))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not cell_done(tmp_path, "c") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert ran == ["c"]  # a is the other's; b needs a
+    (tmp_path / "a").mkdir()
+    finish_cell(tmp_path, "a", {})
+    os.close(other)
+    worker.join(20)
+    assert ran == ["c", "b"] and not worker.is_alive()
 
 
 def test_the_grid_puts_the_decisive_comparison_first():
