@@ -21,13 +21,12 @@ from vidpolicy.tokenizer.config import TokenizeConfig
 from vidpolicy.tokenizer.tokenize import tokenize
 
 
-def tokenize_episodes(eps: RobotEpisodes, tokenizer: str | Path, out: Path, num_workers: int = 1,
-                      ) -> dict[int, np.ndarray]:
+def tokenize_episodes(eps: RobotEpisodes, tokenizer: str | Path, out: Path, workers: int = 1) -> dict[int, np.ndarray]:
     """Clip tokens ending at every step of every episode, {episode: (length, n)}: the dataset's camera through
     `vidpolicy tokenize --every-step` (the one robot tokenizing path) into the token directory ``out``, read back.
     A rerun finds the shards written and only re-reads them. Under torchrun each process tokenizes its shards."""
     cfg = TokenizeConfig(tokenizer=str(tokenizer), out=str(out), dataset=str(eps.dataset), camera=eps.camera,
-                         every_step=True, precision="fp32", num_workers=num_workers)
+                         every_step=True, precision="fp32", num_workers=workers)
     tokenize(cfg)
     store, tokens = TokenDataset(out), {}
     rows = store.rows_by_source()
