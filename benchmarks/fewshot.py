@@ -277,6 +277,7 @@ def main() -> None:
     quiet()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plan", action="store_true", help="print the grid with estimated CPU time and stop")
+    ap.add_argument("--report", action="store_true", help="summarize the cells done so far; run none")
     ap.add_argument("--quick", action="store_true", help="the smallest grid (one seed, one D, tiny budgets)")
     ap.add_argument("--tasks", default=TASKS)
     ap.add_argument("--no-human", action="store_true", help="leave ../shared/data/human out of pre-training")
@@ -292,7 +293,9 @@ def main() -> None:
     human = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
     runner = Runner(root, b, args.tasks, None if args.no_human or not human.exists() else human)
     by_name = {c.name: c for c in cells}
-    run_cells(root, list(by_name), lambda n: [c.name for c in needs(by_name[n])], lambda n: runner.run(by_name[n]))
+    if not args.report:
+        run_cells(root, list(by_name), lambda n: [c.name for c in needs(by_name[n])],
+                  lambda n: runner.run(by_name[n]))
     from _common import save
 
     from _fewshot_report import plot, summarize
@@ -301,6 +304,7 @@ def main() -> None:
     plot(summary, root / "success_vs_actionless.png")
     save("fewshot_quick" if args.quick else "fewshot", {
         "tasks": args.tasks, "budget": asdict(b), "summary": summary,
+        "cells_done": sum(is_done(root, c) for c in cells), "cells": len(cells),
         "plot": str(root / "success_vs_actionless.png")})
 
 

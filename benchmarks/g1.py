@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import OUT, cell_result, claim_cell, quiet, run_cells, save
+from _common import OUT, cell_done, cell_result, claim_cell, quiet, run_cells, save
 
 G1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "robot" / "g1_pick_bottle"
 HUMAN = G1.parents[1] / "human"
@@ -142,6 +142,7 @@ def main() -> None:
     ap.add_argument("--dataset", default=str(G1))
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="fine-tuning seeds (default: 0)")
     ap.add_argument("--out", default=str(OUT / "g1"))
+    ap.add_argument("--report", action="store_true", help="score what is done so far; run nothing")
     args = ap.parse_args()
     b = Budget.quick() if args.quick else Budget()
     if args.seeds:
@@ -150,10 +151,12 @@ def main() -> None:
         sys.exit(f"{args.dataset}: no such dataset (../shared/data is not here)")
     root = Path(args.out) / ("quick" if args.quick else "default")
     runner = Runner(root, b, Path(args.dataset))
-    run_cells(root, cells(b), needs, runner.run)
+    if not args.report:
+        run_cells(root, cells(b), needs, runner.run)
     from _g1_eval import mean_baseline
 
-    results = {name.split("/", 1)[1]: cell_result(root, name) for name in cells(b) if name.startswith("eval/")}
+    results = {name.split("/", 1)[1]: cell_result(root, name) for name in cells(b)
+               if name.startswith("eval/") and cell_done(root, name)}
     samples_mean = mean_baseline(Path(args.dataset), runner.n_eps - HELD_OUT, b.samples, CHUNK)
     save("g1_quick" if args.quick else "g1", {"dataset": args.dataset, "budget": asdict(b), "chunk": CHUNK,
                                               "heldout_episodes": HELD_OUT, "training_mean": samples_mean,
