@@ -205,6 +205,11 @@ def imagine(run: Run, deadline: float) -> dict:
             s = timed(lambda: pol.plan(hist, text, steps=steps, generator=g, state=state), run.device,
                       iters=1 if run.smoke else 5)
             out[f"batch{b}_steps{steps}_ms"] = round(1000 * s, 1)
+    try:  # a CPU generator drives a GPU policy (pretrain/schedule.draw)
+        pol.plan(hist[:1], text[:1], steps=2, generator=torch.Generator().manual_seed(0), state=state[:1])
+        out["cpu_generator"] = "ok"
+    except Exception as e:  # recorded, not raised: the other sections still run
+        out["cpu_generator"] = f"{type(e).__name__}: {str(e)[:160]}"
     return out
 
 

@@ -31,6 +31,15 @@ LOG_EPS = math.log(1e-30)
 SUBFOLDER = "scheduler"  # beside the denoiser in a pretrain run and a policy directory
 
 
+def draw(shape, generator: torch.Generator | None, device: torch.device, high: int | None = None) -> torch.Tensor:
+    """Uniform in [0, 1) (or integers in [0, ``high``)) drawn on the generator's device, then moved to ``device``:
+    a CPU generator drives sampling on a GPU too, one seed giving one stream on any device."""
+    where = generator.device if generator is not None else device
+    if high is None:
+        return torch.rand(shape, generator=generator, device=where).to(device)
+    return torch.randint(0, high, shape, generator=generator, device=where).to(device)
+
+
 def _log(x: torch.Tensor) -> torch.Tensor:
     return torch.log(x.clamp(min=1e-30))
 
@@ -134,8 +143,8 @@ class MaskReplaceScheduler(SchedulerMixin, ConfigMixin):
     def add_noise(self, x0: torch.Tensor, t: torch.Tensor, K: int, generator: torch.Generator | None = None):
         """Sample x_t ~ q(x_t | x_0): keep with ᾱ_t, uniform class with Kβ̄_t, [MASK] with γ̄_t. ``x0: (b, n)``."""
         a, _, g = (v.to(torch.float32).to(x0.device)[:, None] for v in self.cumulative(t, K))
-        u = torch.rand(x0.shape, generator=generator, device=x0.device)
-        rand_cls = torch.randint(0, K, x0.shape, generator=generator, device=x0.device)
+        u = draw(x0.shape, generator, x0.device)
+        rand_cls = draw(x0.shape, generator, x0.device, high=K)
         out = torch.where(u < a, x0, rand_cls)
         return torch.where(u >= 1 - g, torch.full_like(x0, K), out)
 
@@ -184,7 +193,7 @@ class MaskReplaceScheduler(SchedulerMixin, ConfigMixin):
         tt = torch.full((b,), t, dtype=torch.long)
         ss = torch.full((b,), s, dtype=torch.long)
         logp = log_x0.float() if s == 0 else self.posterior(log_x0, x_t, tt, ss)
-        u = torch.rand((b, logp.shape[-1], logp.shape[1]), generator=generator, device=logp.device).transpose(1, 2)
+        u = draw((b, logp.shape[-1], logp.shape[1]), generator, logp.device).transpose(1, 2)
         gumbel = -torch.log(-torch.log(u + 1e-30) + 1e-30)
         prev = (logp + gumbel).argmax(-1)
         return MaskReplaceSchedulerOutput(prev_sample=prev) if return_dict else (prev,)
