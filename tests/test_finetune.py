@@ -75,6 +75,16 @@ def test_robot_tokens_are_the_clips_ending_at_every_step(policy):
     assert np.array_equal(got[steps], want)
 
 
+def test_auto_action_head_follows_the_action_dimension(policy):
+    from vidpolicy.policies.vpdd import VPDDConfig
+    from vidpolicy.policies.vpdd.configuration_vpdd import resolve_action_head
+
+    assert json.loads((policy / "finetune_config.json").read_text())["action_head"] == "auto"
+    assert VPDDConfig.load(policy).action_head == "tokens"  # 4-d Meta-World actions: the paper's head, saved decided
+    assert [resolve_action_head("auto", d) for d in (4, 8, 9, 26)] == ["tokens", "tokens", "regression", "regression"]
+    assert resolve_action_head("tokens", 26) == "tokens" and VPDDConfig(action_dim=26).head == "regression"
+
+
 def test_finetune_loss_falls(policy):
     rows = [json.loads(x) for x in (policy / "logs" / "metrics.jsonl").read_text().splitlines()]
     # the x_0 cross-entropy of the action tokens (the VB term swings with the sampled timesteps)

@@ -31,7 +31,7 @@ from vidpolicy.finetune.objective import JointDenoiser, LossWeights, joint_loss
 from vidpolicy.finetune.state import StateNorm
 from vidpolicy.policies.lerobot_vpdd.modeling_vpdd import save_lerobot_files
 from vidpolicy.policies.vpdd import VPDDConfig, VPDDPolicy, VPDDProcessor
-from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
+from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME, resolve_action_head
 from vidpolicy.policies.vpdd.processor_vpdd import halves_chroma
 from vidpolicy.pretrain.config import PretrainConfig, load_run_config
 from vidpolicy.pretrain.model import FutureDenoiser
@@ -46,7 +46,8 @@ def policy_config(cfg: FinetuneConfig, pre_cfg: PretrainConfig, eps: RobotEpisod
     return VPDDConfig(
         action_dim=eps.action_dim,
         state_dim=int(eps.meta.features[eps.state_key]["shape"][0]) if cfg.state and eps.state_key else 0,
-        horizon=cfg.horizon, execute=cfg.execute, bins=cfg.bins, action_head=cfg.action_head,
+        horizon=cfg.horizon, execute=cfg.execute, bins=cfg.bins,
+        action_head=resolve_action_head(cfg.action_head, eps.action_dim),
         sampling_steps=cfg.sampling_steps, guidance=cfg.guidance, top_r=cfg.top_r, action_top_r=cfg.action_top_r,
         text_encoder=pre_cfg.text_encoder, image_size=tokenizer.config.size,
         frames=tokenizer.config.frames, gap=cfg.gap, observation_pix_fmt=eps.pix_fmt or "",
@@ -96,7 +97,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     action = ActionDenoiser(action_dim=eps.action_dim, horizon=cfg.horizon, bins_per_dim=tuple(binner.bins_per_dim),
                             width=cfg.width, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio,
                             video_width=video.config.width, text_dim=video.config.text_dim,
-                            output=cfg.action_head, state_dim=state_norm.dim if state_norm else 0)
+                            output=pol_cfg.head, state_dim=state_norm.dim if state_norm else 0)
     model = JointDenoiser(video.train(), action, train_video, detach=cfg.detach_video_features)
     flops = [video.flops_per_sample(train_video), action.flops_per_sample(video.tokens_per_clip)]
     acc.print(size_line("policy", [video, action], None if None in flops else sum(flops),
@@ -111,7 +112,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     trainer.prepare(model, optimizer, warmup_cosine(optimizer, cfg.warmup_steps, cfg.max_steps))
     sampler = TimestepSampler(video.config.num_timesteps, importance=False)
     start = trainer.resume()
-    regression = cfg.action_head == "regression"
+    regression = pol_cfg.head == "regression"
     weights = LossWeights(cfg.aux_weight, cfg.video_loss_weight)
 
     def compute(batch):

@@ -139,7 +139,7 @@ class VPDDPolicy(PreTrainedPolicy):
         device = hist.device
         parts = [hist, fut, acts.to(device), cont.to(device), amask.to(device),
                  state.to(device) if state is not None else None, self.core.text(_tasks(batch, b)).to(device)]
-        loss, logs = joint_loss(self.joint, self.core.scheduler, self.sampler, parts, cfg.action_head == "regression",
+        loss, logs = joint_loss(self.joint, self.core.scheduler, self.sampler, parts, cfg.head == "regression",
                                 not cfg.video_frozen, LossWeights(cfg.aux_weight, cfg.video_loss_weight))
         return loss, {k: float(v) for k, v in logs.items()}
 
@@ -193,6 +193,7 @@ def _new_core(config: VPDDConfig, dataset_stats, dataset_meta) -> CorePolicy:
     binner = ActionBinner.fit(np.concatenate([eps.actions(i) for i in range(len(eps))]), bins=config.bins)
     norm = state_norm_from_stats(dataset_stats) if config.reads_state else None
     config.action_dim, config.state_dim = eps.action_dim, norm.dim if norm else 0
+    config.action_head = config.head  # "auto" decided by the data's action_dim and saved decided
     config.image_size, config.frames = tokenizer.config.size, tokenizer.config.frames
     config.observation_pix_fmt = eps.pix_fmt or ""
     config.yuv420 = halves_chroma(config.observation_pix_fmt)
@@ -201,7 +202,7 @@ def _new_core(config: VPDDConfig, dataset_stats, dataset_meta) -> CorePolicy:
     action = ActionDenoiser(action_dim=config.action_dim, horizon=config.horizon,
                             bins_per_dim=tuple(binner.bins_per_dim), width=config.width, depth=config.depth,
                             heads=config.heads, mlp_ratio=config.mlp_ratio, video_width=video.config.width,
-                            text_dim=video.config.text_dim, output=config.action_head, state_dim=config.state_dim)
+                            text_dim=video.config.text_dim, output=config.head, state_dim=config.state_dim)
     processor = VPDDProcessor(binner, norm, config.image_size, config.yuv420)
     return CorePolicy(config.core(), tokenizer, video.train(), action, scheduler, processor)
 

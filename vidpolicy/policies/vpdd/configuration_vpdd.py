@@ -18,7 +18,8 @@ from vidpolicy.common.text import DEFAULT_TEXT_ENCODER
 
 CONFIG_NAME = "policy_config.json"
 FORMAT_VERSION = 1
-ACTION_HEADS = ("tokens", "regression")
+ACTION_HEADS = ("auto", "tokens", "regression")
+TOKEN_HEAD_MAX_DIM = 8  # auto: binned tokens up to end-effector deltas + gripper; joint-space robots regress
 ACTION_DECODES = ("mode", "mean")
 
 
@@ -29,7 +30,8 @@ class VPDDConfig:
     horizon: int = 4  # actions per imagined chunk
     execute: int = 1  # actions of a chunk executed before imagining again (LeRobot's n_action_steps)
     bins: int = 48  # quantile bins per action dimension
-    action_head: str = "tokens"  # tokens: binned actions denoised with the video; regression: continuous
+    # tokens: binned actions denoised with the video (the paper); regression: continuous; auto: by action_dim
+    action_head: str = "auto"
     sampling_steps: int = 10  # reverse-diffusion steps per plan
     guidance: float = 1.0  # classifier-free guidance of the imagined video (1 = off)
     top_r: float | None = 0.88  # imagined video: sample among the likeliest codes up to this mass
@@ -58,6 +60,11 @@ class VPDDConfig:
             raise VidpolicyError(f"guidance {self.guidance}: needs the video model as pre-trained (with instruction "
                                  f"dropout); this policy's video model was trained in fine-tuning")
 
+    @property
+    def head(self) -> str:
+        """The action head this policy uses ("auto" resolved by its action_dim)."""
+        return resolve_action_head(self.action_head, self.action_dim)
+
     def with_overrides(self, **overrides) -> "VPDDConfig":
         """A copy with the given settings changed (None: keep the saved one), checked again."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -78,3 +85,11 @@ class VPDDConfig:
             raise VidpolicyError(f"{path}: format_version {cfg.format_version} (vidpolicy {cfg.vidpolicy_version}), "
                                  f"but vidpolicy {__version__} reads up to {FORMAT_VERSION}; upgrade vidpolicy")
         return cfg
+
+
+def resolve_action_head(head: str, action_dim: int) -> str:
+    """``auto``: the paper's binned tokens for actions of up to TOKEN_HEAD_MAX_DIM dimensions (end-effector deltas
+    and a gripper), regression above (joint space)."""
+    if head != "auto":
+        return head
+    return "tokens" if action_dim <= TOKEN_HEAD_MAX_DIM else "regression"

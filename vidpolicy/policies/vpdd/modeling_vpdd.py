@@ -38,10 +38,10 @@ class VPDDPolicy:
     def __init__(self, config: VPDDConfig, tokenizer: VideoTokenizer, video: FutureDenoiser, action: ActionDenoiser,
                  scheduler: MaskReplaceScheduler, processor: VPDDProcessor, seed: int = 0):
         a = action.config
-        if (a.action_dim, a.horizon, a.output) != (config.action_dim, config.horizon, config.action_head):
+        if (a.action_dim, a.horizon, a.output) != (config.action_dim, config.horizon, config.head):
             raise VidpolicyError(f"action model (action_dim {a.action_dim}, horizon {a.horizon}, {a.output}) does not "
                                  f"match the policy config ({config.action_dim}, {config.horizon}, "
-                                 f"{config.action_head})")
+                                 f"{config.head})")
         self.config, self.tokenizer, self.video, self.action = config, tokenizer, video, action
         self.scheduler, self.processor, self.seed = scheduler, processor, seed
         self.text = TextEncoder(config.text_encoder)
@@ -109,7 +109,7 @@ class VPDDPolicy:
         history_tokens, text = history_tokens.to(dev), text.to(dev)
         state = None if state is None else state.to(dev)
         H, D = cfg.horizon, cfg.action_dim
-        regression = cfg.action_head == "regression"
+        regression = cfg.head == "regression"
         last: dict[str, torch.Tensor] = {}
         with bf16(dev):
             ctx = v.context(history_tokens, v.text_input(text))
