@@ -34,8 +34,8 @@ POLICIES = ("vpdd", "diffusion", "act")  # vpdd with k = 0 is vidpolicy from scr
 # rough CPU seconds on 2 cores, for --plan only: per demo episode collected, per optimizer step, per evaluated step
 COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "finetune_step": 1.7,
         "diffusion_step": 1.0, "act_step": 0.5, "imagine_sample": 0.5,
-        # per simulated step: vidpolicy plans (10 denoising steps) every 4 actions; the baselines' not measured yet
-        "vpdd_rollout_step": 0.07, "diffusion_rollout_step": 0.03, "act_rollout_step": 0.03}
+        # per simulated step, from the first default rollouts (sharing the cores, so rough); ACT not measured yet
+        "vpdd_rollout_step": 0.07, "diffusion_rollout_step": 0.09, "act_rollout_step": 0.03}
 HELDOUT, IMAGINE_SAMPLES = 2, 96  # expert episodes per task at the evaluation seeds; clips imagined from them
 
 
