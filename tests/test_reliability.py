@@ -168,3 +168,20 @@ def test_a_run_of_an_earlier_format_is_refused_naming_both_versions(tmp_path):
     from vidpolicy.common.config import load_config
 
     assert load_config(TokenizerTrainConfig, tmp_path / "config.json") == cfg
+
+
+def test_a_run_from_before_a_setting_existed_resumes_if_it_ran_as_the_default(tmp_path):
+    """A setting added since a run started is taken as its default there: the run resumes; one saved with another
+    value of a setting is still refused, naming it."""
+    from vidpolicy.common.config import prepare_run_dir
+    from vidpolicy.common.errors import VidpolicyError
+    from vidpolicy.tokenizer.config import TokenizeConfig
+
+    cfg = TokenizeConfig(tokenizer="tok", out=str(tmp_path), videos="v")
+    assert prepare_run_dir(tmp_path, cfg) is False
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["every_step"]  # as a run written before the setting existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert prepare_run_dir(tmp_path, cfg) is True
+    with pytest.raises(VidpolicyError, match="every_step: False there, True now"):
+        prepare_run_dir(tmp_path, replace(cfg, every_step=True))

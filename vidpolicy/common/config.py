@@ -137,6 +137,8 @@ def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False, name: str = "c
         if isinstance(old, dict) and not overwrite:
             check(old, "run", out, "pass --overwrite to start this run again, or finish it with the version that "
                   "started it")
+        if isinstance(old, dict) and dataclasses.is_dataclass(cfg):  # a setting added since ran as its default
+            old = {**_defaults(type(cfg)), **old}
         same = isinstance(old, dict) and _comparable(old) == _comparable(new)
         if same and not overwrite:
             resuming = True
@@ -151,6 +153,17 @@ def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False, name: str = "c
         _empty(out)
     write_json(cfg_path, new)
     return resuming
+
+
+def _defaults(cls: type) -> dict:
+    """The JSON form of every field's default (fields without one are left out)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return json.loads(json.dumps(out, default=str))
 
 
 def _empty(out: Path) -> None:
