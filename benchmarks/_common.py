@@ -31,11 +31,13 @@ def quiet() -> None:
 
 
 def commit() -> str:
+    """The checkout's short commit; VIDPOLICY_COMMIT names it for a tree exported without .git (git archive)."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=OUT.parent).stdout.strip()
+        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                               cwd=OUT.parent).stdout.strip()
     except OSError:
-        return "unknown"
+        found = ""
+    return found or os.environ.get("VIDPOLICY_COMMIT", "unknown")
 
 
 def cpu_model() -> str:
@@ -144,7 +146,9 @@ def run_cells(root: Path, names: list[str], needs: Callable[[str], list[str]], r
             try:
                 if not cell_done(root, name):  # another process may have finished it since the scan
                     print(f"== {name}", flush=True)
-                    finish_cell(root, name, run(name))
+                    t0 = time.time()
+                    result = run(name)
+                    finish_cell(root, name, {**result, "wall_s": round(time.time() - t0, 1)})
             finally:
                 os.close(fd)
             break
