@@ -222,12 +222,12 @@ def headline(r: dict) -> str:
             f"p = {pv['p_value']:.2g})", "metaworld_fewshot")
     if r.get("g1", {}).get("results"):
         g = r["g1"]
-        names = {"vpdd-regression/seed0": "vidpolicy (auto head: regression)", "vpdd-tokens/seed0": "token head",
+        names = {"vpdd-regression/seed0": "vidpolicy", "vpdd-tokens/seed0": "its token head",
                  "diffusion/seed0": "Diffusion Policy", "act/seed0": "ACT"}
         scores = [(label, g["results"][k].get("default", g["results"][k].get("mode")))
                   for k, label in names.items() if k in g["results"]] + [("training mean", g["training_mean"])]
-        row(f"real robot offline (Unitree G1, 26 joints, {g['budget']['train_steps']} training steps each, "
-            f"{g['heldout_episodes']} held-out episodes): normalised MSE of the first action, median over joints",
+        row(f"G1 robot offline (26 joints, {g['budget']['train_steps']} steps each, {g['heldout_episodes']} held-out "
+            "episodes): first action's normalised MSE, median joint",
             ", ".join(f"{label} {s['first_action_median_dim']:.2f}" for label, s in scores), "g1")
     if "tokenize" in r:
         t = r["tokenize"]
