@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +21,6 @@ OUT = Path(__file__).resolve().parent / "out"
 def quiet() -> None:
     """A benchmark's output as a command's: third-party logs off (`vidpolicy.cli.quiet_libraries`, unless
     VIDPOLICY_VERBOSE=1) and, written to a log file, progress bars updated once a minute instead of every step."""
-    import sys
-
     if os.environ.get("VIDPOLICY_VERBOSE") != "1":
         from vidpolicy.cli import quiet_libraries
 

@@ -156,14 +156,14 @@ def prepare_run_dir(out: Path, cfg: Any, overwrite: bool = False, name: str = "c
 
 
 def _defaults(cls: type) -> dict:
-    """The JSON form of every field's default (fields without one are left out)."""
+    """Every field's default as `to_dict` writes it (fields without one are left out)."""
     out = {}
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
+            out[f.name] = _plain(f.default)
         elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return json.loads(json.dumps(out, default=str))
+            out[f.name] = _plain(f.default_factory())
+    return out
 
 
 def _empty(out: Path) -> None:
