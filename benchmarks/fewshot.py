@@ -142,13 +142,11 @@ def is_done(root: Path, cell: Cell) -> bool:
     return cell_done(root, cell.name)
 
 
-RESUMABLE = ("pretrain", "train")  # vidpolicy's trainers resume from their own checkpoints
-
-
 def claim(root: Path, cell: Cell) -> Path:
-    """The cell's directory. A cell whose stage resumes (vidpolicy training) keeps what a killed run left; any
-    other restarts empty."""
-    return claim_cell(root, cell.name, keep=cell.stage in RESUMABLE and cell.policy in (None, "vpdd"))
+    """The cell's directory. A cell whose command resumes keeps what a killed run left (vidpolicy's trainers
+    resume from their checkpoints, `vidpolicy rollout` after its last journaled episode); any other restarts empty."""
+    resumes = cell.stage == "rollout" or (cell.stage in ("pretrain", "train") and cell.policy in (None, "vpdd"))
+    return claim_cell(root, cell.name, keep=resumes)
 
 
 def finish(root: Path, cell: Cell, result: dict) -> None:

@@ -6,7 +6,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
+from vidpolicy.common.io import read_jsonl
 from vidpolicy.datasets.robot import RobotEpisodes, chunk_steps, clip_indices
 from vidpolicy.envs.collect import CollectConfig, collect
 from vidpolicy.envs.metaworld import MetaWorldEnv
@@ -185,3 +187,41 @@ def test_agent_pos_state_is_what_a_real_robot_knows(tmp_path):
     assert json.loads((out / "meta" / "info.json").read_text())["features"]["observation.state"]["shape"] == [4]
     with pytest.raises(VidpolicyError, match="with the agent_pos state, not vidpolicy with full"):
         collect(CollectConfig(tasks="reach", episodes=2, out=str(out), size=32))
+
+
+class _NoisyExpert(_OffsetExpert):
+    """The expert plus noise from torch's global stream (as LeRobot's Diffusion Policy samples); stops the process
+    (KeyboardInterrupt, as a kill would) at its ``stop_at``-th episode."""
+
+    episodes, stop_at = 0, None
+
+    def reset(self):
+        _NoisyExpert.episodes += 1
+        if _NoisyExpert.episodes == _NoisyExpert.stop_at:
+            raise KeyboardInterrupt
+
+    def select_action(self, obs):
+        return self._act(obs) + 0.5 * torch.randn(4).numpy()
+
+
+def test_a_killed_rollout_resumes_after_its_last_episode_and_reports_as_if_never_stopped(tmp_path):
+    def run(out, stop_at=None):
+        _NoisyExpert.episodes, _NoisyExpert.stop_at = 0, stop_at
+        cfg = RolloutConfig(policy="noisy", tasks="reach,push", episodes=2, out=str(out), size=32, max_steps=12,
+                            videos=False)
+        return rollout(cfg, make_policy=_NoisyExpert)
+
+    whole = run(tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", stop_at=4)  # the last episode of push starts, then the process dies
+    assert len((tmp_path / "cut" / "episodes.jsonl").read_text().splitlines()) == 3
+    with open(tmp_path / "cut" / "episodes.jsonl", "a") as f:
+        f.write('{"task": "push-v3", "se')  # the kill tore a line being written
+    resumed = run(tmp_path / "cut")
+    assert _NoisyExpert.episodes == 1  # only the missing episode ran
+    for task in ("reach-v3", "push-v3"):
+        assert resumed[task]["expert_action_sq_error"] == whole[task]["expert_action_sq_error"]
+        assert resumed[task]["seeds"] == [1000, 1001]
+    assert len(read_jsonl(tmp_path / "cut" / "episodes.jsonl")) == 4
+    again = run(tmp_path / "cut", stop_at=1)  # a finished rollout rerun runs nothing
+    assert again["push-v3"]["expert_action_sq_error"] == whole["push-v3"]["expert_action_sq_error"]

@@ -74,6 +74,37 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
 
 
+def append_jsonl(path: str | Path, row: dict) -> None:
+    """Append one JSON line and sync it: after a kill, every line but a torn last one is whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        torn = f.tell() > 0 and _last_byte(path) != b"\n"
+        f.write((b"\n" if torn else b"") + (json.dumps(row, default=str) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The whole rows of a JSON-lines file (none when it is missing); a line torn by a kill is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 def remove_stale_temps(folder: str | Path) -> None:
     """Delete temporary files a killed writer left in ``folder`` (the ``.NAME.*.tmp*`` of `atomic_path`)."""
     for p in Path(folder).glob(".*.tmp*"):

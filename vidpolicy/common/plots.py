@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from vidpolicy.common.io import atomic_path
+from vidpolicy.common.io import atomic_path, read_jsonl
 
 
 def _pyplot():
@@ -20,15 +19,8 @@ def _pyplot():
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "logs" / "metrics.jsonl"
-    if not path.exists():
-        return []
     rows: dict[int, dict] = {}
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a torn last line after a kill
-            continue
+    for row in read_jsonl(Path(run_dir) / "logs" / "metrics.jsonl"):
         rows[int(row["step"])] = row  # a resumed run rewrites steps: keep the latest
     return [rows[k] for k in sorted(rows)]
 

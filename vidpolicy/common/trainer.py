@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.heartbeat import Heartbeat
-from vidpolicy.common.io import remove_stale_temps, write_json
+from vidpolicy.common.io import append_jsonl, remove_stale_temps, write_json
 
 CKPT_RE = re.compile(r"^step-(\d{7})$")
 
@@ -155,8 +155,7 @@ class Trainer:
             self._writer = SummaryWriter(str(self.out / "logs"))
         for k, v in logs.items():
             self._writer.add_scalar(k, v, self.step)
-        with open(self.out / "logs" / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"step": self.step, **logs}) + "\n")
+        append_jsonl(self.out / "logs" / "metrics.jsonl", {"step": self.step, **logs})
 
     def note(self, logs: dict[str, float]) -> None:
         """Scalars measured after this step (a held-out evaluation): written with this step's row of the training

@@ -4,7 +4,9 @@ A policy is any object with ``reset()`` and ``select_action(observation) -> acti
 ``imagined_frames()`` the video shows what it imagined next to what the robot did. Meta-World's convention:
 an episode succeeds if ``info["success"]`` is set at any step, within at most 500 steps. Each learned policy's
 action is also scored against what the scripted expert would do in the same state (the states the policy's own
-actions led to): ``expert_action_sq_error`` per episode and action dimension in results.json.
+actions led to): ``expert_action_sq_error`` per episode and action dimension in results.json. Each finished episode
+is journaled (``episodes.jsonl``): the same command after a kill runs only the episodes not yet journaled, and
+each episode's randomness comes from its seed, so the report equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from vidpolicy.common.cli_args import opt
 from vidpolicy.common.config import prepare_run_dir
-from vidpolicy.common.io import write_json
+from vidpolicy.common.io import append_jsonl, read_jsonl, write_json
 from vidpolicy.common.media import side_by_side, write_mp4
 from vidpolicy.common.plots import plot_success
 from vidpolicy.common.errors import VidpolicyError
@@ -31,6 +34,8 @@ from vidpolicy.envs.views import STATES, check_view, make_env, state_kind
 from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
 
 ACTION_DIM = 4  # Meta-World: xyz displacement + gripper
+EPISODES = "episodes.jsonl"  # one line per finished episode: a killed rollout resumes after the last one
+JOURNALED = ("success", "success_step", "steps", "expert_sq_error")
 
 
 @dataclass
@@ -131,10 +136,12 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
     tasks = resolve_tasks(cfg.tasks)
     state_kind(check_view(cfg.view), cfg.state)
     out = Path(cfg.out)
-    prepare_run_dir(out, cfg, overwrite=overwrite)
+    resuming = prepare_run_dir(out, cfg, overwrite=overwrite)
     size = cfg.size
     if make_policy is None:
         make_policy, size = _policy_maker(cfg)
+    journal = out / EPISODES
+    done = {(r["task"], r["seed"]): r for r in read_jsonl(journal)} if resuming else {}
     results: dict = {}
     bar = tqdm(total=len(tasks) * cfg.episodes, desc="rollout", unit="ep")
     t0 = time.time()
@@ -145,17 +152,22 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
         row = {"episodes": 0, "successes": 0, "seeds": [], "success_steps": []}
         for k in range(cfg.episodes):
             seed = cfg.seed + k
-            res = run_episode(env, policy, seed, cfg.max_steps, cfg.steps_after_success, record=cfg.videos,
-                              expert=expert)
+            res = done.get((task, seed))
+            if res is None:  # not run before a kill: run it and journal it before moving on
+                torch.manual_seed(seed)  # a policy sampling from torch's stream acts the same on a rerun
+                res = run_episode(env, policy, seed, cfg.max_steps, cfg.steps_after_success, record=cfg.videos,
+                                  expert=expert)
+                if cfg.videos:
+                    write_mp4(out / "videos" / f"{task}_seed{seed}_{'ok' if res['success'] else 'fail'}.mp4",
+                              _video(res), fps=20)
+                res = {"task": task, "seed": seed, **{key: res[key] for key in JOURNALED}}
+                append_jsonl(journal, res)
             row["episodes"] += 1
             row["successes"] += int(res["success"])
             row["seeds"].append(seed)
             row["success_steps"].append(res["success_step"])
             if expert is not None:
                 row.setdefault("expert_action_sq_error", []).append(res["expert_sq_error"])
-            if cfg.videos:
-                write_mp4(out / "videos" / f"{task}_seed{seed}_{'ok' if res['success'] else 'fail'}.mp4",
-                          _video(res), fps=20)
             bar.update(1)
         env.close()
         row["success_rate"] = row["successes"] / max(row["episodes"], 1)
