@@ -52,6 +52,43 @@ def test_mean_decoding_acts_on_the_belief_not_the_sample(policy):
     assert not np.allclose(acts["mean"], acts["mode"])  # an unsure belief lands between centres
 
 
+def test_a_given_future_is_what_the_action_model_reads(policy):
+    """`plan(future=...)`, the diagnosis: at every step the action model reads the video model's features of that
+    future noised to the step's t, not of the imagined one."""
+    from vidpolicy.policies.vpdd import VPDDPolicy
+
+    p = VPDDPolicy.from_pretrained(policy)
+    K, n = p.video.config.codebook_size, p.video.tokens_per_clip
+    hist, future = (torch.randint(0, K, (2, n), generator=torch.Generator().manual_seed(s)) for s in (0, 1))
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    read: list[torch.Tensor] = []
+    denoise, action_forward = p.video.denoise, p.action.forward
+
+    def spy_denoise(x, t, ctx):
+        out = denoise(x, t, ctx)
+        calls.append((x.clone(), out[1]))
+        return out
+
+    def spy_action(a_t, t, feats, *args):
+        read.append(feats)
+        return action_forward(a_t, t, feats, *args)
+
+    p.video.denoise, p.action.forward = spy_denoise, spy_action
+    state = torch.zeros(2, p.config.state_dim)
+    plans = [p.plan(hist, p.text(["reach"] * 2), generator=torch.Generator().manual_seed(3), state=state,
+                    future=f)[1] for f in (future, future, future.roll(1, 0))]
+    steps = p.config.sampling_steps
+    assert len(calls) == 3 * 2 * steps and len(read) == 3 * steps  # one extra video pass per step
+    for k in range(steps):
+        shown, feats = calls[2 * k + 1]
+        assert read[k] is feats  # the given future's features, not the imagined one's (calls[2 * k])
+    last_shown = calls[2 * steps - 1][0]  # the given future, part masked or replaced at the last step's t
+    assert (last_shown == future).float().mean() > 0.5 > 0.2 > (last_shown == future.roll(1, 0)).float().mean()
+    assert np.array_equal(plans[0], plans[1])  # reproducible from the generator
+    assert torch.equal(read[steps - 1], read[2 * steps - 1])  # the same future read the same way
+    assert not torch.equal(read[steps - 1], read[3 * steps - 1])  # another future, another view of it
+
+
 def test_robot_tokens_are_the_clips_ending_at_every_step(policy):
     """Fine-tuning reads the dataset through `vidpolicy tokenize --every-step`: clip t of an episode is the tokenizer's
     code of the frames t-T+1..t, the first frame repeated before the episode starts."""

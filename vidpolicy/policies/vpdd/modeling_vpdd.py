@@ -100,14 +100,15 @@ class VPDDPolicy:
 
     @torch.no_grad()
     def plan(self, history_tokens: torch.Tensor, text: torch.Tensor, steps: int | None = None,
-             generator: torch.Generator | None = None,
-             state: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
+             generator: torch.Generator | None = None, state: torch.Tensor | None = None,
+             future: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """Jointly imagine (future video tokens ``(b, n)``, actions ``(b, H, D)`` in the robot's units);
         ``state``: normalised robot states ``(b, state_dim)`` (see `VPDDProcessor.state`) for a policy that reads
-        them. Runs on the policy's device (``generator`` too)."""
+        them. ``future`` (tokens ``(b, n)``), a diagnosis: the action model reads that future, noised to each step's
+        t as in training, instead of the imagined one. Runs on the policy's device (``generator`` too)."""
         v, a, cfg, dev = self.video, self.action, self.config, self.device
         history_tokens, text = history_tokens.to(dev), text.to(dev)
-        state = None if state is None else state.to(dev)
+        state, future = (None if x is None else x.to(dev) for x in (state, future))
         H, D = cfg.horizon, cfg.action_dim
         regression = cfg.head == "regression"
         last: dict[str, torch.Tensor] = {}
@@ -121,6 +122,9 @@ class VPDDPolicy:
                 log_v, feats = v.denoise(x["video"], tt, ctx)
                 if uncond is not None:  # the action model still reads the conditional features
                     log_v = guide(log_v, v.denoise(x["video"], tt, uncond)[0], cfg.guidance)
+                if future is not None:
+                    feats = v.denoise(self.scheduler.add_noise(future, tt, v.config.codebook_size, generator), tt,
+                                      ctx)[1]
                 if regression:  # the chunk regressed from the sharpest imagined future so far
                     last["action"] = a(None, tt, feats, text, state).float()
                     return {"video": log_v}
