@@ -25,7 +25,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from _common import cell_done, cell_result, claim_cell, finish_cell, quiet, run_cells
+from _common import cell_done, cell_result, claim_cell, quiet, run_cells
 
 TASKS = ("reach,drawer-close,window-open,"  # easy
          "coffee-push,sweep-into,hammer,"  # medium
@@ -147,11 +147,6 @@ def claim(root: Path, cell: Cell) -> Path:
     resume from their checkpoints, `vidpolicy rollout` after its last journaled episode); any other restarts empty."""
     resumes = cell.stage == "rollout" or (cell.stage in ("pretrain", "train") and cell.policy in (None, "vpdd"))
     return claim_cell(root, cell.name, keep=resumes)
-
-
-def finish(root: Path, cell: Cell, result: dict) -> None:
-    """Mark the cell complete; written last, atomically, so a cell with ``done.json`` is whole."""
-    finish_cell(root, cell.name, result)
 
 
 def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = None) -> str:

@@ -52,7 +52,7 @@ def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_p
     assert not fewshot.is_done(tmp_path, cell)
     where = fewshot.claim(tmp_path, cell)
     assert list(where.iterdir()) == []
-    fewshot.finish(tmp_path, cell, {"steps": 3})
+    finish_cell(tmp_path, cell.name, {"steps": 3})
     assert fewshot.is_done(tmp_path, cell)
     assert "yes" in fewshot.plan_table([cell], fewshot.Budget(), 8, tmp_path).splitlines()[1]
     # vidpolicy's own training resumes from its checkpoints, so a killed pre-training keeps them
@@ -112,7 +112,7 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
 
     def rollout(cell, steps):  # steps per episode: None = failed
         fewshot.claim(tmp_path, cell)
-        fewshot.finish(tmp_path, cell, {"reach-v3": {"successes": sum(s is not None for s in steps), "episodes": 4,
+        finish_cell(tmp_path, cell.name, {"reach-v3": {"successes": sum(s is not None for s in steps), "episodes": 4,
                                                      "success_steps": steps}})
 
     rollout(fewshot.Cell("rollout", 5, 4, "vpdd", 0), [10, 12, 9, 30])  # solves all four
@@ -120,7 +120,7 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     rollout(fewshot.Cell("rollout", 5, None, "act", 0), [10, 12, 9, 30])  # the same four
     imagine = fewshot.Cell("imagine", 5, 4, "vpdd", 0)
     fewshot.claim(tmp_path, imagine)
-    fewshot.finish(tmp_path, imagine, {"imagined": {"token_accuracy": 0.5}, "copy_history": {"token_accuracy": 0.4}})
+    finish_cell(tmp_path, imagine.name, {"imagined": {"token_accuracy": 0.5}, "copy_history": {"token_accuracy": 0.4}})
     table = _fewshot_report.summarize(tmp_path, cells)["D5"]
     assert table["vpdd A=4xD"]["imagination"]["copy_history"]["token_accuracy"] == 0.4
     assert table["vpdd A=4xD"]["mean"] == 1.0 and table["vpdd scratch"]["mean"] == 0.25

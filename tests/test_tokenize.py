@@ -118,7 +118,8 @@ def test_two_nodes_of_two_processes_cover_every_clip_exactly_once(tiny_tokenizer
     nodes = [subprocess.Popen([str(exe), "--nnodes", "2", "--nproc_per_node", "2", "--node_rank", str(k),
                                "--master_addr", "127.0.0.1", "--master_port", port, "-m", "vidpolicy", "tokenize",
                                "--tokenizer", str(tiny_tokenizer), "--videos", str(video_dir), "--out", str(out),
-                               "--files-per-shard", "1", "--num-workers", "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               "--files-per-shard", "1", "--num-workers", "0"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "OMP_NUM_THREADS": "1"}) for k in (0, 1)]
     errs = [p.communicate(timeout=600)[1] for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], errs[0][-1500:] + errs[1][-1500:]

@@ -27,7 +27,7 @@ def tokenize_episodes(eps: RobotEpisodes, tokenizer: str | Path, out: Path, work
     A rerun finds the shards written and only re-reads them. Under torchrun each process tokenizes its shards."""
     cfg = TokenizeConfig(tokenizer=str(tokenizer), out=str(out), dataset=str(eps.dataset), camera=eps.camera,
                          every_step=True, precision="fp32", num_workers=workers)
-    tokenize(cfg)
+    tokenize(cfg, report=False)
     store, tokens = TokenDataset(out), {}
     rows = store.rows_by_source()
     for i, e in enumerate(eps.episodes):

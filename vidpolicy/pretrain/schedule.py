@@ -141,7 +141,7 @@ class MaskReplaceScheduler(SchedulerMixin, ConfigMixin):
         return probs
 
     def add_noise(self, x0: torch.Tensor, t: torch.Tensor, K: int, generator: torch.Generator | None = None):
-        """Sample x_t ~ q(x_t | x_0): keep with ᾱ_t, uniform class with Kβ̄_t, [MASK] with γ̄_t. ``x0: (b, n)``."""
+        """x_t ~ q(x_t | x_0): keep with ᾱ_t, uniform class with Kβ̄_t, [MASK] with γ̄_t. ``x0: (b, n)``."""
         a, _, g = (v.to(torch.float32).to(x0.device)[:, None] for v in self.cumulative(t, K))
         u = draw(x0.shape, generator, x0.device)
         rand_cls = draw(x0.shape, generator, x0.device, high=K)

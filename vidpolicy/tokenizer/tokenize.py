@@ -223,7 +223,9 @@ def encoder_threads(num_workers: int) -> int | None:
 
 
 @releases_run_locks
-def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
+def tokenize(cfg: TokenizeConfig, overwrite: bool = False, report: bool = True) -> dict:
+    """``report=False`` (a step inside another command): no summary line, and a bar only while shards are
+    tokenized."""
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
@@ -251,7 +253,7 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     mine = [k for k in range(n_shards) if k % state.num_processes == state.process_index]
     todo = [k for k in mine if not TokenShardWriter(out, k).complete()]
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"tokenize [{state.process_index}]", unit="shard",
-               disable=not state.is_main_process)
+               disable=not state.is_main_process or not (report or todo))
 
     with torch_threads(encoder_threads(cfg.num_workers)):
         if todo:
@@ -261,6 +263,8 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False) -> dict:
     result = {}
     if state.is_main_process:
         result = merge_index(out, n_shards, model, spec)
+        if report:
+            print(result["summary"])
     state.wait_for_everyone()
     if owns_group:
         state.destroy_process_group()  # a live gloo group aborts the interpreter at exit
@@ -312,5 +316,4 @@ def merge_index(out: Path, n_shards: int, model: VideoTokenizer, spec: ClipSpec)
         "index_files": files,
     }
     write_index(out / "index.json", index)
-    print(summarize(rows))
     return index
