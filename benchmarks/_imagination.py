@@ -5,9 +5,10 @@ that future? On held-out expert episodes (seeds no policy trained on):
   history clip. Both are decoded by the policy's own tokenizer, so neither is judged through another bottleneck.
 - the action chunk planned with each of four futures in the action model's view: the imagined one (how the policy
   acts), the true one (imagination made perfect), the last history clip (nothing moves) and another sample's true
-  future (a wrong one). Normalised MSE against the expert's actions, beside predicting the demos' mean action.
-  Imagined far above true: imagination errors cost actions. Wrong about equal to true: the action model does not
-  read the future at all.
+  future (a wrong one), each noised to the sampler's t at every step as in training; the true and the wrong one
+  also shown whole at every step (``_clean``). Normalised MSE against the expert's actions, beside predicting the
+  demos' mean action. Imagined far above true: imagination errors cost actions. Wrong about equal to true: what
+  the sampler shows the action model of a future does not move its actions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 FUTURES = ("imagined", "true", "copy_history", "another_sample")
+CLEAN = ("true", "another_sample")  # also shown whole at every step (t = 0), not noised to the step's t
 
 
 def imagination_scores(policy_dir: str | Path, heldout: str | Path, samples: int = 96, every: int = 5,
@@ -45,9 +47,11 @@ def imagination_scores(policy_dir: str | Path, heldout: str | Path, samples: int
         state = pol.processor.state(np.stack([eps.states(i)[t] for i, t in chunk]) if eps.state_key else None)
         text = pol.text([eps.episodes[i].task for i, _ in chunk])
         copy = copy_last_clip(hist, future.shape[1])
-        for name, seen in zip(FUTURES, (None, future, copy, wrong[b : b + batch])):
-            video, acts = pol.plan(hist, text, generator=torch.Generator().manual_seed(b), state=state, future=seen)
-            actions[name].append(acts)
+        shown = dict(zip(FUTURES, (None, future, copy, wrong[b : b + batch])))
+        for name, seen in [*shown.items(), *((f"{n}_clean", shown[n]) for n in CLEAN)]:
+            video, acts = pol.plan(hist, text, generator=torch.Generator().manual_seed(b), state=state, future=seen,
+                                   future_t=0 if name.endswith("_clean") else None)
+            actions.setdefault(name, []).append(acts)
             if name == "imagined":
                 imagined = video
         for name, pred in (("imagined", imagined), ("copy_history", copy)):

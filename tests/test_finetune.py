@@ -54,7 +54,7 @@ def test_mean_decoding_acts_on_the_belief_not_the_sample(policy):
 
 def test_a_given_future_is_what_the_action_model_reads(policy):
     """`plan(future=...)`, the diagnosis: at every step the action model reads the video model's features of that
-    future noised to the step's t, not of the imagined one."""
+    future noised to the step's t (or to ``future_t``), not of the imagined one."""
     from vidpolicy.policies.vpdd import VPDDPolicy
 
     p = VPDDPolicy.from_pretrained(policy)
@@ -87,6 +87,10 @@ def test_a_given_future_is_what_the_action_model_reads(policy):
     assert np.array_equal(plans[0], plans[1])  # reproducible from the generator
     assert torch.equal(read[steps - 1], read[2 * steps - 1])  # the same future read the same way
     assert not torch.equal(read[steps - 1], read[3 * steps - 1])  # another future, another view of it
+    calls.clear()
+    p.plan(hist, p.text(["reach"] * 2), generator=torch.Generator().manual_seed(3), state=state, future=future,
+           future_t=0)
+    assert all((calls[2 * k + 1][0] == future).float().mean() > 0.99 for k in range(steps))  # all of it, each step
 
 
 def test_robot_tokens_are_the_clips_ending_at_every_step(policy):

@@ -101,11 +101,12 @@ class VPDDPolicy:
     @torch.no_grad()
     def plan(self, history_tokens: torch.Tensor, text: torch.Tensor, steps: int | None = None,
              generator: torch.Generator | None = None, state: torch.Tensor | None = None,
-             future: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
+             future: torch.Tensor | None = None, future_t: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """Jointly imagine (future video tokens ``(b, n)``, actions ``(b, H, D)`` in the robot's units);
         ``state``: normalised robot states ``(b, state_dim)`` (see `VPDDProcessor.state`) for a policy that reads
-        them. ``future`` (tokens ``(b, n)``), a diagnosis: the action model reads that future, noised to each step's
-        t as in training, instead of the imagined one. Runs on the policy's device (``generator`` too)."""
+        them. ``future`` (tokens ``(b, n)``), a diagnosis: the action model reads that future instead of the imagined
+        one, noised to each step's t as in training, or to ``future_t`` at every step (0: all of it in view). Runs on
+        the policy's device (``generator`` too)."""
         v, a, cfg, dev = self.video, self.action, self.config, self.device
         history_tokens, text = history_tokens.to(dev), text.to(dev)
         state, future = (None if x is None else x.to(dev) for x in (state, future))
@@ -123,7 +124,8 @@ class VPDDPolicy:
                 if uncond is not None:  # the action model still reads the conditional features
                     log_v = guide(log_v, v.denoise(x["video"], tt, uncond)[0], cfg.guidance)
                 if future is not None:
-                    feats = v.denoise(self.scheduler.add_noise(future, tt, v.config.codebook_size, generator), tt,
+                    ft = tt if future_t is None else torch.full_like(tt, future_t)
+                    feats = v.denoise(self.scheduler.add_noise(future, ft, v.config.codebook_size, generator), ft,
                                       ctx)[1]
                 if regression:  # the chunk regressed from the sharpest imagined future so far
                     last["action"] = a(None, tt, feats, text, state).float()
