@@ -93,6 +93,44 @@ def test_a_given_future_is_what_the_action_model_reads(policy):
     assert all((calls[2 * k + 1][0] == future).float().mean() > 0.99 for k in range(steps))  # all of it, each step
 
 
+def test_acting_on_the_imagined_clip_reads_all_of_it(policy, tmp_path):
+    """``--act-on imagined``: the clip is imagined whole first, and at every action step the action model reads
+    the video model's features of that whole clip (t = 0), as it was trained on the true future's."""
+    from vidpolicy.common.device import bf16
+    from vidpolicy.policies.vpdd import VPDDPolicy
+
+    d = policy.parent
+    r = run_cli("finetune", "--pretrained", str(d / "pre"), "--dataset", str(d / "demos"), "--out",
+                str(tmp_path / "p"), "--width", "32", "--depth", "1", "--max-steps", "4", "--batch-size", "4",
+                "--sampling-steps", "3", "--act-on", "imagined")
+    assert r.returncode == 0, r.stderr[-2000:]
+    p = VPDDPolicy.from_pretrained(tmp_path / "p")
+    assert p.config.act_on == "imagined"
+    read: list[torch.Tensor] = []
+    action_forward = p.action.forward
+    p.action.forward = lambda a_t, t, feats, *args: read.append(feats) or action_forward(a_t, t, feats, *args)
+    hist = torch.randint(0, p.video.config.codebook_size, (2, p.video.tokens_per_clip),
+                         generator=torch.Generator().manual_seed(0))
+    text, state = p.text(["reach"] * 2), torch.zeros(2, p.config.state_dim)
+    clip, actions = p.plan(hist, text, generator=torch.Generator().manual_seed(1), state=state)
+    assert actions.shape == (2, p.config.horizon, 4) and len(read) == 3
+    assert all(f is read[0] for f in read)  # one view of the finished clip at every step
+    with bf16(p.device), torch.no_grad():
+        ctx = p.video.context(hist, p.video.text_input(text))
+        assert torch.equal(read[0], p.video.denoise(clip, torch.zeros(2, dtype=torch.long), ctx)[1])
+    # training: whatever the actions' t, the action model reads the true future's features at t = 0
+    from vidpolicy.finetune.objective import JointDenoiser
+
+    joint = JointDenoiser(p.video, p.action, train_video=False, act_on="imagined")
+    zero = torch.zeros(2, dtype=torch.long)
+    fut, t = torch.randint(0, p.video.config.codebook_size, hist.shape), torch.tensor([70, 5])
+    masked = torch.full((2, p.config.horizon * 4), p.action.num_classes)
+    read.clear()
+    with torch.no_grad():
+        joint(p.scheduler.add_noise(fut, t, p.video.config.codebook_size), masked, t, hist, text, state, future=fut)
+        assert torch.equal(read[0], p.video.denoise(fut, zero, p.video.context(hist, p.video.text_input(text)))[1])
+
+
 def test_robot_tokens_are_the_clips_ending_at_every_step(policy):
     """Fine-tuning reads the dataset through `vidpolicy tokenize --every-step`: clip t of an episode is the tokenizer's
     code of the frames t-T+1..t, the first frame repeated before the episode starts."""

@@ -47,7 +47,7 @@ def policy_config(cfg: FinetuneConfig, pre_cfg: PretrainConfig, eps: RobotEpisod
         action_dim=eps.action_dim,
         state_dim=int(eps.meta.features[eps.state_key]["shape"][0]) if cfg.state and eps.state_key else 0,
         horizon=cfg.horizon, execute=cfg.execute, bins=cfg.bins,
-        action_head=resolve_action_head(cfg.action_head, eps.action_dim),
+        action_head=resolve_action_head(cfg.action_head, eps.action_dim), act_on=cfg.act_on,
         sampling_steps=cfg.sampling_steps, guidance=cfg.guidance, top_r=cfg.top_r, action_top_r=cfg.action_top_r,
         text_encoder=pre_cfg.text_encoder, image_size=tokenizer.config.size,
         frames=tokenizer.config.frames, gap=cfg.gap, observation_pix_fmt=eps.pix_fmt or "",
@@ -98,7 +98,8 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
                             width=cfg.width, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio,
                             video_width=video.config.width, text_dim=video.config.text_dim,
                             output=pol_cfg.head, state_dim=state_norm.dim if state_norm else 0)
-    model = JointDenoiser(video.train(), action, train_video, detach=cfg.detach_video_features)
+    model = JointDenoiser(video.train(), action, train_video, detach=cfg.detach_video_features,
+                          act_on=pol_cfg.act_on)
     flops = [video.flops_per_sample(train_video), action.flops_per_sample(video.tokens_per_clip)]
     acc.print(size_line("policy", [video, action], None if None in flops else sum(flops),
                         cfg.batch_size * cfg.grad_accum * acc.num_processes))

@@ -58,7 +58,8 @@ class VPDDPolicy(PreTrainedPolicy):
             check_features(config, {k: list(v["shape"]) for k, v in dataset_meta.features.items()},
                            str(dataset_meta.root), camera=True)
         self.tokenizer = self.core.tokenizer.eval().requires_grad_(False)
-        self.joint = JointDenoiser(self.core.video, self.core.action, train_video=not config.video_frozen)
+        self.joint = JointDenoiser(self.core.video, self.core.action, train_video=not config.video_frozen,
+                                   act_on=config.act_on)
         self.sampler = TimestepSampler(self.core.video.config.num_timesteps, importance=False)
         self.last_predicted_latents = None
 

@@ -21,6 +21,7 @@ FORMAT_VERSION = 1
 ACTION_HEADS = ("auto", "tokens", "regression")
 TOKEN_HEAD_MAX_DIM = 8  # auto: binned tokens up to end-effector deltas + gripper; joint-space robots regress
 ACTION_DECODES = ("mode", "mean")
+ACT_ON = ("joint", "imagined")
 
 
 @dataclass
@@ -39,6 +40,9 @@ class VPDDConfig:
     # tokens head: "mode" (paper) acts on the sampled bins; "mean" on the expected bin centre under the model's
     # belief when each token was unmasked (the squared-error optimum where the model is unsure)
     action_decode: str = "mode"
+    # joint (paper): action tokens denoised with the video's at one t, reading its noisy future; imagined: the
+    # future clip is imagined whole first and the action model reads all of it
+    act_on: str = "joint"
     text_encoder: str = DEFAULT_TEXT_ENCODER
     image_size: int = 96  # square frames the tokenizer reads
     frames: int = 4  # frames per clip
@@ -54,6 +58,8 @@ class VPDDConfig:
             raise VidpolicyError(f"action_head {self.action_head!r}: must be one of {', '.join(ACTION_HEADS)}")
         if self.action_decode not in ACTION_DECODES:
             raise VidpolicyError(f"action_decode {self.action_decode!r}: must be one of {', '.join(ACTION_DECODES)}")
+        if self.act_on not in ACT_ON:
+            raise VidpolicyError(f"act_on {self.act_on!r}: must be one of {', '.join(ACT_ON)}")
         if not 1 <= self.execute <= self.horizon:
             raise VidpolicyError(f"execute {self.execute}: must be 1..{self.horizon} (the action chunk)")
         if self.guidance != 1.0 and not self.video_frozen:

@@ -102,52 +102,71 @@ class VPDDPolicy:
     def plan(self, history_tokens: torch.Tensor, text: torch.Tensor, steps: int | None = None,
              generator: torch.Generator | None = None, state: torch.Tensor | None = None,
              future: torch.Tensor | None = None, future_t: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """Jointly imagine (future video tokens ``(b, n)``, actions ``(b, H, D)`` in the robot's units);
-        ``state``: normalised robot states ``(b, state_dim)`` (see `VPDDProcessor.state`) for a policy that reads
-        them. ``future`` (tokens ``(b, n)``), a diagnosis: the action model reads that future instead of the imagined
-        one, noised to each step's t as in training, or to ``future_t`` at every step (0: all of it in view). Runs on
-        the policy's device (``generator`` too)."""
+        """Imagine the future clip (video tokens ``(b, n)``) and the actions ``(b, H, D)`` (robot units): jointly, or
+        the clip first when the policy acts on the whole imagined clip (``act_on``). ``state``: normalised robot
+        states ``(b, state_dim)`` (see `VPDDProcessor.state`) for a policy that reads them. ``future`` (tokens
+        ``(b, n)``), a diagnosis: the action model reads that future instead of the imagined one, noised as it would
+        see the imagined one (each step's t; the whole clip for act_on "imagined") or to ``future_t`` at every step
+        (0: all of it in view). Runs on the policy's device (``generator`` too)."""
         v, a, cfg, dev = self.video, self.action, self.config, self.device
         history_tokens, text = history_tokens.to(dev), text.to(dev)
         state, future = (None if x is None else x.to(dev) for x in (state, future))
-        H, D = cfg.horizon, cfg.action_dim
+        b, H, D, K = history_tokens.shape[0], cfg.horizon, cfg.action_dim, v.config.codebook_size
+        steps, top_r = steps or cfg.sampling_steps, {"video": cfg.top_r, "action": cfg.action_top_r}
         regression = cfg.head == "regression"
         last: dict[str, torch.Tensor] = {}
         with bf16(dev):
             ctx = v.context(history_tokens, v.text_input(text))
-            uncond = (v.context(history_tokens, v.text_input(None).expand(history_tokens.shape[0], -1))
-                      if cfg.guidance != 1.0 else None)
+            uncond = (v.context(history_tokens, v.text_input(None).expand(b, -1)) if cfg.guidance != 1.0 else None)
+
+            def video(x_video, tt):  # the clip's (guided) log p and the features the action model reads
+                log_v, feats = v.denoise(x_video, tt, ctx)
+                if uncond is not None:  # the action model still reads the conditional features
+                    log_v = guide(log_v, v.denoise(x_video, tt, uncond)[0], cfg.guidance)
+                return log_v, feats
+
+            def features_of(clip, tt):  # the features of a given clip, noised to tt
+                return v.denoise(clip if not tt.any() else self.scheduler.add_noise(clip, tt, K, generator), tt,
+                                 ctx)[1]
+
+            def at(t):
+                return torch.full((b,), t, dtype=torch.long, device=dev)
+
+            whole = None
+            if cfg.act_on == "imagined":  # the whole clip first; the action model then reads all of it
+                clip = sample_tokens(lambda x, t: {"video": video(x["video"], at(t))[0]}, self.scheduler,
+                                     {"video": (v.tokens_per_clip, K)}, b, steps, top_r, generator, dev)["video"]
+                whole = features_of(clip if future is None else future, at(future_t or 0))
 
             def predict(x, t):
-                tt = torch.full((x["video"].shape[0],), t, dtype=torch.long, device=dev)
-                log_v, feats = v.denoise(x["video"], tt, ctx)
-                if uncond is not None:  # the action model still reads the conditional features
-                    log_v = guide(log_v, v.denoise(x["video"], tt, uncond)[0], cfg.guidance)
-                if future is not None:
-                    ft = tt if future_t is None else torch.full_like(tt, future_t)
-                    feats = v.denoise(self.scheduler.add_noise(future, ft, v.config.codebook_size, generator), ft,
-                                      ctx)[1]
+                tt, out = at(t), {}
+                if whole is None:
+                    out["video"], feats = video(x["video"], tt)
+                    if future is not None:
+                        feats = features_of(future, tt if future_t is None else at(future_t))
+                else:
+                    feats = whole
                 if regression:  # the chunk regressed from the sharpest imagined future so far
                     last["action"] = a(None, tt, feats, text, state).float()
-                    return {"video": log_v}
-                log_a = a(x["action"], tt, feats, text, state)
+                    return out
+                out["action"] = log_a = a(x["action"], tt, feats, text, state)
                 if cfg.action_decode == "mean":  # each token's belief at the step it is still masked
                     masked = (x["action"] == a.num_classes)[..., None]
                     last["belief"] = torch.where(masked, log_a, last.get("belief", log_a))
-                return {"video": log_v, "action": log_a}
+                return out
 
-            streams = {"video": (v.tokens_per_clip, v.config.codebook_size)}
+            streams = {"video": (v.tokens_per_clip, K)} if whole is None else {}
             if not regression:
                 streams["action"] = (H * D, a.num_classes)
-            out = sample_tokens(predict, self.scheduler, streams, history_tokens.shape[0],
-                                steps or cfg.sampling_steps, top_r={"video": cfg.top_r, "action": cfg.action_top_r},
-                                generator=generator, device=dev)
+            out = sample_tokens(predict, self.scheduler, streams, b, steps, top_r=top_r, generator=generator,
+                                device=dev)
+        clip = out["video"] if whole is None else clip
         if regression:
-            return out["video"], self.processor.actions_from_normalized(last["action"].view(-1, H, D).cpu().numpy())
+            return clip, self.processor.actions_from_normalized(last["action"].view(-1, H, D).cpu().numpy())
         if cfg.action_decode == "mean":
             probs = last["belief"].float().softmax(-1).view(-1, H, D, a.num_classes).cpu().numpy()
-            return out["video"], self.processor.actions_from_probs(probs)
-        return out["video"], self.processor.actions_from_bins(out["action"].view(-1, H, D).cpu().numpy())
+            return clip, self.processor.actions_from_probs(probs)
+        return clip, self.processor.actions_from_bins(out["action"].view(-1, H, D).cpu().numpy())
 
     def _observe(self, frames: np.ndarray) -> None:
         self._frames.append(frames)
