@@ -2,8 +2,8 @@
 Diffusion Policy and ACT trained on the same few demos? Camera + 4-d proprioception only (agent_pos), 8 tasks from
 Meta-World's easy / medium / hard groups, D demos per task, an actionless corpus of A = k x D episodes per task.
 
-One directory per cell — (D, k, policy, seed) — skipped when complete (``done.json``), restarted from scratch when
-a run left it half-written. Shared stages (demos per D, actionless corpus and pre-training per (D, k)) are cells of
+One directory per cell — (D, k, policy, seed) — skipped when complete (``done.json``); a cell a killed run left
+half-written resumes where its command does (collecting, vidpolicy training, rollouts) and restarts otherwise. Shared stages (demos per D, actionless corpus and pre-training per (D, k)) are cells of
 their own. Every policy is scored by ``vidpolicy rollout`` in the fast view with the 4-d state, on seeds 1000+ (the
 demos use 0.., the actionless corpus 500..). vidpolicy with k = 0 is the from-scratch baseline: its tokenizer and
 video model never see actionless video.
@@ -33,10 +33,10 @@ TASKS = ("reach,drawer-close,window-open,"  # easy
 POLICIES = ("vpdd", "diffusion", "act")  # vpdd with k = 0 is vidpolicy from scratch; k > 0 pre-trained
 # rough CPU seconds on 2 cores, for --plan only: per demo episode collected, per optimizer step, per evaluated step
 COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "finetune_step": 1.7,
-        "diffusion_step": 1.0, "act_step": 0.5, "imagine_sample": 0.5,
-        # per simulated step, from the first default rollouts (sharing the cores, so rough); ACT not measured yet
-        "vpdd_rollout_step": 0.07, "diffusion_rollout_step": 0.09, "act_rollout_step": 0.03}
-HELDOUT, IMAGINE_SAMPLES = 2, 96  # expert episodes per task at the evaluation seeds; clips imagined from them
+        "diffusion_step": 1.0, "act_step": 0.5, "imagine_sample": 3.0,
+        # per simulated step, from the first default rollouts (sharing the cores, so rough)
+        "vpdd_rollout_step": 0.07, "diffusion_rollout_step": 0.09, "act_rollout_step": 0.02}
+HELDOUT = 2  # expert episodes per task at the evaluation seeds (the imagine cells' data)
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,13 @@ class Budget:
     train_steps: int = 2000  # fine-tuning / lerobot-train steps, equal across policies
     eval_episodes: int = 10  # per task, seeds from 1000 (the demos use 0..)
     max_steps: int = 500  # Meta-World's episode limit
+    imagine_samples: int = 96  # held-out clips each imagine cell scores
     small: bool = False  # model sizes of `vidpolicy demo --quick` (else of `vidpolicy demo`)
 
     @classmethod
     def quick(cls) -> "Budget":
         return cls(demos=(2,), multiples=(0, 2), seeds=(0,), tokenizer_steps=60, pretrain_steps=60, train_steps=60,
-                   eval_episodes=1, max_steps=60, small=True)
+                   eval_episodes=1, max_steps=60, imagine_samples=16, small=True)
 
     @property
     def sizes(self) -> dict:
@@ -131,7 +132,7 @@ def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
     if cell.stage == "heldout":
         return COST["collect_episode"] * n_tasks * HELDOUT
     if cell.stage == "imagine":
-        return COST["imagine_sample"] * IMAGINE_SAMPLES
+        return COST["imagine_sample"] * b.imagine_samples
     if cell.stage == "train":
         return COST[f"{'finetune' if cell.policy == 'vpdd' else cell.policy}_step"] * b.train_steps
     episodes_steps = n_tasks * b.eval_episodes * b.max_steps * 0.8  # solved episodes end early; few are solved
@@ -143,9 +144,11 @@ def is_done(root: Path, cell: Cell) -> bool:
 
 
 def claim(root: Path, cell: Cell) -> Path:
-    """The cell's directory. A cell whose command resumes keeps what a killed run left (vidpolicy's trainers
-    resume from their checkpoints, `vidpolicy rollout` after its last journaled episode); any other restarts empty."""
-    resumes = cell.stage == "rollout" or (cell.stage in ("pretrain", "train") and cell.policy in (None, "vpdd"))
+    """The cell's directory. A cell whose command resumes keeps what a killed run left (`collect` adds the missing
+    episodes, vidpolicy's trainers resume from their checkpoints, `rollout` after its last journaled episode); any
+    other (lerobot-train, imagine) restarts empty."""
+    resumes = cell.stage in ("demos", "actionless", "heldout", "rollout") or (
+        cell.stage in ("pretrain", "train") and cell.policy in (None, "vpdd"))
     return claim_cell(root, cell.name, keep=resumes)
 
 
@@ -202,7 +205,8 @@ class Runner:
         from _imagination import imagination_scores
 
         policy = self.result(Cell("train", cell.demos, cell.multiple, cell.policy, cell.seed))["policy"]
-        return imagination_scores(policy, self.dir(Cell("heldout", cell.demos)) / "data", samples=IMAGINE_SAMPLES)
+        heldout = self.dir(Cell("heldout", cell.demos)) / "data"
+        return imagination_scores(policy, heldout, samples=self.b.imagine_samples)
 
     def result(self, cell: Cell) -> dict:
         return cell_result(self.root, cell.name)

@@ -59,10 +59,10 @@ def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_p
     pre = fewshot.Cell("pretrain", 5, 20)
     (fewshot.claim(tmp_path, pre) / "run").mkdir()
     assert (fewshot.claim(tmp_path, pre) / "run").is_dir()
-    # and so does a rollout, of any policy, from its journal of finished episodes
-    roll = fewshot.Cell("rollout", 5, None, "act", 0)
-    (fewshot.claim(tmp_path, roll) / "eval").mkdir()
-    assert (fewshot.claim(tmp_path, roll) / "eval").is_dir()
+    # and so do a rollout, of any policy, from its journal of finished episodes, and collecting episodes
+    for cell in (fewshot.Cell("rollout", 5, None, "act", 0), fewshot.Cell("actionless", 5, 20)):
+        (fewshot.claim(tmp_path, cell) / "eval").mkdir()
+        assert (fewshot.claim(tmp_path, cell) / "eval").is_dir()
 
 
 def test_workers_share_a_grid_each_cell_once_waiting_for_what_another_holds(tmp_path):
