@@ -56,6 +56,17 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def recover_dir(path: str | Path) -> None:
+    """Undo what a kill inside `atomic_dir` left: the old directory put back if it was moved aside and the new one
+    not yet in place, and half-made copies removed."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.exists():
+        os.replace(old, path)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_json(path: str | Path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")

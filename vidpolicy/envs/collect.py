@@ -2,12 +2,16 @@
 
 Each episode runs Meta-World's scripted expert from a recorded seed, keeps only successes by default, and stops a
 few steps after the first success. ``meta/vidpolicy_collect.json`` lists every episode's task, seed and success
-step; rerunning the same command adds only the missing episodes.
+step; rerunning the same command adds only the missing episodes. Episodes are added to a copy of the dataset that
+replaces it whole about once a minute, so a kill -9 leaves the dataset as the last pass left it, never torn.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from tqdm.auto import tqdm
 
 from vidpolicy.common.cli_args import opt
 from vidpolicy.common.errors import VidpolicyError
-from vidpolicy.common.io import write_json
+from vidpolicy.common.io import atomic_dir, recover_dir, write_json
 from vidpolicy.common.runlock import lock_run_dir, releases_run_locks
 from vidpolicy.envs import lerobot_view
 from vidpolicy.envs.metaworld import MetaWorldEnv
@@ -24,6 +28,8 @@ from vidpolicy.envs.tasks import resolve_tasks
 from vidpolicy.envs.views import STATES, check_view, make_env, state_kind
 
 SIDE_CAR = "meta/vidpolicy_collect.json"
+# seconds of collecting per pass: a kill loses at most about this much
+COMMIT_EVERY_S = float(os.environ.get("VIDPOLICY_COLLECT_PASS_S", 60))
 IMAGE_KEY = "observation.images.corner"
 
 
@@ -93,11 +99,10 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> dict:
     tasks = resolve_tasks(cfg.tasks)
     out = Path(cfg.out)
     lock_run_dir(out, beside=True)  # LeRobot creates the dataset directory itself
+    recover_dir(out)  # a kill in the middle of swapping in a pass
     side = out / SIDE_CAR
     if out.exists() and any(out.iterdir()):
         if overwrite:  # start over (the lock lives beside the dataset)
-            import shutil
-
             shutil.rmtree(out)
         elif not side.exists():
             raise VidpolicyError(f"{out}: exists and was not made by `vidpolicy collect`; pass --overwrite")
@@ -108,49 +113,67 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> dict:
         raise VidpolicyError(f"{out}: holds demos recorded in the {recorded[0]} view with the {recorded[1]} state, not "
                              f"{cfg.view} with {kind}; pass --overwrite or another --out")
     encoder = RGBEncoderConfig(vcodec="h264", crf=18, g=2)
-    if (out / "meta" / "info.json").exists():
-        ds = LeRobotDataset.resume(out.name, root=out, rgb_encoder=encoder)
-    else:
-        ds = LeRobotDataset.create(out.name, fps=cfg.fps, features=_features(cfg.view, cfg.state, cfg.size), root=out,
-                                   robot_type="sawyer", use_videos=True, rgb_encoder=encoder)
     log["config"] = vars(cfg)  # the resolved config travels inside the dataset's meta/
     done = {t: sum(1 for e in log["episodes"] if e["task"] == t) for t in tasks}
+    pending = [t for t in tasks if done[t] < cfg.episodes]
     bar = tqdm(total=cfg.episodes * len(tasks), initial=sum(min(v, cfg.episodes) for v in done.values()),
                desc="collect", unit="ep")
+    envs: dict[str, MetaWorldEnv] = {}
     try:
-        for task in tasks:
-            if done[task] >= cfg.episodes:
-                continue
-            env = make_env(cfg.view, task, size=cfg.size, shadows=cfg.shadows, max_steps=cfg.max_steps,
-                           state=cfg.state)
-            used = {e["seed"] for e in log["episodes"] if e["task"] == task}
-            tried = {e for e in log.get("failed", {}).get(task, [])}
-            seed = cfg.seed
-            attempts = 0
-            while done[task] < cfg.episodes:
-                while seed in used or seed in tried:
-                    seed += 1
-                attempts += 1
-                if attempts > cfg.episodes * cfg.max_attempts:
-                    raise VidpolicyError(f"{task}: the expert failed too often ({attempts - 1} attempts)")
-                frames, success_at = run_expert_episode(env, seed, cfg)
-                if success_at is None and not cfg.keep_failures:
-                    log.setdefault("failed", {}).setdefault(task, []).append(seed)
-                    tried.add(seed)
-                    continue
-                for f in frames:
-                    ds.add_frame(f)
-                ds.save_episode()
-                used.add(seed)
-                log["episodes"].append({"episode_index": ds.meta.total_episodes - 1, "task": task, "seed": seed,
-                                        "success_step": success_at, "length": len(frames)})
-                write_json(side, log)
-                done[task] += 1
-                bar.update(1)
-            env.close()
+        while pending:  # each pass adds episodes to a copy, swapped in whole: a kill keeps the last pass's dataset
+            with atomic_dir(out) as stage:
+                ds = _stage(stage, out, cfg, encoder, LeRobotDataset)
+                try:
+                    until = time.monotonic() + COMMIT_EVERY_S
+                    while pending and time.monotonic() < until:
+                        task = pending[0]
+                        if task not in envs:
+                            envs[task] = make_env(cfg.view, task, size=cfg.size, shadows=cfg.shadows,
+                                                  max_steps=cfg.max_steps, state=cfg.state)
+                        if _add_episode(ds, envs[task], task, log, cfg):
+                            done[task] += 1
+                            bar.update(1)
+                        if done[task] >= cfg.episodes:
+                            envs.pop(pending.pop(0)).close()
+                finally:
+                    ds.finalize()
+                write_json(stage / SIDE_CAR, log)
     finally:
-        ds.finalize()
+        for env in envs.values():
+            env.close()
         bar.close()
     n = len(log["episodes"])
     print(f"{out}: {n} episode(s), {sum(e['length'] for e in log['episodes'])} frames, tasks {', '.join(tasks)}")
     return log
+
+
+def _stage(stage: Path, out: Path, cfg: CollectConfig, encoder, dataset_cls):
+    """A writable copy of the dataset at ``out`` (or a new one) in ``stage``."""
+    if out.exists():
+        shutil.copytree(out, stage, dirs_exist_ok=True)
+    if (stage / "meta" / "info.json").exists():
+        return dataset_cls.resume(out.name, root=stage, rgb_encoder=encoder)
+    stage.rmdir()  # LeRobot creates the root itself
+    return dataset_cls.create(out.name, fps=cfg.fps, features=_features(cfg.view, cfg.state, cfg.size), root=stage,
+                              robot_type="sawyer", use_videos=True, rgb_encoder=encoder)
+
+
+def _add_episode(ds, env: MetaWorldEnv, task: str, log: dict, cfg: CollectConfig) -> bool:
+    """One expert attempt from the task's next unused seed; True when it was kept (a success, or any with
+    ``keep_failures``)."""
+    used = {e["seed"] for e in log["episodes"] if e["task"] == task} | set(log.get("failed", {}).get(task, []))
+    if len(used) >= cfg.episodes * cfg.max_attempts:
+        raise VidpolicyError(f"{task}: the expert failed too often ({len(used)} attempts)")
+    seed = cfg.seed
+    while seed in used:
+        seed += 1
+    frames, success_at = run_expert_episode(env, seed, cfg)
+    if success_at is None and not cfg.keep_failures:
+        log.setdefault("failed", {}).setdefault(task, []).append(seed)
+        return False
+    for f in frames:
+        ds.add_frame(f)
+    ds.save_episode()
+    log["episodes"].append({"episode_index": ds.meta.total_episodes - 1, "task": task, "seed": seed,
+                            "success_step": success_at, "length": len(frames)})
+    return True
