@@ -34,7 +34,8 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
         runs: dict[str, dict[int, dict]] = {}
         for c in cells:
             if c.stage == "rollout" and c.demos == d and is_done(root, c):
-                runs.setdefault(label(c), {})[c.seed] = cell_result(root, c.name)
+                tasks = {t: v for t, v in cell_result(root, c.name).items() if isinstance(v, dict)}  # not wall_s
+                runs.setdefault(label(c), {})[c.seed] = tasks
         table = {}
         for name, seeds in runs.items():
             per_task = {t: [r[t]["successes"] / r[t]["episodes"] for r in seeds.values()] for t in next(

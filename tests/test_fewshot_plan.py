@@ -113,7 +113,7 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     def rollout(cell, steps):  # steps per episode: None = failed
         fewshot.claim(tmp_path, cell)
         finish_cell(tmp_path, cell.name, {"reach-v3": {"successes": sum(s is not None for s in steps), "episodes": 4,
-                                                     "success_steps": steps}})
+                                                     "success_steps": steps}, "wall_s": 12.5})
 
     rollout(fewshot.Cell("rollout", 5, 4, "vpdd", 0), [10, 12, 9, 30])  # solves all four
     rollout(fewshot.Cell("rollout", 5, 0, "vpdd", 0), [None, None, None, 40])  # only the last
