@@ -24,7 +24,8 @@ CLEAN = ("true", "another_sample")  # also shown whole at every step (t = 0), no
 
 
 def imagination_scores(policy_dir: str | Path, heldout: str | Path, samples: int = 96, every: int = 5,
-                       batch: int = 16) -> dict:
+                       batch: int = 16, episodes: list[int] | None = None) -> dict:
+    """``episodes``: the held-out ones of ``heldout`` (default: all of it)."""
     from vidpolicy.datasets.robot import RobotEpisodes, clip_indices
     from vidpolicy.finetune.data import tokenize_episodes
     from vidpolicy.policies.vpdd import VPDDPolicy
@@ -35,7 +36,8 @@ def imagination_scores(policy_dir: str | Path, heldout: str | Path, samples: int
     with tempfile.TemporaryDirectory() as d:
         toks = tokenize_episodes(eps, Path(policy_dir) / "tokenizer", Path(d) / "tokens")
     gap, frames, H = pol.config.gap, pol.tokenizer.config.frames, pol.config.horizon
-    items = [(i, t) for i in range(len(eps)) for t in range(0, eps.episodes[i].length - max(gap, H), every)]
+    items = [(i, t) for i in (range(len(eps)) if episodes is None else episodes)
+             for t in range(0, eps.episodes[i].length - max(gap, H), every)]
     pick = [items[k] for k in np.random.default_rng(0).choice(len(items), min(samples, len(items)), replace=False)]
     futures = torch.from_numpy(np.stack([toks[i][t + gap] for i, t in pick]).astype(np.int64))
     wrong = futures.roll(1, 0)  # each sample gets the next one's true future
@@ -60,13 +62,13 @@ def imagination_scores(policy_dir: str | Path, heldout: str | Path, samples: int
                 truth = eps.frames(i)[clip_indices(t + gap, frames, eps.episodes[i].length)[0]]
                 scores[name].append(future_scores(pred[j : j + 1], future[j : j + 1], decoded[j], truth))
     expert = np.stack([eps.actions(i)[t : t + H] for i, t in pick])
-    mean = np.broadcast_to(pol.processor.binner.mean, expert.shape)
+    mean, var = np.broadcast_to(pol.processor.binner.mean, expert.shape), eps.action_variance()
     return {"samples": len(pick), "gap": gap, **{
         name: {k: float(np.mean([s[k] for s in rows])) for k in ("token_accuracy", "psnr")}
         for name, rows in scores.items()},
-        "actions_given_future": {**{name: action_errors(np.concatenate(a), expert, eps.action_variance())
+        "actions_given_future": {**{name: action_errors(np.concatenate(a), expert, var)
                                     for name, a in actions.items()},
-                                 "demos_mean": action_errors(mean, expert, eps.action_variance())}}
+                                 "demos_mean": action_errors(mean, expert, var)}}
 
 
 def action_errors(pred: np.ndarray, expert: np.ndarray, var: np.ndarray) -> dict:
