@@ -147,7 +147,7 @@ def run_cells(root: Path, names: list[str], needs: Callable[[str], list[str]], r
                     print(f"== {name}", flush=True)
                     t0 = time.time()
                     result = run(name)
-                    finish_cell(root, name, {**result, "wall_s": round(time.time() - t0, 1)})
+                    finish_cell(root, name, {**result, "wall_s": round(time.time() - t0, 1), "commit": commit()})
             finally:
                 os.close(fd)
             break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -88,6 +89,8 @@ def test_workers_share_a_grid_each_cell_once_waiting_for_what_another_holds(tmp_
     os.close(other)
     worker.join(20)
     assert ran == ["c", "b"] and not worker.is_alive()
+    done = json.loads((tmp_path / "b" / "done.json").read_text())
+    assert done["commit"] and done["wall_s"] >= 0  # which code ran the cell, and for how long
 
 
 def test_the_grid_puts_the_decisive_comparison_first():
