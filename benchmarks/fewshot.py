@@ -4,8 +4,9 @@ Meta-World's easy / medium / hard groups, D demos per task, an actionless corpus
 
 One directory per cell — (D, k, policy, seed) — skipped when complete (``done.json``); a cell a killed run
 left half-written resumes where its command does (collecting, vidpolicy training, rollouts), else restarts.
-Shared stages (demos per D, actionless corpus and pre-training per (D, k)) are cells of their own. Every policy is scored by ``vidpolicy rollout`` in the fast view with the 4-d state, on seeds 1000+ (the
-demos use 0.., the actionless corpus 500..). vidpolicy with k = 0 is the from-scratch baseline: its tokenizer and
+Shared stages (demos per D, actionless corpus and pre-training per (D, k)) are cells of their own. Every policy
+is scored by ``vidpolicy rollout`` in the fast view with the 4-d state, on seeds 1000+ (the demos use 0.., the
+actionless corpus 500..). vidpolicy with k = 0 is the from-scratch baseline: its tokenizer and
 video model never see actionless video.
 
     python benchmarks/fewshot.py --plan            # the default grid and its CPU estimate
