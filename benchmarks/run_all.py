@@ -215,15 +215,14 @@ def fewshot_row(f: dict) -> tuple[str, str]:
     than one), and the paired p-value against vidpolicy pre-trained where both ran."""
     d, table = next(iter(f["summary"].items()))
     tasks, b = len(f["tasks"].split(",")), f["budget"]
+    present = [key for key in FEWSHOT_NAMES if "mean" in table.get(key, {})]
     parts = []
-    for key, name in FEWSHOT_NAMES.items():
-        if "mean" not in table.get(key, {}):
-            continue
-        t = table[key]
+    for key in present:
+        t, name = table[key], FEWSHOT_NAMES[key]
         spread = f" ({fmt(t['min'], True)}-{fmt(t['max'], True)})" if len(t["seeds"]) > 1 else ""
         vs = f", p = {t['vs_pretrained']['p_value']:.2g} vs pre-trained" if "vs_pretrained" in t else ""
         parts.append(f"{name} {fmt(t['mean'], True)}{spread}{vs}")
-    seeds = max(len(table[k]["seeds"]) for k in FEWSHOT_NAMES if "mean" in table.get(k, {}))
+    seeds = max(len(table[k]["seeds"]) for k in present)
     question = (f"few-shot Meta-World, camera + 4-d state ({tasks} tasks x {d[1:]} demos, {b['eval_episodes']} "
                 f"episodes, {seeds} of {len(b['seeds'])} seeds): success")
     return question, ", ".join(parts) + ("" if "vpdd A=20xD" in table else "; pre-trained: next")

@@ -44,7 +44,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            old = _aside(path)
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)
@@ -56,11 +56,16 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def _aside(path: Path) -> Path:
+    """Where `atomic_dir` moves the old directory while it swaps in the new one."""
+    return path.with_name(f".{path.name}.old")
+
+
 def recover_dir(path: str | Path) -> None:
     """Undo what a kill inside `atomic_dir` left: the old directory put back if it was moved aside and the new one
     not yet in place, and half-made copies removed."""
     path = Path(path)
-    old = path.with_name(f".{path.name}.old")
+    old = _aside(path)
     if not path.exists() and old.exists():
         os.replace(old, path)
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
