@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _imagination import action_errors
 
 
 def _episodes(dataset: Path, size: int = 96):
@@ -33,8 +34,8 @@ def score(pred: np.ndarray, dataset: Path, samples: list[tuple[int, int]]) -> di
     true = np.stack([eps.actions(i)[t : t + chunk] for i, t in samples])
     err = (pred - true) ** 2 / var
     # the median over dimensions as well: a few idle joints that drift in held-out episodes dominate the mean
-    return {"first_action": float(err[:, 0].mean()), "chunk": float(err.mean()),
-            "first_action_median_dim": float(np.median(err[:, 0].mean(0))), "samples": len(samples),
+    return {**action_errors(pred, true, var), "first_action_median_dim": float(np.median(err[:, 0].mean(0))),
+            "samples": len(samples),
             "per_dim_first_action": [round(float(v), 3) for v in err[:, 0].mean(0)]}
 
 

@@ -100,7 +100,8 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
                             output=pol_cfg.head, state_dim=state_norm.dim if state_norm else 0)
     model = JointDenoiser(video.train(), action, train_video, detach=cfg.detach_video_features,
                           act_on=pol_cfg.act_on)
-    flops = [video.flops_per_sample(train_video), action.flops_per_sample(video.tokens_per_clip)]
+    passes = 2 if train_video and pol_cfg.act_on == "imagined" else 1  # the noisy future, then the clean one
+    flops = [video.flops_per_sample(train_video)] * passes + [action.flops_per_sample(video.tokens_per_clip)]
     acc.print(size_line("policy", [video, action], None if None in flops else sum(flops),
                         cfg.batch_size * cfg.grad_accum * acc.num_processes))
     schedule = MaskReplaceScheduler.load(pre, video.config.num_timesteps)

@@ -1,0 +1,136 @@
+"""What a video model's features carry about the actions: a ridge probe from its features to the expert's action
+chunk, fitted on one dataset's episodes and scored on another's (normalised MSE, as `_imagination`).
+
+For each video model (a pre-training run or a policy directory, each with its own tokenizer; ``random:DIR`` is DIR's
+architecture and tokenizer with fresh weights), two views of each sample: the features with the future all masked
+(what the history and instruction alone give, the view the paper's action model gets at its first steps) and with
+the true future in view (t = 0, the view ``--act-on imagined`` trains on). Each probe reads the state and the task
+beside the features; "state + task" alone is the floor the video has to beat.
+
+    python benchmarks/probe.py --train D5/demos/data --test D5/heldout/data \
+        --video scratch=D5/A0x/vpdd/seed0/train/policy --video pretrained=D5/A20x/pretrain/run --out probe.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ALPHAS = (1e-2, 1e-1, 1, 10, 100, 1000)
+
+
+def pooled(feats: torch.Tensor, grid: tuple[int, int], cells: int = 4) -> np.ndarray:
+    """``feats (b, n, w)`` over an ``h x w`` token grid -> the mean over all tokens and over each of ``cells x
+    cells`` squares, ``(b, (1 + cells²) w)``: where things are survives, at a size a ridge probe can fit."""
+    b, _, w = feats.shape
+    x = feats.float().reshape(b, *grid, w).permute(0, 3, 1, 2)
+    squares = torch.nn.functional.adaptive_avg_pool2d(x, cells).flatten(2).transpose(1, 2).flatten(1)
+    return torch.cat([x.mean((2, 3)), squares], 1).numpy()
+
+
+def ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Standardised ridge regression: (mean, scale, weights, bias) with ``y ≈ ((x - mean) / scale) @ W + bias``."""
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    z = (x - mean) / scale
+    w = np.linalg.solve(z.T @ z + alpha * len(z) * np.eye(z.shape[1]), z.T @ (y - y.mean(0)))
+    return mean, scale, w, y.mean(0)
+
+
+def fit_predict(x: np.ndarray, y: np.ndarray, groups: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+    """Ridge with alpha picked on a fifth of the training groups (episodes) held out, refitted on all of them."""
+    val = np.isin(groups, np.unique(groups)[::5])
+    def err(a):
+        m, s, w, b = ridge(x[~val], y[~val], a)
+        return (((x[val] - m) / s @ w + b - y[val]) ** 2).mean()
+    m, s, w, b = ridge(x, y, min(ALPHAS, key=err))
+    return (x_test - m) / s @ w + b
+
+
+def samples(eps, every: int, horizon: int, gap: int, limit: int) -> list[tuple[int, int]]:
+    items = [(i, t) for i in range(len(eps)) for t in range(0, eps.episodes[i].length - max(gap, horizon), every)]
+    pick = np.random.default_rng(0).choice(len(items), min(limit, len(items)), replace=False)
+    return [items[k] for k in sorted(pick)]
+
+
+@torch.no_grad()
+def features(video_dir: str, eps, picks, gap: int, batch: int = 16) -> dict[str, np.ndarray]:
+    """Pooled features of every sample, future masked and future in view, through this video model."""
+    from vidpolicy.common.device import bf16
+    from vidpolicy.common.pretrained import load_model
+    from vidpolicy.common.text import TextEncoder
+    from vidpolicy.finetune.data import tokenize_episodes
+    from vidpolicy.pretrain.model import FutureDenoiser
+
+    fresh = video_dir.startswith("random:")
+    where = video_dir.removeprefix("random:")
+    video = load_model(FutureDenoiser, where, "video_model" if (Path(where) / "video_model").exists() else "model")
+    if fresh:
+        torch.manual_seed(0)
+        video = FutureDenoiser.from_config(video.config)
+    video.eval()
+    with tempfile.TemporaryDirectory() as d:
+        toks = tokenize_episodes(eps, Path(where) / "tokenizer", Path(d) / "tokens")
+    text = TextEncoder("all-MiniLM-L6-v2")
+    grid = tuple(video.config.latent_shape[1:])
+    out: dict[str, list] = {"masked": [], "future": []}
+    for b in range(0, len(picks), batch):
+        chunk = picks[b : b + batch]
+        hist = torch.from_numpy(np.stack([toks[i][t] for i, t in chunk]).astype(np.int64))
+        fut = torch.from_numpy(np.stack([toks[i][t + gap] for i, t in chunk]).astype(np.int64))
+        with bf16("cpu"):
+            ctx = video.context(hist, video.text_input(text([eps.episodes[i].task for i, _ in chunk])))
+            zeros, T = torch.zeros(len(chunk), dtype=torch.long), video.config.num_timesteps
+            out["masked"].append(pooled(video.denoise(torch.full_like(fut, video.mask_id), zeros + T, ctx)[1], grid))
+            out["future"].append(pooled(video.denoise(fut, zeros, ctx)[1], grid))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def probe(train: str, test: str, videos: dict[str, str], every: int = 5, limit: int = 400, test_limit: int = 128,
+          horizon: int = 4, gap: int = 20) -> dict:
+    from vidpolicy.datasets.robot import RobotEpisodes
+
+    sets = {name: RobotEpisodes(path, size=96) for name, path in (("train", train), ("test", test))}
+    picks = {"train": samples(sets["train"], every, horizon, gap, limit),
+             "test": samples(sets["test"], every, horizon, gap, test_limit)}
+    tasks = sorted({e.task for e in sets["train"].episodes})
+    def base(name):  # the state and a one-hot of the task
+        eps = sets[name]
+        return np.stack([np.concatenate([eps.states(i)[t], np.eye(len(tasks))[tasks.index(eps.episodes[i].task)]])
+                         for i, t in picks[name]])
+    def target(name):
+        return np.stack([sets[name].actions(i)[t : t + horizon] for i, t in picks[name]])
+    y, expert = target("train"), target("test")
+    var, groups = sets["train"].action_variance(), np.array([i for i, _ in picks["train"]])
+    def score(x, x_test):
+        pred = fit_predict(x, y.reshape(len(y), -1), groups, x_test).reshape(expert.shape)
+        err = (pred - expert) ** 2 / var
+        return {"first_action": round(float(err[:, 0].mean()), 4), "chunk": round(float(err.mean()), 4)}
+    xb, xb_test = base("train"), base("test")
+    result = {"samples": {k: len(v) for k, v in picks.items()}, "state_task": score(xb, xb_test),
+              "train_mean": score(np.zeros((len(y), 1)), np.zeros((len(expert), 1)))}
+    for name, where in videos.items():
+        f, f_test = (features(where, sets[k], picks[k], gap) for k in ("train", "test"))
+        result[name] = {view: score(np.hstack([xb, f[view]]), np.hstack([xb_test, f_test[view]])) for view in f}
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--train", required=True, help="LeRobotDataset the probes are fitted on")
+    ap.add_argument("--test", required=True, help="LeRobotDataset they are scored on")
+    ap.add_argument("--video", action="append", required=True, help="NAME=DIR (or NAME=random:DIR); repeatable")
+    ap.add_argument("--limit", type=int, default=400, help="training samples (default 400)")
+    ap.add_argument("--out", required=True, help="JSON written here")
+    a = ap.parse_args()
+    result = probe(a.train, a.test, dict(v.split("=", 1) for v in a.video), limit=a.limit)
+    Path(a.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

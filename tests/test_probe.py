@@ -1,0 +1,31 @@
+"""The feature probe's pooling and ridge fit (benchmarks/probe.py)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+from _util import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import probe  # noqa: E402
+
+
+def test_pooling_keeps_the_mean_and_where_things_are():
+    feats = torch.arange(16.0).reshape(1, 16, 1)  # a 4x4 grid, one channel, value = row * 4 + column
+    got = probe.pooled(feats, (4, 4), cells=2)
+    assert got.shape == (1, 5)
+    np.testing.assert_allclose(got[0], [7.5, 2.5, 4.5, 10.5, 12.5])  # all, then the 2x2 squares row by row
+
+
+def test_ridge_recovers_a_linear_map_and_falls_back_to_the_mean_on_noise():
+    rng = np.random.default_rng(0)
+    x, x_test = rng.normal(size=(300, 8)), rng.normal(size=(100, 8))
+    w = rng.normal(size=(8, 3))
+    groups = np.repeat(np.arange(30), 10)
+    pred = probe.fit_predict(x, x @ w + 5 + 0.01 * rng.normal(size=(300, 3)), groups, x_test)
+    assert ((pred - (x_test @ w + 5)) ** 2).mean() < 1e-3 * (w**2).sum(0).mean()
+    y = rng.normal(size=(300, 3))  # nothing to learn: the probe should predict about the mean
+    pred = probe.fit_predict(rng.normal(size=(300, 50)), y, groups, rng.normal(size=(100, 50)))
+    assert ((pred - y.mean(0)) ** 2).mean() < 0.05
