@@ -2,10 +2,11 @@
 chunk, fitted on one dataset's episodes and scored on another's (normalised MSE, as `_imagination`).
 
 For each video model (a pre-training run or a policy directory, each with its own tokenizer; ``random:DIR`` is DIR's
-architecture and tokenizer with fresh weights), two views of each sample: the features with the future all masked
-(what the history and instruction alone give, the view the paper's action model gets at its first steps) and with
-the true future in view (t = 0, the view ``--act-on imagined`` trains on). Each probe reads the state and the task
-beside the features; "state + task" alone is the floor the video has to beat.
+architecture and tokenizer with fresh weights), views of each sample: the features with the future all masked (what
+the history and instruction alone give, the view the paper's action model gets at its first steps); with the true
+future in view (t = 0, the view ``--act-on imagined`` trains on); on the test episodes, the future the model itself
+imagines (6 steps, as the grid's policies) in view, through the probe fitted on the true one. Each probe reads the
+state and the task beside the features; "state + task" alone is the floor the video has to beat.
 
     python benchmarks/probe.py --train D5/demos/data --test D5/heldout/data \
         --video scratch=D5/A0x/vpdd/seed0/train/policy --video pretrained=D5/A20x/pretrain/run --out probe.json
@@ -58,13 +59,16 @@ def samples(eps, every: int, horizon: int, gap: int, limit: int) -> list[tuple[i
 
 
 @torch.no_grad()
-def features(video_dir: str, eps, picks, gap: int, batch: int = 16) -> dict[str, np.ndarray]:
-    """Pooled features of every sample, future masked and future in view, through this video model."""
+def features(video_dir: str, eps, picks, gap: int, imagine: int = 0, batch: int = 16) -> dict[str, np.ndarray]:
+    """Pooled features of every sample, future masked and future in view, through this video model; ``imagine``
+    > 0: also of the future it imagines in that many denoising steps, in view."""
     from vidpolicy.common.device import bf16
     from vidpolicy.common.pretrained import load_model
     from vidpolicy.common.text import TextEncoder
     from vidpolicy.finetune.data import tokenize_episodes
     from vidpolicy.pretrain.model import FutureDenoiser
+    from vidpolicy.pretrain.sample import sample_tokens
+    from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 
     fresh = video_dir.startswith("random:")
     where = video_dir.removeprefix("random:")
@@ -77,7 +81,9 @@ def features(video_dir: str, eps, picks, gap: int, batch: int = 16) -> dict[str,
         toks = tokenize_episodes(eps, Path(where) / "tokenizer", Path(d) / "tokens")
     text = TextEncoder("all-MiniLM-L6-v2")
     grid = tuple(video.config.latent_shape[1:])
-    out: dict[str, list] = {"masked": [], "future": []}
+    scheduler = MaskReplaceScheduler.load(where, video.config.num_timesteps)
+    out: dict[str, list] = {"masked": [], "future": [], **({"imagined": []} if imagine else {})}
+    gen = torch.Generator().manual_seed(0)
     for b in range(0, len(picks), batch):
         chunk = picks[b : b + batch]
         hist = torch.from_numpy(np.stack([toks[i][t] for i, t in chunk]).astype(np.int64))
@@ -87,11 +93,17 @@ def features(video_dir: str, eps, picks, gap: int, batch: int = 16) -> dict[str,
             zeros, T = torch.zeros(len(chunk), dtype=torch.long), video.config.num_timesteps
             out["masked"].append(pooled(video.denoise(torch.full_like(fut, video.mask_id), zeros + T, ctx)[1], grid))
             out["future"].append(pooled(video.denoise(fut, zeros, ctx)[1], grid))
+            if imagine:
+                def predict(x, t):
+                    return {"video": video.denoise(x["video"], zeros + t, ctx)[0]}
+                clip = sample_tokens(predict, scheduler, {"video": (fut.shape[1], video.config.codebook_size)},
+                                     len(chunk), imagine, 0.88, gen)["video"]
+                out["imagined"].append(pooled(video.denoise(clip, zeros, ctx)[1], grid))
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def probe(train: str, test: str, videos: dict[str, str], every: int = 5, limit: int = 400, test_limit: int = 128,
-          horizon: int = 4, gap: int = 20) -> dict:
+          horizon: int = 4, gap: int = 20, imagine: int = 6) -> dict:
     from vidpolicy.datasets.robot import RobotEpisodes
 
     sets = {name: RobotEpisodes(path, size=96) for name, path in (("train", train), ("test", test))}
@@ -114,8 +126,11 @@ def probe(train: str, test: str, videos: dict[str, str], every: int = 5, limit: 
     result = {"samples": {k: len(v) for k, v in picks.items()}, "state_task": score(xb, xb_test),
               "train_mean": score(np.zeros((len(y), 1)), np.zeros((len(expert), 1)))}
     for name, where in videos.items():
-        f, f_test = (features(where, sets[k], picks[k], gap) for k in ("train", "test"))
-        result[name] = {view: score(np.hstack([xb, f[view]]), np.hstack([xb_test, f_test[view]])) for view in f}
+        f = features(where, sets["train"], picks["train"], gap)
+        f_test = features(where, sets["test"], picks["test"], gap, imagine=imagine)
+        train_view = {"imagined": "future"}  # fitted on the true future, scored on the imagined one (act_on imagined)
+        result[name] = {view: score(np.hstack([xb, f[train_view.get(view, view)]]), np.hstack([xb_test, x]))
+                        for view, x in f_test.items()}
     return result
 
 
