@@ -63,13 +63,15 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
     return out
 
 
-def plot(summary: dict, path: Path) -> None:
-    """Success (pooled over tasks) against the actionless corpus size, seed range as a band; baselines flat."""
+def plot(summary: dict, path: Path, multiples: tuple[int, ...] = (0, 1, 5, 20)) -> None:
+    """Success (pooled over tasks) against the actionless corpus size, seed range as a band; baselines flat. One
+    panel per demo count with a rollout done."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    summary = {d: t for d, t in summary.items() if any("mean" in v for v in t.values())} or summary
     fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 3.5), squeeze=False)
     for ax, (d, table) in zip(axes[0], summary.items()):
         ks = sorted(int(n.split("=")[1].split("x")[0]) for n in table if n.startswith("vpdd A="))
@@ -79,10 +81,11 @@ def plot(summary: dict, path: Path) -> None:
         ax.plot([x for x, _ in pts], [100 * r["mean"] for _, r in pts], "o-", label="vidpolicy")
         ax.fill_between([x for x, _ in pts], [100 * r["min"] for _, r in pts], [100 * r["max"] for _, r in pts],
                         alpha=0.2)
-        for name in ("diffusion", "act"):
+        for name, label, color in (("diffusion", "Diffusion Policy", "C1"), ("act", "ACT", "C2")):
             if "mean" in table.get(name, {}):
-                ax.axhline(100 * table[name]["mean"], ls="--", label=name, color="C2" if name == "act" else "C1")
-        ax.set(title=d, xlabel="actionless episodes per task / D", ylabel="success %", ylim=(0, 100))
+                ax.axhline(100 * table[name]["mean"], ls="--", label=label, color=color)
+        ax.set(title=f"{d[1:]} demos per task", xlabel="actionless episodes per task / demos per task",
+               ylabel="success %", ylim=(0, 100), xlim=(-1, max(multiples) + 1), xticks=list(multiples))
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -4,6 +4,11 @@ at scale (index_scale) and the GPU check (gpu); run_all.py renders the other ben
 from __future__ import annotations
 
 
+def cpu_name(cpu: str) -> str:
+    """e.g. "Intel(R) Xeon(R) Processor" -> "Intel Xeon"."""
+    return cpu.replace("(R)", "").replace(" Processor", "")
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
@@ -47,3 +52,34 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
             out.append(("gpu", f"denoiser {name} ({v['parameters_m']} M): batch / tokens/s / TFLOP/s / MFU",
                         f"{v['batch']} / {v['tokens_per_s']} / {v['tflops']:.0f} / {pct(v['mfu_measured_peak'])}"))
     return out
+
+
+BASELINES = {"vpdd scratch": "vidpolicy from scratch", "diffusion": "Diffusion Policy", "act": "ACT"}
+
+
+def fewshot_table(f: dict) -> str:
+    """The README's results table for the grid's first demo count: success per policy and task (mean over the seeds
+    done, their range when more than one), pooled, and the paired test against vidpolicy pre-trained."""
+    d, table = next(iter(f["summary"].items()))
+    corpora = sorted((k for k in table if k.startswith("vpdd A=")), key=lambda k: -int(k[7:].split("x")[0]))
+    names = {**{k: f"vidpolicy pre-trained ({k[7:].replace('xD', 'x D')} actionless)" for k in corpora}, **BASELINES}
+    present = [k for k in names if "mean" in table.get(k, {})]
+    tasks = list(table[present[0]]["per_task"])
+
+    def cell(v: dict) -> str:
+        mid = f"{100 * v['mean']:.0f}"
+        return mid if v["min"] == v["max"] else f"{mid} ({100 * v['min']:.0f}-{100 * v['max']:.0f})"
+
+    out = ["| policy | " + " | ".join(t.removesuffix("-v3") for t in tasks) + " | all | vs pre-trained |",
+           "| --- " * (len(tasks) + 3) + "|"]
+    for k in present:
+        t, vs = table[k], table[k].get("vs_pretrained")
+        paired = f"{vs['wins']} / {vs['losses']}, p = {vs['p_value']:.2g}" if vs else ""
+        out.append(f"| {names[k]} | " + " | ".join(cell(t["per_task"][x]) for x in tasks)
+                   + f" | **{cell(t)}** | {paired} |")
+    b, seeds = f["budget"], max(len(table[k]["seeds"]) for k in present)
+    out.append(f"\nSuccess %, {d[1:]} demos per task, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task of "
+               f"up to {b['max_steps']} steps, {seeds} of {len(b['seeds'])} seeds (range in brackets), "
+               f"{b['train_steps']:,} training steps each. vs pre-trained: episodes only it / only pre-trained "
+               f"solved, exact McNemar p. {cpu_name(f.get('cpu', ''))}, 2 cores, {f['commit']}.")
+    return "\n".join(out) + "\n"

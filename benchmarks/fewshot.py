@@ -302,7 +302,7 @@ def main() -> None:
     from _fewshot_report import plot, summarize
 
     summary = summarize(root, cells)
-    plot(summary, root / "success_vs_actionless.png")
+    plot(summary, root / "success_vs_actionless.png", b.multiples)
     save("fewshot_quick" if args.quick else "fewshot", {
         "tasks": args.tasks, "budget": asdict(b), "summary": summary,
         "cells_done": sum(is_done(root, c) for c in cells), "cells": len(cells),

@@ -4,9 +4,10 @@ chunk, fitted on one dataset's episodes and scored on another's (normalised MSE,
 For each video model (a pre-training run or a policy directory, each with its own tokenizer; ``random:DIR`` is DIR's
 architecture and tokenizer with fresh weights), views of each sample: the features with the future all masked (what
 the history and instruction alone give, the view the paper's action model gets at its first steps); with the true
-future in view (t = 0, the view ``--act-on imagined`` trains on); on the test episodes, the future the model itself
-imagines (6 steps, as the grid's policies) in view, through the probe fitted on the true one. Each probe reads the
-state and the task beside the features; "state + task" alone is the floor the video has to beat.
+future in view (t = 0, the view ``--act-on imagined`` trains on); the future the model itself imagines (6 steps, as
+the grid's policies) in view, through a probe fitted on imagined futures and through the one fitted on the true
+future. Each probe reads the state and the task beside the features; "state + task" alone is the floor the video
+has to beat.
 
     python benchmarks/probe.py --train D5/demos/data --test D5/heldout/data \
         --video scratch=D5/A0x/vpdd/seed0/train/policy --video pretrained=D5/A20x/pretrain/run --out probe.json
@@ -126,11 +127,11 @@ def probe(train: str, test: str, videos: dict[str, str], every: int = 5, limit: 
     result = {"samples": {k: len(v) for k, v in picks.items()}, "state_task": score(xb, xb_test),
               "train_mean": score(np.zeros((len(y), 1)), np.zeros((len(expert), 1)))}
     for name, where in videos.items():
-        f = features(where, sets["train"], picks["train"], gap)
-        f_test = features(where, sets["test"], picks["test"], gap, imagine=imagine)
-        train_view = {"imagined": "future"}  # fitted on the true future, scored on the imagined one (act_on imagined)
-        result[name] = {view: score(np.hstack([xb, f[train_view.get(view, view)]]), np.hstack([xb_test, x]))
-                        for view, x in f_test.items()}
+        f, f_test = (features(where, sets[k], picks[k], gap, imagine=imagine) for k in ("train", "test"))
+        result[name] = {view: score(np.hstack([xb, f[view]]), np.hstack([xb_test, x])) for view, x in f_test.items()}
+        if imagine:  # fitted on the true future, scored on the imagined one: how act_on "imagined" trains and acts
+            result[name]["imagined_through_true"] = score(np.hstack([xb, f["future"]]),
+                                                          np.hstack([xb_test, f_test["imagined"]]))
     return result
 
 

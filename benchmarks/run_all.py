@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from _tables import rows
+from _tables import cpu_name, fewshot_table, rows
 
 from vidpolicy.common.workers import die_with_parent
 
@@ -206,37 +207,13 @@ def fill(path: Path, marker: str, text: str) -> None:
         path.write_text(head + start + "\n" + text + rest[rest.index(end):])
 
 
-FEWSHOT_NAMES = {"vpdd A=20xD": "vidpolicy pre-trained (20x D actionless)", "vpdd scratch": "vidpolicy from scratch",
-                 "diffusion": "Diffusion Policy", "act": "ACT"}
-
-
-def fewshot_row(f: dict) -> tuple[str, str]:
-    """The head-to-head grid's first demo count: each policy's success over the seeds done (their range when more
-    than one), and the paired p-value against vidpolicy pre-trained where both ran."""
-    d, table = next(iter(f["summary"].items()))
-    tasks, b = len(f["tasks"].split(",")), f["budget"]
-    present = [key for key in FEWSHOT_NAMES if "mean" in table.get(key, {})]
-    parts = []
-    for key in present:
-        t, name = table[key], FEWSHOT_NAMES[key]
-        spread = f" ({fmt(t['min'], True)}-{fmt(t['max'], True)})" if len(t["seeds"]) > 1 else ""
-        vs = f", p = {t['vs_pretrained']['p_value']:.2g} vs pre-trained" if "vs_pretrained" in t else ""
-        parts.append(f"{name} {fmt(t['mean'], True)}{spread}{vs}")
-    seeds = max(len(table[k]["seeds"]) for k in present)
-    question = (f"few-shot Meta-World, camera + 4-d state ({tasks} tasks x {d[1:]} demos, {b['eval_episodes']} "
-                f"episodes, {seeds} of {len(b['seeds'])} seeds): success")
-    return question, ", ".join(parts) + ("" if "vpdd A=20xD" in table else "; pre-trained: next")
-
-
 def headline(r: dict) -> str:
     """The README's short table: one row per question a user asks, with where and when it was measured."""
     rows = ["| question | answer | measured |", "| --- | --- | --- |"]
 
     def row(question: str, answer: str, key: str) -> None:
-        rows.append(f"| {question} | {answer} | {r[key].get('cpu', 'an earlier machine')}, {r[key]['commit']} |")
+        rows.append(f"| {question} | {answer} | {cpu_name(r[key].get('cpu', 'an earlier machine'))}, {r[key]['commit']} |")
 
-    if r.get("fewshot", {}).get("summary"):
-        row(*fewshot_row(r["fewshot"]), "fewshot")
     if r.get("g1", {}).get("results"):
         g = r["g1"]
         names = {"vpdd-regression/seed0": "vidpolicy", "vpdd-tokens/seed0": "its token head",
@@ -264,10 +241,6 @@ def headline(r: dict) -> str:
         row(f"scripted expert, {len(e)} tasks x {r['lerobot_parity']['episodes']} seeds: vidpolicy rollout / "
             "LeRobot's loop", " / ".join(fmt(sum(v[k] for v in e.values()) / len(e), True)
                                         for k in ("vidpolicy_rollout", "lerobot_loop")), "lerobot_parity")
-    if "lerobot_parity_policy" in r and "select_action_s" in r["lerobot_parity_policy"]:
-        t = r["lerobot_parity_policy"]["select_action_s"]
-        row("select_action through LeRobot's pipelines / direct (480² camera, ms per action)",
-            f"{1e3 * t['plugin']['mean']:.1f} / {1e3 * t['direct']['mean']:.1f}", "lerobot_parity_policy")
     return "\n".join(rows) + "\n"
 
 
@@ -295,6 +268,11 @@ def main() -> None:
     (HERE / "results.md").write_text(table)
     fill(HERE.parent / "docs" / "experiments.md", "results", table)  # the experiment log keeps every number
     fill(HERE.parent / "README.md", "headline", headline(results))
+    if results.get("fewshot", {}).get("summary"):  # the head-to-head grid gets its own table and plot
+        fill(HERE.parent / "README.md", "fewshot", fewshot_table(results["fewshot"]))
+        plot = HERE / results["fewshot"]["plot"]
+        if plot.exists():
+            shutil.copyfile(plot, HERE.parent / "docs" / "images" / "fewshot.png")
     print(table)
 
 

@@ -132,3 +132,19 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     assert table["act"]["vs_pretrained"] == {"wins": 0, "losses": 0, "p_value": 1.0}
     _fewshot_report.plot({"D5": table}, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_the_readme_table_shows_seed_ranges_and_the_paired_test():
+    from _tables import fewshot_table
+
+    def run(lo, hi):
+        return {"seeds": [0, 1], "mean": (lo + hi) / 2, "min": lo, "max": hi,
+                "per_task": {"reach-v3": {"mean": (lo + hi) / 2, "min": lo, "max": hi}}}
+    table = {"act": {**run(0.2, 0.2), "vs_pretrained": {"wins": 1, "losses": 3, "p_value": 0.625}},
+             "vpdd A=20xD": run(0.4, 0.5), "vpdd scratch": {"imagination": {}}}
+    budget = {"eval_episodes": 10, "max_steps": 500, "seeds": [0, 1, 2], "train_steps": 2000}
+    lines = fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234"}).splitlines()
+    assert lines[0] == "| policy | reach | all | vs pre-trained |"
+    assert lines[2] == "| vidpolicy pre-trained (20x D actionless) | 45 (40-50) | **45 (40-50)** |  |"
+    assert lines[3] == "| ACT | 20 | **20** | 1 / 3, p = 0.62 |"  # no scratch row: it has no rollout yet
+    assert "2 of 3 seeds" in lines[-1] and "abc1234" in lines[-1]
