@@ -212,7 +212,8 @@ def headline(r: dict) -> str:
     rows = ["| question | answer | measured |", "| --- | --- | --- |"]
 
     def row(question: str, answer: str, key: str) -> None:
-        rows.append(f"| {question} | {answer} | {cpu_name(r[key].get('cpu', 'an earlier machine'))}, {r[key]['commit']} |")
+        where = cpu_name(r[key].get("cpu", "an earlier machine"))
+        rows.append(f"| {question} | {answer} | {where}, {r[key]['commit']} |")
 
     if r.get("g1", {}).get("results"):
         g = r["g1"]

@@ -131,6 +131,44 @@ def test_acting_on_the_imagined_clip_reads_all_of_it(policy, tmp_path):
         assert torch.equal(read[0], p.video.denoise(fut, zero, p.video.context(hist, p.video.text_input(text)))[1])
 
 
+def test_acting_on_the_history_imagines_nothing(policy, tmp_path):
+    """``--act-on history``: the action model reads the video model's features of the future all masked (t = T),
+    the same at every step and in training, and no clip is imagined (the plan returns the present)."""
+    from vidpolicy.common.device import bf16
+    from vidpolicy.finetune.objective import JointDenoiser, LossWeights, joint_loss
+    from vidpolicy.policies.vpdd import VPDDPolicy
+    from vidpolicy.pretrain.timesteps import TimestepSampler
+
+    d = policy.parent
+    r = run_cli("finetune", "--pretrained", str(d / "pre"), "--dataset", str(d / "demos"), "--out",
+                str(tmp_path / "p"), "--width", "32", "--depth", "1", "--max-steps", "4", "--batch-size", "4",
+                "--sampling-steps", "3", "--act-on", "history")
+    assert r.returncode == 0, r.stderr[-2000:]
+    p = VPDDPolicy.from_pretrained(tmp_path / "p")
+    read: list[torch.Tensor] = []
+    action_forward = p.action.forward
+    p.action.forward = lambda a_t, t, feats, *args: read.append(feats) or action_forward(a_t, t, feats, *args)
+    K, T = p.video.config.codebook_size, p.video.config.num_timesteps
+    hist = torch.randint(0, K, (2, p.video.tokens_per_clip), generator=torch.Generator().manual_seed(0))
+    text, state = p.text(["reach"] * 2), torch.zeros(2, p.config.state_dim)
+    clip, actions = p.plan(hist, text, generator=torch.Generator().manual_seed(1), state=state)
+    assert torch.equal(clip, hist) and actions.shape == (2, p.config.horizon, 4) and len(read) == 3
+    with bf16(p.device), torch.no_grad():
+        ctx = p.video.context(hist, p.video.text_input(text))
+        masked_view = p.video.denoise(torch.full_like(hist, K), torch.full((2,), T), ctx)[1]
+    assert all(torch.equal(f, masked_view) for f in read)
+    read.clear()
+    n = p.config.horizon * 4  # training reads the same view, whatever the actions' t and the true future
+    batch = (hist, torch.randint(0, K, hist.shape), torch.zeros(2, n, dtype=torch.long), torch.zeros(2, n),
+             torch.ones(2, n, dtype=torch.bool), state, text)
+    with torch.no_grad():
+        joint_loss(JointDenoiser(p.video, p.action, train_video=False, act_on="history"), p.scheduler,
+                   TimestepSampler(T, importance=False), batch, False, False, LossWeights())
+        ctx = p.video.context(hist, p.video.text_input(text))
+        assert torch.allclose(read[0].float(), p.video.denoise(torch.full_like(hist, K), torch.full((2,), T),
+                                                               ctx)[1].float())
+
+
 def test_robot_tokens_are_the_clips_ending_at_every_step(policy):
     """Fine-tuning reads the dataset through `vidpolicy tokenize --every-step`: clip t of an episode is the tokenizer's
     code of the frames t-T+1..t, the first frame repeated before the episode starts."""

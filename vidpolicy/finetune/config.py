@@ -18,7 +18,7 @@ class FinetuneConfig:
     detach_video_features: bool = opt(False, "the action loss does not reach a training video model", advanced=True)
     camera: str | None = opt(None, "LeRobot camera key (default: the first)")
     action_head: str = opt("auto", "tokens (paper), regression, or auto: tokens up to 8-d")
-    act_on: str = opt("joint", "joint (paper), or imagined: act on the whole imagined clip")
+    act_on: str = opt("joint", "actions read: joint (paper), imagined (whole clip), history")
     state: bool = opt(True, "the action model also reads observation.state when present")
     horizon: int = opt(4, "actions per chunk H (paper: 4)")
     execute: int = opt(1, "actions of each chunk run before imagining again (paper: 1)")

@@ -18,7 +18,8 @@ from vidpolicy.pretrain.timesteps import TimestepSampler
 class JointDenoiser(nn.Module):
     """The video denoiser and the action model as one module (one DDP wrapper, one optimizer). ``act_on``: what
     the action model reads, the video model's features of the noisy future at the actions' own t ("joint", the
-    paper) or of the whole future ("imagined": trained on the true future, acting on the imagined one)."""
+    paper), of the whole future ("imagined": trained on the true future, acting on the imagined one) or of the
+    future all masked ("history")."""
 
     def __init__(self, video: FutureDenoiser, action: ActionDenoiser, train_video: bool, detach: bool = False,
                  act_on: str = "joint"):
@@ -31,15 +32,16 @@ class JointDenoiser(nn.Module):
         if action.config.output == "regression":  # learned queries stand in for the noisy action tokens
             action.token_embed.requires_grad_(False)
 
-    def forward(self, x_v, a_t, t, hist, text, state=None, future=None):
-        """``future`` (act_on "imagined"): the clean future clip whose features the action model reads."""
+    def forward(self, x_v, a_t, t, hist, text, state=None, future=None, future_t=None):
+        """``future`` (act_on "imagined", "history"): the clip whose features at ``future_t`` (default 0) the action
+        model reads."""
         log_v = None
         with torch.set_grad_enabled(self.train_video and torch.is_grad_enabled()):
             ctx = self.video.context(hist, self.video.text_input(text))
             if future is None or self.train_video:  # the video loss needs the noisy future's prediction
                 log_v, feats = self.video.denoise(x_v, t, ctx)
             if future is not None:
-                feats = self.video.denoise(future, torch.zeros_like(t), ctx)[1]
+                feats = self.video.denoise(future, torch.zeros_like(t) if future_t is None else future_t, ctx)[1]
         return log_v, self.action(a_t, t, feats.detach() if self.detach else feats, text, state)
 
 
@@ -60,7 +62,9 @@ def joint_loss(model: nn.Module, schedule: MaskReplaceScheduler, sampler: Timest
     t, _ = sampler.sample(hist.shape[0], hist.device)
     x_v = schedule.add_noise(fut, t, Kv)
     a_t = torch.zeros_like(acts) if regression else schedule.add_noise(acts, t, Ka)
-    log_v, log_a = model(x_v, a_t, t, hist, txt, state, future=fut if joint.act_on == "imagined" else None)
+    view = {"imagined": (fut, None), "history": (torch.full_like(fut, Kv), torch.full_like(t, T))}
+    future, future_t = view.get(joint.act_on, (None, None))
+    log_v, log_a = model(x_v, a_t, t, hist, txt, state, future=future, future_t=future_t)
     w = 2 - t.float() / T
     if regression:
         mse = ((log_a.float() - cont) ** 2 * amask).sum(1) / amask.sum(1).clamp(min=1)

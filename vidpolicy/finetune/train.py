@@ -100,7 +100,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
                             output=pol_cfg.head, state_dim=state_norm.dim if state_norm else 0)
     model = JointDenoiser(video.train(), action, train_video, detach=cfg.detach_video_features,
                           act_on=pol_cfg.act_on)
-    passes = 2 if train_video and pol_cfg.act_on == "imagined" else 1  # the noisy future, then the clean one
+    passes = 2 if train_video and pol_cfg.act_on != "joint" else 1  # the noisy future, then the one acted on
     flops = [video.flops_per_sample(train_video)] * passes + [action.flops_per_sample(video.tokens_per_clip)]
     acc.print(size_line("policy", [video, action], None if None in flops else sum(flops),
                         cfg.batch_size * cfg.grad_accum * acc.num_processes))

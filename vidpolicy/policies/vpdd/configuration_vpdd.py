@@ -21,7 +21,7 @@ FORMAT_VERSION = 1
 ACTION_HEADS = ("auto", "tokens", "regression")
 TOKEN_HEAD_MAX_DIM = 8  # auto: binned tokens up to end-effector deltas + gripper; joint-space robots regress
 ACTION_DECODES = ("mode", "mean")
-ACT_ON = ("joint", "imagined")
+ACT_ON = ("joint", "imagined", "history")
 
 
 @dataclass
@@ -41,7 +41,8 @@ class VPDDConfig:
     # belief when each token was unmasked (the squared-error optimum where the model is unsure)
     action_decode: str = "mode"
     # joint (paper): action tokens denoised with the video's at one t, reading its noisy future; imagined: the
-    # future clip is imagined whole first and the action model reads all of it
+    # future clip is imagined whole first and the action model reads all of it; history: it reads the features of
+    # the future all masked (the history and instruction alone) and nothing is imagined
     act_on: str = "joint"
     text_encoder: str = DEFAULT_TEXT_ENCODER
     image_size: int = 96  # square frames the tokenizer reads

@@ -28,6 +28,7 @@ from vidpolicy.datasets.clips import to_unit_range
 from vidpolicy.finetune.model import ActionDenoiser
 from vidpolicy.policies.vpdd.configuration_vpdd import VPDDConfig
 from vidpolicy.policies.vpdd.processor_vpdd import VPDDProcessor
+from vidpolicy.pretrain.foresight import copy_last_clip
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.sample import guide, sample_tokens
 from vidpolicy.pretrain.schedule import MaskReplaceScheduler
@@ -103,7 +104,8 @@ class VPDDPolicy:
              generator: torch.Generator | None = None, state: torch.Tensor | None = None,
              future: torch.Tensor | None = None, future_t: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """Imagine the future clip (video tokens ``(b, n)``) and the actions ``(b, H, D)`` (robot units): jointly, or
-        the clip first when the policy acts on the whole imagined clip (``act_on``). ``state``: normalised robot
+        the clip first when the policy acts on the whole imagined clip (``act_on``); act_on "history" imagines
+        nothing (the clip is the last history clip, and ``future`` is not read). ``state``: normalised robot
         states ``(b, state_dim)`` (see `VPDDProcessor.state`) for a policy that reads them. ``future`` (tokens
         ``(b, n)``), a diagnosis: the action model reads that future instead of the imagined one, noised as it would
         see the imagined one (each step's t; the whole clip for act_on "imagined") or to ``future_t`` at every step
@@ -137,6 +139,9 @@ class VPDDPolicy:
                 clip = sample_tokens(lambda x, t: {"video": video(x["video"], at(t))[0]}, self.scheduler,
                                      {"video": (v.tokens_per_clip, K)}, b, steps, top_r, generator, dev)["video"]
                 whole = features_of(clip if future is None else future, at(future_t or 0))
+            elif cfg.act_on == "history":  # nothing imagined: the clip returned is the present, held still
+                clip = copy_last_clip(history_tokens, v.tokens_per_clip)
+                whole = v.denoise(torch.full_like(clip, K), at(v.config.num_timesteps), ctx)[1]
 
             def predict(x, t):
                 tt, out = at(t), {}
