@@ -93,22 +93,30 @@ def test_a_given_future_is_what_the_action_model_reads(policy):
     assert all((calls[2 * k + 1][0] == future).float().mean() > 0.99 for k in range(steps))  # all of it, each step
 
 
+def _act_on_policy(policy, out, act_on: str):
+    """A tiny policy fine-tuned with ``--act-on act_on``, and the list its action model appends the features it
+    reads to."""
+    from vidpolicy.policies.vpdd import VPDDPolicy
+
+    d = policy.parent
+    r = run_cli("finetune", "--pretrained", str(d / "pre"), "--dataset", str(d / "demos"), "--out", str(out),
+                "--width", "32", "--depth", "1", "--max-steps", "4", "--batch-size", "4", "--sampling-steps", "3",
+                "--act-on", act_on)
+    assert r.returncode == 0, r.stderr[-2000:]
+    p = VPDDPolicy.from_pretrained(out)
+    assert p.config.act_on == act_on
+    read: list[torch.Tensor] = []
+    action_forward = p.action.forward
+    p.action.forward = lambda a_t, t, feats, *args: read.append(feats) or action_forward(a_t, t, feats, *args)
+    return p, read
+
+
 def test_acting_on_the_imagined_clip_reads_all_of_it(policy, tmp_path):
     """``--act-on imagined``: the clip is imagined whole first, and at every action step the action model reads
     the video model's features of that whole clip (t = 0), as it was trained on the true future's."""
     from vidpolicy.common.device import bf16
-    from vidpolicy.policies.vpdd import VPDDPolicy
 
-    d = policy.parent
-    r = run_cli("finetune", "--pretrained", str(d / "pre"), "--dataset", str(d / "demos"), "--out",
-                str(tmp_path / "p"), "--width", "32", "--depth", "1", "--max-steps", "4", "--batch-size", "4",
-                "--sampling-steps", "3", "--act-on", "imagined")
-    assert r.returncode == 0, r.stderr[-2000:]
-    p = VPDDPolicy.from_pretrained(tmp_path / "p")
-    assert p.config.act_on == "imagined"
-    read: list[torch.Tensor] = []
-    action_forward = p.action.forward
-    p.action.forward = lambda a_t, t, feats, *args: read.append(feats) or action_forward(a_t, t, feats, *args)
+    p, read = _act_on_policy(policy, tmp_path / "p", "imagined")
     hist = torch.randint(0, p.video.config.codebook_size, (2, p.video.tokens_per_clip),
                          generator=torch.Generator().manual_seed(0))
     text, state = p.text(["reach"] * 2), torch.zeros(2, p.config.state_dim)
@@ -136,18 +144,9 @@ def test_acting_on_the_history_imagines_nothing(policy, tmp_path):
     the same at every step and in training, and no clip is imagined (the plan returns the present)."""
     from vidpolicy.common.device import bf16
     from vidpolicy.finetune.objective import JointDenoiser, LossWeights, joint_loss
-    from vidpolicy.policies.vpdd import VPDDPolicy
     from vidpolicy.pretrain.timesteps import TimestepSampler
 
-    d = policy.parent
-    r = run_cli("finetune", "--pretrained", str(d / "pre"), "--dataset", str(d / "demos"), "--out",
-                str(tmp_path / "p"), "--width", "32", "--depth", "1", "--max-steps", "4", "--batch-size", "4",
-                "--sampling-steps", "3", "--act-on", "history")
-    assert r.returncode == 0, r.stderr[-2000:]
-    p = VPDDPolicy.from_pretrained(tmp_path / "p")
-    read: list[torch.Tensor] = []
-    action_forward = p.action.forward
-    p.action.forward = lambda a_t, t, feats, *args: read.append(feats) or action_forward(a_t, t, feats, *args)
+    p, read = _act_on_policy(policy, tmp_path / "p", "history")
     K, T = p.video.config.codebook_size, p.video.config.num_timesteps
     hist = torch.randint(0, K, (2, p.video.tokens_per_clip), generator=torch.Generator().manual_seed(0))
     text, state = p.text(["reach"] * 2), torch.zeros(2, p.config.state_dim)
