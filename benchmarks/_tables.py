@@ -80,6 +80,6 @@ def fewshot_table(f: dict) -> str:
     b, seeds = f["budget"], max(len(table[k]["seeds"]) for k in present)
     out.append(f"\nSuccess %, {d[1:]} demos per task, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
                f"of up to {b['max_steps']} steps, {seeds} of {len(b['seeds'])} seeds (range in brackets), "
-               f"{b['train_steps']:,} training steps each. vs pre-trained: episodes only it / only pre-trained "
+               f"{b['train_steps']:,} training steps each. vs pre-trained: episodes only pre-trained / only it "
                f"solved, exact McNemar p. {cpu_name(f.get('cpu', ''))}, 2 cores, {f['commit']}.")
     return "\n".join(out) + "\n"
