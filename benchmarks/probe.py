@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _imagination import action_errors
 
 ALPHAS = (1e-2, 1e-1, 1, 10, 100, 1000)
 
@@ -121,8 +122,7 @@ def probe(train: str, test: str, videos: dict[str, str], every: int = 5, limit: 
     var, groups = sets["train"].action_variance(), np.array([i for i, _ in picks["train"]])
     def score(x, x_test):
         pred = fit_predict(x, y.reshape(len(y), -1), groups, x_test).reshape(expert.shape)
-        err = (pred - expert) ** 2 / var
-        return {"first_action": round(float(err[:, 0].mean()), 4), "chunk": round(float(err.mean()), 4)}
+        return {k: round(v, 4) for k, v in action_errors(pred, expert, var).items()}
     xb, xb_test = base("train"), base("test")
     result = {"samples": {k: len(v) for k, v in picks.items()}, "state_task": score(xb, xb_test),
               "train_mean": score(np.zeros((len(y), 1)), np.zeros((len(expert), 1)))}
