@@ -21,9 +21,15 @@ def paired(a: dict, b: dict) -> dict:
 
 
 def label(cell: Cell) -> str:
-    if cell.policy != "vpdd":
+    if cell.family != "vpdd":
         return cell.policy
-    return "vpdd scratch" if cell.multiple == 0 else f"vpdd A={cell.multiple}xD"
+    name = "vpdd scratch" if cell.multiple == 0 else f"vpdd A={cell.multiple}xD"
+    return name if cell.act_on == "joint" else f"{name}, act on {cell.act_on}"
+
+
+def corpora(table: dict) -> list[int]:
+    """The actionless corpus sizes k of the paper's vidpolicy rows ("vpdd A=kxD"), ascending."""
+    return sorted(int(n[7:].split("x")[0]) for n in table if n.startswith("vpdd A=") and ", act on" not in n)
 
 
 def summarize(root: Path, cells: list[Cell]) -> dict:
@@ -74,7 +80,7 @@ def plot(summary: dict, path: Path, multiples: tuple[int, ...] = (0, 1, 5, 20)) 
     summary = {d: t for d, t in summary.items() if any("mean" in v for v in t.values())} or summary
     fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 3.5), squeeze=False)
     for ax, (d, table) in zip(axes[0], summary.items()):
-        ks = sorted(int(n.split("=")[1].split("x")[0]) for n in table if n.startswith("vpdd A="))
+        ks = corpora(table)
         xs = [0] + ks
         rows = [table.get("vpdd scratch")] + [table[f"vpdd A={k}xD"] for k in ks]
         pts = [(x, r) for x, r in zip(xs, rows) if r and "mean" in r]

@@ -20,13 +20,10 @@ OMP_NUM_THREADS=1) keeps every core busy, the single-threaded simulator's rollou
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from _common import cell_done, cell_result, claim_cell, quiet, run_cells
+from _common import cell_done, claim_cell, quiet, run_cells
 
 TASKS = ("reach,drawer-close,window-open,"  # easy
          "coffee-push,sweep-into,hammer,"  # medium
@@ -36,7 +33,8 @@ POLICIES = ("vpdd", "diffusion", "act")  # vpdd with k = 0 is vidpolicy from scr
 COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "finetune_step": 1.7,
         "diffusion_step": 1.0, "act_step": 0.5, "imagine_sample": 3.0,
         # per simulated step, from the first default rollouts (sharing the cores, so rough)
-        "vpdd_rollout_step": 0.07, "diffusion_rollout_step": 0.09, "act_rollout_step": 0.02}
+        "vpdd_rollout_step": 0.07, "vpdd_history_rollout_step": 0.035, "diffusion_rollout_step": 0.09,
+        "act_rollout_step": 0.02}
 HELDOUT = 2  # expert episodes per task at the evaluation seeds (the imagine cells' data)
 
 
@@ -45,6 +43,7 @@ class Budget:
     demos: tuple[int, ...] = (5, 10)  # D: action-labelled demos per task
     multiples: tuple[int, ...] = (0, 1, 5, 20)  # k: actionless episodes per task = k x D
     seeds: tuple[int, ...] = (0, 1, 2)  # fine-tuning seeds of every learned policy
+    variants: tuple[str, ...] = ("history",)  # vidpolicy also acting on these (`--act-on`), from scratch and k max
     tokenizer_steps: int = 600
     pretrain_steps: int = 4000
     train_steps: int = 2000  # fine-tuning / lerobot-train steps, equal across policies
@@ -56,7 +55,7 @@ class Budget:
     @classmethod
     def quick(cls) -> "Budget":
         return cls(demos=(2,), multiples=(0, 2), seeds=(0,), tokenizer_steps=60, pretrain_steps=60, train_steps=60,
-                   eval_episodes=1, max_steps=60, imagine_samples=16, small=True)
+                   eval_episodes=1, max_steps=60, imagine_samples=16, small=True, variants=())
 
     @property
     def sizes(self) -> dict:
@@ -70,8 +69,16 @@ class Cell:
     stage: str  # demos, actionless, pretrain, train (a policy), rollout, heldout, imagine
     demos: int
     multiple: int | None = None  # None: the stage does not depend on the actionless corpus
-    policy: str | None = None
+    policy: str | None = None  # vpdd, diffusion, act, or vpdd-VARIANT: vidpolicy with `--act-on VARIANT`
     seed: int | None = None
+
+    @property
+    def family(self) -> str | None:
+        return self.policy and self.policy.split("-")[0]
+
+    @property
+    def act_on(self) -> str:
+        return self.policy.partition("-")[2] or "joint"
 
     @property
     def name(self) -> str:
@@ -83,7 +90,8 @@ class Cell:
 def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
     """Every cell in the order they can run (each after the cells it reads), the decisive comparison first: for each
     D, the first seed of every policy that needs no large corpus (vidpolicy from scratch, the baselines), then
-    vidpolicy on the largest corpus, then the other seeds; last the corpus sizes in between, which draw the curve."""
+    vidpolicy on the largest corpus, then the other seeds, then vidpolicy's variants at both ends; last the corpus
+    sizes in between, which draw the curve."""
     lo, hi = (min(b.multiples), max(b.multiples)) if "vpdd" in policies else (None, None)
     middle = [k for k in b.multiples if k not in (lo, hi)] if "vpdd" in policies else []
     cheap = [(p, lo if p == "vpdd" else None) for p in policies]
@@ -103,7 +111,8 @@ def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
     cells = [c for d in b.demos for c in [
         Cell("demos", d), *shared(d, [lo] if lo is not None else []), *runs(d, cheap, first),
         *shared(d, [k for k in (hi,) if big]), *runs(d, big, first), *([Cell("heldout", d)] if ends else []),
-        *imagine(d, ends), *runs(d, cheap + big, rest)]]
+        *imagine(d, ends), *runs(d, cheap + big, rest),
+        *runs(d, [(f"vpdd-{v}", k) for v in b.variants for k in ends], b.seeds)]]
     return cells + [c for d in b.demos for c in [*shared(d, middle), *runs(d, [("vpdd", k) for k in middle], b.seeds),
                                                  *imagine(d, middle)]]
 
@@ -114,7 +123,7 @@ def needs(cell: Cell) -> list[Cell]:
     if cell.stage == "pretrain":
         return [Cell("demos", d)] + ([Cell("actionless", d, k)] if k else [])
     if cell.stage == "train":
-        return [Cell("demos", d)] + ([Cell("pretrain", d, k)] if cell.policy == "vpdd" else [])
+        return [Cell("demos", d)] + ([Cell("pretrain", d, k)] if cell.family == "vpdd" else [])
     if cell.stage in ("rollout", "imagine"):
         own = [Cell("train", d, k, cell.policy, cell.seed)]
         return own + ([Cell("heldout", d)] if cell.stage == "imagine" else [])
@@ -135,9 +144,10 @@ def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
     if cell.stage == "imagine":
         return COST["imagine_sample"] * b.imagine_samples
     if cell.stage == "train":
-        return COST[f"{'finetune' if cell.policy == 'vpdd' else cell.policy}_step"] * b.train_steps
+        return COST[f"{'finetune' if cell.family == 'vpdd' else cell.policy}_step"] * b.train_steps
     episodes_steps = n_tasks * b.eval_episodes * b.max_steps * 0.8  # solved episodes end early; few are solved
-    return COST[f"{cell.policy}_rollout_step"] * episodes_steps
+    own = f"{cell.policy.replace('-', '_')}_rollout_step"
+    return COST.get(own, COST[f"{cell.family}_rollout_step"]) * episodes_steps
 
 
 def is_done(root: Path, cell: Cell) -> bool:
@@ -149,7 +159,7 @@ def claim(root: Path, cell: Cell) -> Path:
     episodes, vidpolicy's trainers resume from their checkpoints, `rollout` after its last journaled episode); any
     other (lerobot-train, imagine) restarts empty."""
     resumes = cell.stage in ("demos", "actionless", "heldout", "rollout") or (
-        cell.stage in ("pretrain", "train") and cell.policy in (None, "vpdd"))
+        cell.stage in ("pretrain", "train") and cell.family in (None, "vpdd"))
     return claim_cell(root, cell.name, keep=resumes)
 
 
@@ -162,116 +172,6 @@ def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = N
         lines.append(f"{c.name:<40} {est / 60:>8.1f}  {'yes' if done else ''}")
     lines.append(f"{len(cells)} cells, ~{total / 3600:.1f} CPU-hours in all, ~{left / 3600:.1f} left")
     return "\n".join(lines)
-
-
-# LeRobot's baselines at CPU size (their defaults: Diffusion Policy ~265 M parameters, ACT ~52 M); no downloads
-BASELINES = {
-    "diffusion": ["--policy.type=diffusion", "--policy.pretrained_backbone_weights=null", "--policy.crop_shape=[84,84]",
-                  "--policy.down_dims=[64,128,256]", "--policy.horizon=16", "--policy.n_action_steps=8"],
-    "act": ["--policy.type=act", "--policy.pretrained_backbone_weights=null", "--policy.dim_model=128",
-            "--policy.dim_feedforward=512", "--policy.n_encoder_layers=2", "--policy.n_decoder_layers=1",
-            "--policy.chunk_size=20", "--policy.n_action_steps=20"],
-}
-SIZE = 96  # camera side of the demos and of every policy's evaluation
-
-
-class Runner:
-    def __init__(self, root: Path, b: Budget, tasks: str, human: Path | None):
-        self.root, self.b, self.tasks, self.human = root, b, tasks, human
-
-    def dir(self, cell: Cell) -> Path:
-        return self.root / cell.name
-
-    def run(self, cell: Cell) -> dict:
-        where = claim(self.root, cell)
-        return getattr(self, cell.stage)(cell, where)
-
-    def _collect(self, out: Path, episodes: int, seed: int) -> dict:
-        from vidpolicy.envs.collect import CollectConfig, collect
-
-        log = collect(CollectConfig(tasks=self.tasks, episodes=episodes, out=str(out), size=SIZE, seed=seed,
-                                    state="agent_pos"))
-        return {"episodes": len(log["episodes"])}
-
-    def demos(self, cell: Cell, where: Path) -> dict:
-        return self._collect(where / "data", cell.demos, seed=0)
-
-    def actionless(self, cell: Cell, where: Path) -> dict:
-        return self._collect(where / "data", cell.demos * cell.multiple, seed=500)  # actions never read
-
-    def heldout(self, cell: Cell, where: Path) -> dict:
-        return self._collect(where / "data", HELDOUT, seed=1000)  # the evaluation seeds: no policy trained on them
-
-    def imagine(self, cell: Cell, where: Path) -> dict:
-        from _imagination import imagination_scores
-
-        policy = self.result(Cell("train", cell.demos, cell.multiple, cell.policy, cell.seed))["policy"]
-        heldout = self.dir(Cell("heldout", cell.demos)) / "data"
-        return imagination_scores(policy, heldout, samples=self.b.imagine_samples)
-
-    def result(self, cell: Cell) -> dict:
-        return cell_result(self.root, cell.name)
-
-    def pretrain(self, cell: Cell, where: Path) -> dict:
-        """Tokenizer on every video this setting may use, the actionless corpus tokenized, the video model
-        pre-trained on it (k = 0: the tokenizer sees the demos only, and fine-tuning starts the video model fresh)."""
-        from vidpolicy.datasets.video import find_videos
-        from vidpolicy.pretrain.config import PretrainConfig
-        from vidpolicy.pretrain.train import pretrain
-        from vidpolicy.tokenizer.config import TokenizeConfig, TokenizerTrainConfig
-        from vidpolicy.tokenizer.tokenize import tokenize
-        from vidpolicy.tokenizer.train import train_tokenizer
-
-        demos = self.dir(Cell("demos", cell.demos)) / "data"
-        corpus = self.dir(Cell("actionless", cell.demos, cell.multiple)) / "data"
-        sources = [demos] + ([corpus] if cell.multiple else [])
-        videos = [v for src in sources for v in find_videos(src / "videos")]
-        videos += find_videos(self.human) if self.human and cell.multiple else []
-        (where / "videos.txt").write_text("\n".join(str(v.resolve()) for v in videos) + "\n")
-        z = self.b.sizes
-        train_tokenizer(TokenizerTrainConfig(videos=str(where / "videos.txt"), out=str(where / "tokenizer"),
-                                             size=SIZE, codebook_size=z["codebook"], hidden_channels=z["hidden"],
-                                             batch_size=z["tok_batch"], max_steps=self.b.tokenizer_steps, flips="h",
-                                             small_crops=0.0, num_workers=1))
-        token_dirs = []
-        for i, src in enumerate(sources[1:] or sources):
-            tokenize(TokenizeConfig(tokenizer=str(where / "tokenizer"), out=str(where / f"tokens{i}"),
-                                    dataset=str(src), num_workers=1))
-            token_dirs.append(str(where / f"tokens{i}"))
-        steps = self.b.pretrain_steps if cell.multiple else 1  # k = 0: only the architecture is read
-        pretrain(PretrainConfig(tokens=token_dirs, tokenizer=str(where / "tokenizer"), out=str(where / "run"),
-                                width=z["width"], depth=z["depth"], max_steps=steps, warmup_steps=steps // 10))
-        return {"videos": len(videos), "pretrain_steps": steps}
-
-    def train(self, cell: Cell, where: Path) -> dict:
-        demos = self.dir(Cell("demos", cell.demos)) / "data"
-        if cell.policy == "vpdd":
-            from vidpolicy.finetune.config import FinetuneConfig
-            from vidpolicy.finetune.train import finetune
-
-            pre = self.dir(Cell("pretrain", cell.demos, cell.multiple)) / "run"
-            finetune(FinetuneConfig(pretrained=str(pre), dataset=str(demos), out=str(where / "policy"),
-                                    from_scratch=cell.multiple == 0, max_steps=self.b.train_steps,
-                                    depth=self.b.sizes["ft_depth"], sampling_steps=self.b.sizes["sampling_steps"],
-                                    warmup_steps=self.b.train_steps // 10, lr=1e-3, execute=4, seed=cell.seed))
-            return {"policy": str(where / "policy")}
-        exe = Path(sys.executable).with_name("lerobot-train")
-        subprocess.run([str(exe), *BASELINES[cell.policy], "--policy.push_to_hub=false", "--policy.device=cpu",
-                        "--dataset.repo_id=local/demos", f"--dataset.root={demos}", f"--steps={self.b.train_steps}",
-                        "--batch_size=8", f"--save_freq={self.b.train_steps}", "--num_workers=1",
-                        f"--seed={cell.seed}", "--wandb.enable=false", f"--output_dir={where / 'train'}"],
-                       check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        return {"policy": str(where / "train" / "checkpoints" / "last" / "pretrained_model")}
-
-    def rollout(self, cell: Cell, where: Path) -> dict:
-        from vidpolicy.envs.rollout import RolloutConfig, rollout
-
-        policy = self.result(Cell("train", cell.demos, cell.multiple, cell.policy, cell.seed))["policy"]
-        report = rollout(RolloutConfig(policy=policy, tasks=self.tasks, episodes=self.b.eval_episodes,
-                                       out=str(where / "eval"), seed=1000, max_steps=self.b.max_steps,
-                                       state="agent_pos", size=SIZE, videos=False, expert_labels=False))
-        return {task: {"successes": r["successes"], "episodes": r["episodes"], "success_steps": r["success_steps"]}
-                for task, r in report.items() if isinstance(r, dict)}
 
 
 def main() -> None:
@@ -292,6 +192,8 @@ def main() -> None:
     if args.plan:
         return
     human = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
+    from _fewshot_runner import Runner
+
     runner = Runner(root, b, args.tasks, None if args.no_human or not human.exists() else human)
     by_name = {c.name: c for c in cells}
     if not args.report:

@@ -25,7 +25,7 @@ def test_the_grid_runs_each_cell_after_the_cells_it_reads():
     for c in cells:
         if c.stage == "train":
             assert pos[fewshot.Cell("demos", c.demos)] < pos[c]
-            if c.policy == "vpdd" and c.multiple:
+            if c.family == "vpdd" and c.multiple:
                 assert pos[fewshot.Cell("pretrain", c.demos, c.multiple)] < pos[c]
         if c.stage in ("rollout", "imagine"):
             assert pos[fewshot.Cell("train", c.demos, c.multiple, c.policy, c.seed)] < pos[c]
@@ -38,7 +38,12 @@ def test_the_grid_runs_each_cell_after_the_cells_it_reads():
     trains = [c for c in cells if c.stage == "train"]
     assert sum(c.policy == "vpdd" for c in trains) == 2 * 3 * 2
     assert sum(c.policy == "diffusion" for c in trains) == 2 * 2 and all(
-        c.multiple is None for c in trains if c.policy != "vpdd")
+        c.multiple is None for c in trains if c.family != "vpdd")
+    # vidpolicy acting on the history (`--act-on history`): from scratch and on the largest corpus, every seed
+    assert sorted((c.demos, c.multiple, c.seed) for c in trains if c.policy == "vpdd-history") == [
+        (d, k, s) for d in (5, 10) for k in (0, 5) for s in (0, 1)]
+    assert fewshot.Cell("train", 5, 5, "vpdd-history", 0).act_on == "history"
+    assert fewshot.Cell("train", 5, 5, "vpdd", 0).act_on == "joint"
     assert sum(c.stage == "pretrain" for c in cells) == 2 * 3  # k = 0 (scratch: tokenizer on demos only), 1, 5
     assert sum(c.stage == "actionless" for c in cells) == 2 * 2
     # each corpus size's first-seed video model is scored against copying the present, once
@@ -101,6 +106,8 @@ def test_the_grid_puts_the_decisive_comparison_first():
     assert max(pos[c] for c in seed0) < min(pos[c] for c in cells if c.seed == 1)
     assert pos[fewshot.Cell("rollout", 5, 0, "vpdd", 0)] < pos[fewshot.Cell("pretrain", 5, 20)]  # no long wait
     assert max(pos[c] for c in cells if c.multiple in (0, 20)) < pos[fewshot.Cell("pretrain", 5, 1)]
+    # the paper's recipe on every seed before the variant
+    assert pos[fewshot.Cell("rollout", 5, 20, "vpdd", 2)] < pos[fewshot.Cell("train", 5, 20, "vpdd-history", 0)]
 
 
 def test_the_quick_grid_fits_its_budget():
@@ -121,6 +128,7 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     rollout(fewshot.Cell("rollout", 5, 4, "vpdd", 0), [10, 12, 9, 30])  # solves all four
     rollout(fewshot.Cell("rollout", 5, 0, "vpdd", 0), [None, None, None, 40])  # only the last
     rollout(fewshot.Cell("rollout", 5, None, "act", 0), [10, 12, 9, 30])  # the same four
+    rollout(fewshot.Cell("rollout", 5, 4, "vpdd-history", 0), [None, 12, 9, 30])
     imagine = fewshot.Cell("imagine", 5, 4, "vpdd", 0)
     fewshot.claim(tmp_path, imagine)
     finish_cell(tmp_path, imagine.name, {"imagined": {"token_accuracy": 0.5}, "copy_history": {"token_accuracy": 0.4}})
@@ -130,6 +138,8 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     # 3 episodes only the pre-trained policy solved, none the other way: exact two-sided p = 2 / 2**3
     assert table["vpdd scratch"]["vs_pretrained"] == {"wins": 3, "losses": 0, "p_value": 0.25}
     assert table["act"]["vs_pretrained"] == {"wins": 0, "losses": 0, "p_value": 1.0}
+    assert table["vpdd A=4xD, act on history"]["vs_pretrained"] == {"wins": 1, "losses": 0, "p_value": 1.0}
+    assert _fewshot_report.corpora(table) == [4]  # the variant is its own row, not a point of the curve
     _fewshot_report.plot({"D5": table}, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
 
@@ -141,10 +151,12 @@ def test_the_readme_table_shows_seed_ranges_and_the_paired_test():
         return {"seeds": [0, 1], "mean": (lo + hi) / 2, "min": lo, "max": hi,
                 "per_task": {"reach-v3": {"mean": (lo + hi) / 2, "min": lo, "max": hi}}}
     table = {"act": {**run(0.2, 0.2), "vs_pretrained": {"wins": 1, "losses": 3, "p_value": 0.625}},
-             "vpdd A=20xD": run(0.4, 0.5), "vpdd scratch": {"imagination": {}}}
+             "vpdd A=20xD": run(0.4, 0.5), "vpdd scratch": {"imagination": {}},
+             "vpdd A=20xD, act on history": run(0.9, 0.9)}  # a variant: benchmarks/results only
     budget = {"eval_episodes": 10, "max_steps": 500, "seeds": [0, 1, 2], "train_steps": 2000}
     lines = fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234"}).splitlines()
     assert lines[0] == "| policy | reach | all | vs pre-trained |"
     assert lines[2] == "| vidpolicy pre-trained (20x D actionless) | 45 (40-50) | **45 (40-50)** |  |"
     assert lines[3] == "| ACT | 20 | **20** | 1 / 3, p = 0.62 |"  # no scratch row: it has no rollout yet
+    assert not any("**90**" in line for line in lines)
     assert "2 of 3 seeds" in lines[-1] and "abc1234" in lines[-1]

@@ -1,0 +1,122 @@
+"""How each cell of the head-to-head grid (benchmarks/fewshot.py) runs: collecting demos and the actionless
+corpus, pre-training per corpus size, training each policy with its own trainer, one rollout harness for all."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from _common import cell_result
+from fewshot import HELDOUT, Budget, Cell, claim
+
+# LeRobot's baselines at CPU size (their defaults: Diffusion Policy ~265 M parameters, ACT ~52 M); no downloads
+BASELINES = {
+    "diffusion": ["--policy.type=diffusion", "--policy.pretrained_backbone_weights=null", "--policy.crop_shape=[84,84]",
+                  "--policy.down_dims=[64,128,256]", "--policy.horizon=16", "--policy.n_action_steps=8"],
+    "act": ["--policy.type=act", "--policy.pretrained_backbone_weights=null", "--policy.dim_model=128",
+            "--policy.dim_feedforward=512", "--policy.n_encoder_layers=2", "--policy.n_decoder_layers=1",
+            "--policy.chunk_size=20", "--policy.n_action_steps=20"],
+}
+SIZE = 96  # camera side of the demos and of every policy's evaluation
+
+
+class Runner:
+    def __init__(self, root: Path, b: Budget, tasks: str, human: Path | None):
+        self.root, self.b, self.tasks, self.human = root, b, tasks, human
+
+    def dir(self, cell: Cell) -> Path:
+        return self.root / cell.name
+
+    def run(self, cell: Cell) -> dict:
+        where = claim(self.root, cell)
+        return getattr(self, cell.stage)(cell, where)
+
+    def _collect(self, out: Path, episodes: int, seed: int) -> dict:
+        from vidpolicy.envs.collect import CollectConfig, collect
+
+        log = collect(CollectConfig(tasks=self.tasks, episodes=episodes, out=str(out), size=SIZE, seed=seed,
+                                    state="agent_pos"))
+        return {"episodes": len(log["episodes"])}
+
+    def demos(self, cell: Cell, where: Path) -> dict:
+        return self._collect(where / "data", cell.demos, seed=0)
+
+    def actionless(self, cell: Cell, where: Path) -> dict:
+        return self._collect(where / "data", cell.demos * cell.multiple, seed=500)  # actions never read
+
+    def heldout(self, cell: Cell, where: Path) -> dict:
+        return self._collect(where / "data", HELDOUT, seed=1000)  # the evaluation seeds: no policy trained on them
+
+    def imagine(self, cell: Cell, where: Path) -> dict:
+        from _imagination import imagination_scores
+
+        policy = self.result(Cell("train", cell.demos, cell.multiple, cell.policy, cell.seed))["policy"]
+        heldout = self.dir(Cell("heldout", cell.demos)) / "data"
+        return imagination_scores(policy, heldout, samples=self.b.imagine_samples)
+
+    def result(self, cell: Cell) -> dict:
+        return cell_result(self.root, cell.name)
+
+    def pretrain(self, cell: Cell, where: Path) -> dict:
+        """Tokenizer on every video this setting may use, the actionless corpus tokenized, the video model
+        pre-trained on it (k = 0: the tokenizer sees the demos only, and fine-tuning starts the video model fresh)."""
+        from vidpolicy.datasets.video import find_videos
+        from vidpolicy.pretrain.config import PretrainConfig
+        from vidpolicy.pretrain.train import pretrain
+        from vidpolicy.tokenizer.config import TokenizeConfig, TokenizerTrainConfig
+        from vidpolicy.tokenizer.tokenize import tokenize
+        from vidpolicy.tokenizer.train import train_tokenizer
+
+        demos = self.dir(Cell("demos", cell.demos)) / "data"
+        corpus = self.dir(Cell("actionless", cell.demos, cell.multiple)) / "data"
+        sources = [demos] + ([corpus] if cell.multiple else [])
+        videos = [v for src in sources for v in find_videos(src / "videos")]
+        videos += find_videos(self.human) if self.human and cell.multiple else []
+        (where / "videos.txt").write_text("\n".join(str(v.resolve()) for v in videos) + "\n")
+        z = self.b.sizes
+        train_tokenizer(TokenizerTrainConfig(videos=str(where / "videos.txt"), out=str(where / "tokenizer"),
+                                             size=SIZE, codebook_size=z["codebook"], hidden_channels=z["hidden"],
+                                             batch_size=z["tok_batch"], max_steps=self.b.tokenizer_steps, flips="h",
+                                             small_crops=0.0, num_workers=1))
+        token_dirs = []
+        for i, src in enumerate(sources[1:] or sources):
+            tokenize(TokenizeConfig(tokenizer=str(where / "tokenizer"), out=str(where / f"tokens{i}"),
+                                    dataset=str(src), num_workers=1))
+            token_dirs.append(str(where / f"tokens{i}"))
+        steps = self.b.pretrain_steps if cell.multiple else 1  # k = 0: only the architecture is read
+        pretrain(PretrainConfig(tokens=token_dirs, tokenizer=str(where / "tokenizer"), out=str(where / "run"),
+                                width=z["width"], depth=z["depth"], max_steps=steps, warmup_steps=steps // 10))
+        return {"videos": len(videos), "pretrain_steps": steps}
+
+    def train(self, cell: Cell, where: Path) -> dict:
+        demos = self.dir(Cell("demos", cell.demos)) / "data"
+        if cell.family == "vpdd":
+            from vidpolicy.finetune.config import FinetuneConfig
+            from vidpolicy.finetune.train import finetune
+
+            pre = self.dir(Cell("pretrain", cell.demos, cell.multiple)) / "run"
+            finetune(FinetuneConfig(pretrained=str(pre), dataset=str(demos), out=str(where / "policy"),
+                                    from_scratch=cell.multiple == 0, max_steps=self.b.train_steps,
+                                    depth=self.b.sizes["ft_depth"], sampling_steps=self.b.sizes["sampling_steps"],
+                                    warmup_steps=self.b.train_steps // 10, lr=1e-3, execute=4, seed=cell.seed,
+                                    act_on=cell.act_on))
+            return {"policy": str(where / "policy")}
+        exe = Path(sys.executable).with_name("lerobot-train")
+        subprocess.run([str(exe), *BASELINES[cell.policy], "--policy.push_to_hub=false", "--policy.device=cpu",
+                        "--dataset.repo_id=local/demos", f"--dataset.root={demos}", f"--steps={self.b.train_steps}",
+                        "--batch_size=8", f"--save_freq={self.b.train_steps}", "--num_workers=1",
+                        f"--seed={cell.seed}", "--wandb.enable=false", f"--output_dir={where / 'train'}"],
+                       check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        return {"policy": str(where / "train" / "checkpoints" / "last" / "pretrained_model")}
+
+    def rollout(self, cell: Cell, where: Path) -> dict:
+        from vidpolicy.envs.rollout import RolloutConfig, rollout
+
+        policy = self.result(Cell("train", cell.demos, cell.multiple, cell.policy, cell.seed))["policy"]
+        report = rollout(RolloutConfig(policy=policy, tasks=self.tasks, episodes=self.b.eval_episodes,
+                                       out=str(where / "eval"), seed=1000, max_steps=self.b.max_steps,
+                                       state="agent_pos", size=SIZE, videos=False, expert_labels=False))
+        return {task: {"successes": r["successes"], "episodes": r["episodes"], "success_steps": r["success_steps"]}
+                for task, r in report.items() if isinstance(r, dict)}
