@@ -23,7 +23,7 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
                 if "mean" in v:
                     vs = v.get("vs_pretrained")
                     out.append((key, f"{d}, {name}: success mean (min-max over seeds {v['seeds']})"
-                                + ("; vs vidpolicy on the largest corpus, episodes won / lost" if vs else ""),
+                                + ("; episodes only vidpolicy on the largest corpus / only this one solved" if vs else ""),
                                 f"{pct(v['mean'])} ({pct(v['min'])}-{pct(v['max'])})"
                                 + (f"; {vs['wins']} / {vs['losses']} (p = {vs['p_value']:.2g})" if vs else "")))
                 if "imagination" in v:
