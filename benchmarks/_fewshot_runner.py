@@ -20,6 +20,7 @@ BASELINES = {
             "--policy.chunk_size=20", "--policy.n_action_steps=20"],
 }
 SIZE = 96  # camera side of the demos and of every policy's evaluation
+SAVE_EVERY = 100  # training checkpoints: a worker killed with its session loses minutes, not most of an hour
 
 
 class Runner:
@@ -87,7 +88,8 @@ class Runner:
             token_dirs.append(str(where / f"tokens{i}"))
         steps = self.b.pretrain_steps if cell.multiple else 1  # k = 0: only the architecture is read
         pretrain(PretrainConfig(tokens=token_dirs, tokenizer=str(where / "tokenizer"), out=str(where / "run"),
-                                width=z["width"], depth=z["depth"], max_steps=steps, warmup_steps=steps // 10))
+                                width=z["width"], depth=z["depth"], max_steps=steps, warmup_steps=steps // 10,
+                                save_every=SAVE_EVERY))
         return {"videos": len(videos), "pretrain_steps": steps}
 
     def train(self, cell: Cell, where: Path) -> dict:
@@ -101,7 +103,7 @@ class Runner:
                                     from_scratch=cell.multiple == 0, max_steps=self.b.train_steps,
                                     depth=self.b.sizes["ft_depth"], sampling_steps=self.b.sizes["sampling_steps"],
                                     warmup_steps=self.b.train_steps // 10, lr=1e-3, execute=4, seed=cell.seed,
-                                    act_on=cell.act_on))
+                                    act_on=cell.act_on, save_every=SAVE_EVERY))
             return {"policy": str(where / "policy")}
         exe = Path(sys.executable).with_name("lerobot-train")
         subprocess.run([str(exe), *BASELINES[cell.policy], "--policy.push_to_hub=false", "--policy.device=cpu",
