@@ -71,6 +71,22 @@ def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_p
         assert (fewshot.claim(tmp_path, cell) / "eval").is_dir()
 
 
+def test_each_vidpolicy_cell_trains_as_its_name_says(tmp_path, monkeypatch):
+    import vidpolicy.finetune.train
+    from _fewshot_runner import Runner
+
+    seen = []
+    monkeypatch.setattr(vidpolicy.finetune.train, "finetune", seen.append)
+    runner = Runner(tmp_path, fewshot.Budget(), fewshot.TASKS, None)
+    for cell in (fewshot.Cell("train", 5, 20, "vpdd-history", 1), fewshot.Cell("train", 5, 0, "vpdd", 2)):
+        assert runner.run(cell)["policy"] == str(tmp_path / cell.name / "policy")
+    (history, paper) = seen
+    assert (history.act_on, history.from_scratch, history.seed) == ("history", False, 1)
+    assert history.pretrained == str(tmp_path / "D5/A20x/pretrain/run")
+    assert (paper.act_on, paper.from_scratch, paper.seed) == ("joint", True, 2)
+    assert history.save_every == paper.save_every <= 100  # a killed worker loses little
+
+
 def test_workers_share_a_grid_each_cell_once_waiting_for_what_another_holds(tmp_path):
     ran = []
 
