@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from _common import cell_result
-from fewshot import Cell, is_done
+from fewshot import VARIANTS, Cell, is_done
 
 
 def paired(a: dict, b: dict) -> dict:
@@ -24,12 +24,12 @@ def label(cell: Cell) -> str:
     if cell.family != "vpdd":
         return cell.policy
     name = "vpdd scratch" if cell.multiple == 0 else f"vpdd A={cell.multiple}xD"
-    return name if cell.act_on == "joint" else f"{name}, act on {cell.act_on}"
+    return f"{name}, {VARIANTS[cell.variant][0]}" if cell.variant else name
 
 
 def corpora(table: dict) -> list[int]:
     """The actionless corpus sizes k of the paper's vidpolicy rows ("vpdd A=kxD"), ascending."""
-    return sorted(int(n[7:].split("x")[0]) for n in table if n.startswith("vpdd A=") and ", act on" not in n)
+    return sorted(int(n[7:].split("x")[0]) for n in table if n.startswith("vpdd A=") and ", " not in n)
 
 
 def summarize(root: Path, cells: list[Cell]) -> dict:

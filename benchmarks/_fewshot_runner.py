@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from _common import cell_result
-from fewshot import HELDOUT, Budget, Cell, claim
+from fewshot import HELDOUT, VARIANTS, Budget, Cell, claim
 
 # LeRobot's baselines at CPU size (their defaults: Diffusion Policy ~265 M parameters, ACT ~52 M); no downloads
 BASELINES = {
@@ -103,7 +103,7 @@ class Runner:
                                     from_scratch=cell.multiple == 0, max_steps=self.b.train_steps,
                                     depth=self.b.sizes["ft_depth"], sampling_steps=self.b.sizes["sampling_steps"],
                                     warmup_steps=self.b.train_steps // 10, lr=1e-3, execute=4, seed=cell.seed,
-                                    act_on=cell.act_on, save_every=SAVE_EVERY))
+                                    save_every=SAVE_EVERY, **VARIANTS[cell.variant][1] if cell.variant else {}))
             return {"policy": str(where / "policy")}
         exe = Path(sys.executable).with_name("lerobot-train")
         subprocess.run([str(exe), *BASELINES[cell.policy], "--policy.push_to_hub=false", "--policy.device=cpu",

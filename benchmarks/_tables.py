@@ -15,6 +15,9 @@ def pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
+ONLY = "episodes only vidpolicy on the largest corpus / only this one solved"
+
+
 def rows(r: dict) -> list[tuple[str, str, str]]:
     out = []
     for key in ("fewshot", "fewshot_quick"):
@@ -23,7 +26,7 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
                 if "mean" in v:
                     vs = v.get("vs_pretrained")
                     out.append((key, f"{d}, {name}: success mean (min-max over seeds {v['seeds']})"
-                                + ("; episodes only vidpolicy on the largest corpus / only this one solved" if vs else ""),
+                                + (f"; {ONLY}" if vs else ""),
                                 f"{pct(v['mean'])} ({pct(v['min'])}-{pct(v['max'])})"
                                 + (f"; {vs['wins']} / {vs['losses']} (p = {vs['p_value']:.2g})" if vs else "")))
                 if "imagination" in v:

@@ -36,6 +36,10 @@ COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "f
         "vpdd_rollout_step": 0.07, "vpdd_history_rollout_step": 0.035, "diffusion_rollout_step": 0.09,
         "act_rollout_step": 0.02}
 HELDOUT = 2  # expert episodes per task at the evaluation seeds (the imagine cells' data)
+# vidpolicy beside the paper's recipe (policy "vpdd-NAME"): its label and what it changes in `finetune`. Each runs
+# from scratch and on the largest corpus, unless it trains the video model (from scratch, the video model trains)
+VARIANTS = {"tuned": ("video model trained", {"train_video": True}),  # pre-trained init, then trained as scratch
+            "history": ("act on history", {"act_on": "history"})}  # no imagining: features of the present
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class Budget:
     demos: tuple[int, ...] = (5, 10)  # D: action-labelled demos per task
     multiples: tuple[int, ...] = (0, 1, 5, 20)  # k: actionless episodes per task = k x D
     seeds: tuple[int, ...] = (0, 1, 2)  # fine-tuning seeds of every learned policy
-    variants: tuple[str, ...] = ("history",)  # vidpolicy also acting on these (`--act-on`), from scratch and k max
+    variants: tuple[str, ...] = tuple(VARIANTS)  # vidpolicy's other recipes run too (see VARIANTS)
     tokenizer_steps: int = 600
     pretrain_steps: int = 4000
     train_steps: int = 2000  # fine-tuning / lerobot-train steps, equal across policies
@@ -69,7 +73,7 @@ class Cell:
     stage: str  # demos, actionless, pretrain, train (a policy), rollout, heldout, imagine
     demos: int
     multiple: int | None = None  # None: the stage does not depend on the actionless corpus
-    policy: str | None = None  # vpdd, diffusion, act, or vpdd-VARIANT: vidpolicy with `--act-on VARIANT`
+    policy: str | None = None  # vpdd, diffusion, act, or vpdd-NAME: vidpolicy's variant NAME (see VARIANTS)
     seed: int | None = None
 
     @property
@@ -77,8 +81,8 @@ class Cell:
         return self.policy and self.policy.split("-")[0]
 
     @property
-    def act_on(self) -> str:
-        return self.policy.partition("-")[2] or "joint"
+    def variant(self) -> str | None:
+        return (self.policy or "").partition("-")[2] or None
 
     @property
     def name(self) -> str:
@@ -90,8 +94,8 @@ class Cell:
 def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
     """Every cell in the order they can run (each after the cells it reads), the decisive comparison first: for each
     D, the first seed of every policy that needs no large corpus (vidpolicy from scratch, the baselines), then
-    vidpolicy on the largest corpus, then the other seeds, then vidpolicy's variants at both ends; last the corpus
-    sizes in between, which draw the curve."""
+    vidpolicy on the largest corpus, then vidpolicy's variants, then the other seeds of all; last the corpus sizes
+    in between, which draw the curve."""
     lo, hi = (min(b.multiples), max(b.multiples)) if "vpdd" in policies else (None, None)
     middle = [k for k in b.multiples if k not in (lo, hi)] if "vpdd" in policies else []
     cheap = [(p, lo if p == "vpdd" else None) for p in policies]
@@ -108,11 +112,11 @@ def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
 
     first, rest = b.seeds[:1], b.seeds[1:]
     ends = [k for k in dict.fromkeys((lo, hi)) if k is not None]
+    variants = [(f"vpdd-{v}", k) for v in b.variants for k in ends if k or "train_video" not in VARIANTS[v][1]]
     cells = [c for d in b.demos for c in [
         Cell("demos", d), *shared(d, [lo] if lo is not None else []), *runs(d, cheap, first),
         *shared(d, [k for k in (hi,) if big]), *runs(d, big, first), *([Cell("heldout", d)] if ends else []),
-        *imagine(d, ends), *runs(d, cheap + big, rest),
-        *runs(d, [(f"vpdd-{v}", k) for v in b.variants for k in ends], b.seeds)]]
+        *imagine(d, ends), *runs(d, variants, first), *runs(d, cheap + big, rest), *runs(d, variants, rest)]]
     return cells + [c for d in b.demos for c in [*shared(d, middle), *runs(d, [("vpdd", k) for k in middle], b.seeds),
                                                  *imagine(d, middle)]]
 

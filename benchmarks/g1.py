@@ -27,7 +27,7 @@ from _common import OUT, cell_done, cell_result, claim_cell, quiet, run_cells, s
 G1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "robot" / "g1_pick_bottle"
 HUMAN = G1.parents[1] / "human"
 HELD_OUT, CHUNK = 4, 4  # the last 4 episodes; actions scored per chunk
-# LeRobot's baselines at CPU size (see _fewshot_runner.BASELINES); G1's camera is 120x160: Diffusion Policy crops 112x144
+# LeRobot's baselines at CPU size (as _fewshot_runner.BASELINES); G1: 120x160 camera, Diffusion Policy crops 112x144
 BASELINES = {
     "diffusion": ["--policy.type=diffusion", "--policy.pretrained_backbone_weights=null",
                   "--policy.crop_shape=[112,144]", "--policy.down_dims=[64,128,256]", "--policy.horizon=16",

@@ -39,11 +39,14 @@ def test_the_grid_runs_each_cell_after_the_cells_it_reads():
     assert sum(c.policy == "vpdd" for c in trains) == 2 * 3 * 2
     assert sum(c.policy == "diffusion" for c in trains) == 2 * 2 and all(
         c.multiple is None for c in trains if c.family != "vpdd")
-    # vidpolicy acting on the history (`--act-on history`): from scratch and on the largest corpus, every seed
+    # vidpolicy's variants, every seed: acting on the history from scratch and on the largest corpus; the
+    # pre-trained video model trained on (from scratch it trains anyway)
     assert sorted((c.demos, c.multiple, c.seed) for c in trains if c.policy == "vpdd-history") == [
         (d, k, s) for d in (5, 10) for k in (0, 5) for s in (0, 1)]
-    assert fewshot.Cell("train", 5, 5, "vpdd-history", 0).act_on == "history"
-    assert fewshot.Cell("train", 5, 5, "vpdd", 0).act_on == "joint"
+    assert sorted((c.demos, c.multiple, c.seed) for c in trains if c.policy == "vpdd-tuned") == [
+        (d, 5, s) for d in (5, 10) for s in (0, 1)]
+    assert fewshot.Cell("train", 5, 5, "vpdd-history", 0).variant == "history"
+    assert fewshot.Cell("train", 5, 5, "vpdd", 0).variant is None
     assert sum(c.stage == "pretrain" for c in cells) == 2 * 3  # k = 0 (scratch: tokenizer on demos only), 1, 5
     assert sum(c.stage == "actionless" for c in cells) == 2 * 2
     # each corpus size's first-seed video model is scored against copying the present, once
@@ -78,12 +81,14 @@ def test_each_vidpolicy_cell_trains_as_its_name_says(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(vidpolicy.finetune.train, "finetune", seen.append)
     runner = Runner(tmp_path, fewshot.Budget(), fewshot.TASKS, None)
-    for cell in (fewshot.Cell("train", 5, 20, "vpdd-history", 1), fewshot.Cell("train", 5, 0, "vpdd", 2)):
+    for policy, k, seed in (("vpdd-history", 20, 1), ("vpdd", 0, 2), ("vpdd-tuned", 20, 0)):
+        cell = fewshot.Cell("train", 5, k, policy, seed)
         assert runner.run(cell)["policy"] == str(tmp_path / cell.name / "policy")
-    (history, paper) = seen
-    assert (history.act_on, history.from_scratch, history.seed) == ("history", False, 1)
+    (history, paper, tuned) = seen
+    assert (history.act_on, history.from_scratch, history.train_video, history.seed) == ("history", False, False, 1)
     assert history.pretrained == str(tmp_path / "D5/A20x/pretrain/run")
     assert (paper.act_on, paper.from_scratch, paper.seed) == ("joint", True, 2)
+    assert (tuned.act_on, tuned.from_scratch, tuned.train_video) == ("joint", False, True)
     assert history.save_every == paper.save_every <= 100  # a killed worker loses little
 
 
@@ -122,8 +127,8 @@ def test_the_grid_puts_the_decisive_comparison_first():
     assert max(pos[c] for c in seed0) < min(pos[c] for c in cells if c.seed == 1)
     assert pos[fewshot.Cell("rollout", 5, 0, "vpdd", 0)] < pos[fewshot.Cell("pretrain", 5, 20)]  # no long wait
     assert max(pos[c] for c in cells if c.multiple in (0, 20)) < pos[fewshot.Cell("pretrain", 5, 1)]
-    # the paper's recipe on every seed before the variant
-    assert pos[fewshot.Cell("rollout", 5, 20, "vpdd", 2)] < pos[fewshot.Cell("train", 5, 20, "vpdd-history", 0)]
+    # a seed of every recipe before more seeds of any
+    assert pos[fewshot.Cell("rollout", 5, 20, "vpdd-tuned", 0)] < pos[fewshot.Cell("train", 5, 0, "vpdd", 1)]
 
 
 def test_the_quick_grid_fits_its_budget():
