@@ -29,6 +29,13 @@ def moving_square(t: int = 12, h: int = 40, w: int = 48, seed: int = 0) -> np.nd
     return np.stack(frames)
 
 
+def policy_obs(seed: int = 0) -> dict:
+    """An observation the session's `policy` fixture acts on (32² camera, Meta-World's 39-d state)."""
+    rng = np.random.default_rng(seed)
+    return {"image": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "state": np.zeros(39, np.float32),
+            "instruction": "reach the goal position with the gripper"}
+
+
 def run_cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """The command's output as text, its carriage returns kept: a progress bar's redraws stay on one line, as a
     terminal shows them (``text=True`` would turn each into a newline)."""
