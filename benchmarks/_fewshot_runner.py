@@ -3,13 +3,14 @@ corpus, pre-training per corpus size, training each policy with its own trainer,
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from _common import cell_result
-from fewshot import HELDOUT, VARIANTS, Budget, Cell, claim
+from fewshot import HELDOUT, VARIANTS, Budget, Cell, claim, needs
 
 # LeRobot's baselines at CPU size (their defaults: Diffusion Policy ~265 M parameters, ACT ~52 M); no downloads
 BASELINES = {
@@ -34,10 +35,10 @@ class Runner:
         where = claim(self.root, cell)
         return getattr(self, cell.stage)(cell, where)
 
-    def _collect(self, out: Path, episodes: int, seed: int) -> dict:
+    def _collect(self, out: Path, episodes: int, seed: int, tasks: str | None = None) -> dict:
         from vidpolicy.envs.collect import CollectConfig, collect
 
-        log = collect(CollectConfig(tasks=self.tasks, episodes=episodes, out=str(out), size=SIZE, seed=seed,
+        log = collect(CollectConfig(tasks=tasks or self.tasks, episodes=episodes, out=str(out), size=SIZE, seed=seed,
                                     state="agent_pos"))
         return {"episodes": len(log["episodes"])}
 
@@ -46,6 +47,13 @@ class Runner:
 
     def actionless(self, cell: Cell, where: Path) -> dict:
         return self._collect(where / "data", cell.demos * cell.multiple, seed=500)  # actions never read
+
+    def others(self, cell: Cell, where: Path) -> dict:  # every Meta-World task not among the targets
+        from vidpolicy.envs.tasks import MT50, resolve_tasks
+
+        targets = set(resolve_tasks(self.tasks))
+        return self._collect(where / "data", self.b.other_episodes, seed=500,
+                             tasks=",".join(t for t in MT50 if t not in targets))
 
     def heldout(self, cell: Cell, where: Path) -> dict:
         return self._collect(where / "data", HELDOUT, seed=1000)  # the evaluation seeds: no policy trained on them
@@ -61,8 +69,9 @@ class Runner:
         return cell_result(self.root, cell.name)
 
     def pretrain(self, cell: Cell, where: Path) -> dict:
-        """Tokenizer on every video this setting may use, the actionless corpus tokenized, the video model
-        pre-trained on it (k = 0: the tokenizer sees the demos only, and fine-tuning starts the video model fresh)."""
+        """Tokenizer on every video this setting may use; the video model pre-trained on the actionless corpus, the
+        other tasks' episodes and the human videos, each clip as likely as any (k = 0: the tokenizer sees the demos
+        only, and fine-tuning starts the video model fresh)."""
         from vidpolicy.datasets.video import find_videos
         from vidpolicy.pretrain.config import PretrainConfig
         from vidpolicy.pretrain.train import pretrain
@@ -71,26 +80,30 @@ class Runner:
         from vidpolicy.tokenizer.train import train_tokenizer
 
         demos = self.dir(Cell("demos", cell.demos)) / "data"
-        corpus = self.dir(Cell("actionless", cell.demos, cell.multiple)) / "data"
-        sources = [demos] + ([corpus] if cell.multiple else [])
-        videos = [v for src in sources for v in find_videos(src / "videos")]
-        videos += find_videos(self.human) if self.human and cell.multiple else []
+        corpora = [self.dir(c) / "data" for c in needs(cell) if c.stage in ("actionless", "others")]
+        human = self.human if cell.multiple else None
+        videos = [v for src in [demos, *corpora] for v in find_videos(src / "videos")]
+        videos += find_videos(human) if human else []
         (where / "videos.txt").write_text("\n".join(str(v.resolve()) for v in videos) + "\n")
         z = self.b.sizes
         train_tokenizer(TokenizerTrainConfig(videos=str(where / "videos.txt"), out=str(where / "tokenizer"),
                                              size=SIZE, codebook_size=z["codebook"], hidden_channels=z["hidden"],
                                              batch_size=z["tok_batch"], max_steps=self.b.tokenizer_steps, flips="h",
                                              small_crops=0.0, num_workers=1))
-        token_dirs = []
-        for i, src in enumerate(sources[1:] or sources):
-            tokenize(TokenizeConfig(tokenizer=str(where / "tokenizer"), out=str(where / f"tokens{i}"),
-                                    dataset=str(src), num_workers=1))
-            token_dirs.append(str(where / f"tokens{i}"))
+        token_dirs = [where / f"tokens{i}" for i in range(len(corpora or [demos]))]
+        for src, out in zip(corpora or [demos], token_dirs):
+            tokenize(TokenizeConfig(tokenizer=str(where / "tokenizer"), out=str(out), dataset=str(src), num_workers=1))
+        if human:
+            manifest = human / "manifest.csv"
+            token_dirs.append(where / "tokens_human")
+            tokenize(TokenizeConfig(tokenizer=str(where / "tokenizer"), out=str(token_dirs[-1]), videos=str(human),
+                                    manifest=str(manifest) if manifest.exists() else None, num_workers=1))
+        clips = [json.loads((d / "index.json").read_text())["num_clips"] for d in token_dirs]
         steps = self.b.pretrain_steps if cell.multiple else 1  # k = 0: only the architecture is read
-        pretrain(PretrainConfig(tokens=token_dirs, tokenizer=str(where / "tokenizer"), out=str(where / "run"),
-                                width=z["width"], depth=z["depth"], max_steps=steps, warmup_steps=steps // 10,
-                                save_every=SAVE_EVERY))
-        return {"videos": len(videos), "pretrain_steps": steps}
+        pretrain(PretrainConfig(tokens=[str(d) for d in token_dirs], token_weights=[float(n) for n in clips],
+                                tokenizer=str(where / "tokenizer"), out=str(where / "run"), width=z["width"],
+                                depth=z["depth"], max_steps=steps, warmup_steps=steps // 10, save_every=SAVE_EVERY))
+        return {"videos": len(videos), "clips": dict(zip([d.name for d in token_dirs], clips)), "pretrain_steps": steps}
 
     def train(self, cell: Cell, where: Path) -> dict:
         demos = self.dir(Cell("demos", cell.demos)) / "data"

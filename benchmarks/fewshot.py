@@ -1,6 +1,7 @@
 """Head-to-head few-shot Meta-World (issue #33): does pre-training on plentiful actionless video beat LeRobot's
 Diffusion Policy and ACT trained on the same few demos? Camera + 4-d proprioception only (agent_pos), 8 tasks from
-Meta-World's easy / medium / hard groups, D demos per task, an actionless corpus of A = k x D episodes per task.
+Meta-World's easy / medium / hard groups, D demos per task, an actionless corpus of A = k x D episodes per task,
+pre-trained on (k > 0) with episodes of every other Meta-World task and ../shared/data/human, all clips alike.
 
 One directory per cell — (D, k, policy, seed) — skipped when complete (``done.json``); a cell a killed run
 left half-written resumes where its command does (collecting, vidpolicy training, rollouts), else restarts.
@@ -36,6 +37,7 @@ COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "f
         "vpdd_rollout_step": 0.07, "vpdd_history_rollout_step": 0.035, "diffusion_rollout_step": 0.09,
         "act_rollout_step": 0.02}
 HELDOUT = 2  # expert episodes per task at the evaluation seeds (the imagine cells' data)
+N_METAWORLD = 50  # MT50: the other tasks' corpus holds every task not among --tasks
 # vidpolicy beside the paper's recipe (policy "vpdd-NAME"): its label and what it changes in `finetune`. Each runs
 # from scratch and on the largest corpus, unless it trains the video model (from scratch, the video model trains)
 VARIANTS = {"tuned": ("video model trained", {"train_video": True}),  # pre-trained init, then trained as scratch
@@ -47,6 +49,7 @@ class Budget:
     demos: tuple[int, ...] = (5, 10)  # D: action-labelled demos per task
     multiples: tuple[int, ...] = (0, 1, 5, 20)  # k: actionless episodes per task = k x D
     seeds: tuple[int, ...] = (0, 1, 2)  # fine-tuning seeds of every learned policy
+    other_episodes: int = 5  # actionless episodes of each Meta-World task outside --tasks (pre-training, k > 0)
     variants: tuple[str, ...] = tuple(VARIANTS)  # vidpolicy's other recipes run too (see VARIANTS)
     tokenizer_steps: int = 600
     pretrain_steps: int = 4000
@@ -59,7 +62,8 @@ class Budget:
     @classmethod
     def quick(cls) -> "Budget":
         return cls(demos=(2,), multiples=(0, 2), seeds=(0,), tokenizer_steps=60, pretrain_steps=60, train_steps=60,
-                   eval_episodes=1, max_steps=60, imagine_samples=16, small=True, variants=())
+                   eval_episodes=1, max_steps=60, imagine_samples=16, small=True, variants=(),
+                   other_episodes=1)
 
     @property
     def sizes(self) -> dict:
@@ -70,7 +74,7 @@ class Budget:
 
 @dataclass(frozen=True)
 class Cell:
-    stage: str  # demos, actionless, pretrain, train (a policy), rollout, heldout, imagine
+    stage: str  # demos, actionless, others, pretrain, train (a policy), rollout, heldout, imagine
     demos: int
     multiple: int | None = None  # None: the stage does not depend on the actionless corpus
     policy: str | None = None  # vpdd, diffusion, act, or vpdd-NAME: vidpolicy's variant NAME (see VARIANTS)
@@ -117,21 +121,23 @@ def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
         Cell("demos", d), *shared(d, [lo] if lo is not None else []), *runs(d, cheap, first),
         *shared(d, [k for k in (hi,) if big]), *runs(d, big, first), *([Cell("heldout", d)] if ends else []),
         *imagine(d, ends), *runs(d, variants, first), *runs(d, cheap + big, rest), *runs(d, variants, rest)]]
-    return cells + [c for d in b.demos for c in [*shared(d, middle), *runs(d, [("vpdd", k) for k in middle], b.seeds),
-                                                 *imagine(d, middle)]]
+    cells += [c for d in b.demos for c in [*shared(d, middle), *runs(d, [("vpdd", k) for k in middle], b.seeds),
+                                           *imagine(d, middle)]]
+    firsts = {c.demos: c for c in reversed(cells) if c.stage == "actionless"}  # each D's first corpus
+    return [o for c in cells for o in ([Cell("others", c.demos)] if firsts.get(c.demos) is c else []) + [c]]
 
 
 def needs(cell: Cell) -> list[Cell]:
     """The cells whose outputs ``cell`` reads."""
     d, k = cell.demos, cell.multiple
     if cell.stage == "pretrain":
-        return [Cell("demos", d)] + ([Cell("actionless", d, k)] if k else [])
+        return [Cell("demos", d)] + ([Cell("actionless", d, k), Cell("others", d)] if k else [])
     if cell.stage == "train":
         return [Cell("demos", d)] + ([Cell("pretrain", d, k)] if cell.family == "vpdd" else [])
     if cell.stage in ("rollout", "imagine"):
         own = [Cell("train", d, k, cell.policy, cell.seed)]
         return own + ([Cell("heldout", d)] if cell.stage == "imagine" else [])
-    return []  # demos, actionless, heldout: collected from the simulator
+    return []  # demos, actionless, others, heldout: collected from the simulator
 
 
 def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
@@ -140,6 +146,8 @@ def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
         return COST["collect_episode"] * n_tasks * cell.demos
     if cell.stage == "actionless":
         return COST["collect_episode"] * n_tasks * cell.demos * cell.multiple
+    if cell.stage == "others":
+        return COST["collect_episode"] * (N_METAWORLD - n_tasks) * b.other_episodes
     if cell.stage == "pretrain":
         return COST["tokenizer_step"] * b.tokenizer_steps + COST["pretrain_step"] * b.pretrain_steps * (
             cell.multiple > 0)
@@ -162,7 +170,7 @@ def claim(root: Path, cell: Cell) -> Path:
     """The cell's directory. A cell whose command resumes keeps what a killed run left (`collect` adds the missing
     episodes, vidpolicy's trainers resume from their checkpoints, `rollout` after its last journaled episode); any
     other (lerobot-train, imagine) restarts empty."""
-    resumes = cell.stage in ("demos", "actionless", "heldout", "rollout") or (
+    resumes = cell.stage in ("demos", "actionless", "others", "heldout", "rollout") or (
         cell.stage in ("pretrain", "train") and cell.family in (None, "vpdd"))
     return claim_cell(root, cell.name, keep=resumes)
 

@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 from _util import ROOT
 
@@ -49,6 +50,10 @@ def test_the_grid_runs_each_cell_after_the_cells_it_reads():
     assert fewshot.Cell("train", 5, 5, "vpdd", 0).variant is None
     assert sum(c.stage == "pretrain" for c in cells) == 2 * 3  # k = 0 (scratch: tokenizer on demos only), 1, 5
     assert sum(c.stage == "actionless" for c in cells) == 2 * 2
+    # every pre-training on a corpus also reads the other Meta-World tasks' episodes, collected once per D
+    assert [c for c in cells if c.stage == "others"] == [fewshot.Cell("others", 5), fewshot.Cell("others", 10)]
+    assert fewshot.Cell("others", 5) in fewshot.needs(fewshot.Cell("pretrain", 5, 1))
+    assert fewshot.needs(fewshot.Cell("pretrain", 5, 0)) == [fewshot.Cell("demos", 5)]
     # each corpus size's first-seed video model is scored against copying the present, once
     assert sorted((c.demos, c.multiple) for c in cells if c.stage == "imagine") == [(d, k) for d in (5, 10)
                                                                                     for k in (0, 1, 5)]
@@ -90,6 +95,36 @@ def test_each_vidpolicy_cell_trains_as_its_name_says(tmp_path, monkeypatch):
     assert (paper.act_on, paper.from_scratch, paper.seed) == ("joint", True, 2)
     assert (tuned.act_on, tuned.from_scratch, tuned.train_video) == ("joint", False, True)
     assert history.save_every == paper.save_every <= 100  # a killed worker loses little
+
+
+def test_pretraining_draws_every_clip_of_corpus_other_tasks_and_human_video_alike(tmp_path, monkeypatch):
+    import vidpolicy.pretrain.train
+    import vidpolicy.tokenizer.tokenize
+    import vidpolicy.tokenizer.train
+    from _fewshot_runner import Runner
+
+    human = tmp_path / "human"
+    for where in ("D5/demos/data/videos", "D5/A20x/actionless/data/videos", "D5/others/data/videos", "human"):
+        (tmp_path / where).mkdir(parents=True)
+        (tmp_path / where / "a.mp4").write_bytes(b"")
+    clips = {"actionless": 300, "others": 100, "human": 600}  # what each source tokenizes to
+
+    def tokenize(cfg):
+        src = "human" if cfg.videos else cfg.dataset.split("/")[-2]
+        Path(cfg.out).mkdir()
+        (Path(cfg.out) / "index.json").write_text(json.dumps({"num_clips": clips[src]}))
+
+    tokenizer_videos, pretrained = [], []
+    monkeypatch.setattr(vidpolicy.tokenizer.train, "train_tokenizer",
+                        lambda cfg: tokenizer_videos.extend(Path(cfg.videos).read_text().split()))
+    monkeypatch.setattr(vidpolicy.tokenizer.tokenize, "tokenize", tokenize)
+    monkeypatch.setattr(vidpolicy.pretrain.train, "pretrain", pretrained.append)
+    out = Runner(tmp_path, fewshot.Budget(), fewshot.TASKS, human).run(fewshot.Cell("pretrain", 5, 20))
+    assert len(tokenizer_videos) == 4  # the demos' video too: the policy reads them through this tokenizer
+    (cfg,) = pretrained
+    assert [Path(t).name for t in cfg.tokens] == ["tokens0", "tokens1", "tokens_human"]
+    assert cfg.token_weights == [300.0, 100.0, 600.0] and cfg.max_steps == fewshot.Budget().pretrain_steps
+    assert out["clips"] == {"tokens0": 300, "tokens1": 100, "tokens_human": 600}
 
 
 def test_workers_share_a_grid_each_cell_once_waiting_for_what_another_holds(tmp_path):
