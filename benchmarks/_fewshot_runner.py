@@ -52,8 +52,8 @@ class Runner:
         from vidpolicy.envs.tasks import MT50, resolve_tasks
 
         targets = set(resolve_tasks(self.tasks))
-        return self._collect(where / "data", self.b.other_episodes, seed=500,
-                             tasks=",".join(t for t in MT50 if t not in targets))
+        others = [t for t in MT50 if t not in targets][: self.b.other_tasks]
+        return self._collect(where / "data", self.b.other_episodes, seed=500, tasks=",".join(others))
 
     def heldout(self, cell: Cell, where: Path) -> dict:
         return self._collect(where / "data", HELDOUT, seed=1000)  # the evaluation seeds: no policy trained on them

@@ -50,6 +50,7 @@ class Budget:
     multiples: tuple[int, ...] = (0, 1, 5, 20)  # k: actionless episodes per task = k x D
     seeds: tuple[int, ...] = (0, 1, 2)  # fine-tuning seeds of every learned policy
     other_episodes: int = 5  # actionless episodes of each Meta-World task outside --tasks (pre-training, k > 0)
+    other_tasks: int | None = None  # how many of those tasks (the first in MT50's order; None: all)
     variants: tuple[str, ...] = tuple(VARIANTS)  # vidpolicy's other recipes run too (see VARIANTS)
     tokenizer_steps: int = 600
     pretrain_steps: int = 4000
@@ -63,7 +64,7 @@ class Budget:
     def quick(cls) -> "Budget":
         return cls(demos=(2,), multiples=(0, 2), seeds=(0,), tokenizer_steps=60, pretrain_steps=60, train_steps=60,
                    eval_episodes=1, max_steps=60, imagine_samples=16, small=True, variants=(),
-                   other_episodes=1)
+                   other_episodes=1, other_tasks=4)
 
     @property
     def sizes(self) -> dict:
@@ -147,7 +148,7 @@ def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
     if cell.stage == "actionless":
         return COST["collect_episode"] * n_tasks * cell.demos * cell.multiple
     if cell.stage == "others":
-        return COST["collect_episode"] * (N_METAWORLD - n_tasks) * b.other_episodes
+        return COST["collect_episode"] * min(N_METAWORLD - n_tasks, b.other_tasks or N_METAWORLD) * b.other_episodes
     if cell.stage == "pretrain":
         return COST["tokenizer_step"] * b.tokenizer_steps + COST["pretrain_step"] * b.pretrain_steps * (
             cell.multiple > 0)

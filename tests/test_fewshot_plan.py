@@ -127,6 +127,20 @@ def test_pretraining_draws_every_clip_of_corpus_other_tasks_and_human_video_alik
     assert out["clips"] == {"tokens0": 300, "tokens1": 100, "tokens_human": 600}
 
 
+def test_the_other_tasks_corpus_holds_every_task_but_the_targets(tmp_path, monkeypatch):
+    import vidpolicy.envs.collect
+    from _fewshot_runner import Runner
+    from vidpolicy.envs.tasks import MT50
+
+    seen = []
+    monkeypatch.setattr(vidpolicy.envs.collect, "collect", lambda cfg: seen.append(cfg) or {"episodes": []})
+    for b in (fewshot.Budget(), fewshot.Budget.quick()):
+        Runner(tmp_path, b, "reach,push", None).run(fewshot.Cell("others", 5))
+    full, quick = (cfg.tasks.split(",") for cfg in seen)
+    assert sorted(full) == [t for t in MT50 if t not in ("reach-v3", "push-v3")] and len(quick) == 4
+    assert seen[0].episodes == 5 and seen[0].seed == 500  # the actionless corpus' seeds: never evaluated on
+
+
 def test_workers_share_a_grid_each_cell_once_waiting_for_what_another_holds(tmp_path):
     ran = []
 
