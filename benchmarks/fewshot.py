@@ -37,7 +37,6 @@ COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "f
         "vpdd_rollout_step": 0.07, "vpdd_history_rollout_step": 0.035, "diffusion_rollout_step": 0.09,
         "act_rollout_step": 0.02}
 HELDOUT = 2  # expert episodes per task at the evaluation seeds (the imagine cells' data)
-N_METAWORLD = 50  # MT50: the other tasks' corpus holds every task not among --tasks
 # vidpolicy beside the paper's recipe (policy "vpdd-NAME"): its label and what it changes in `finetune`. Each runs
 # from scratch and on the largest corpus, unless it trains the video model (from scratch, the video model trains)
 VARIANTS = {"tuned": ("video model trained", {"train_video": True}),  # pre-trained init, then trained as scratch
@@ -148,7 +147,9 @@ def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
     if cell.stage == "actionless":
         return COST["collect_episode"] * n_tasks * cell.demos * cell.multiple
     if cell.stage == "others":
-        return COST["collect_episode"] * min(N_METAWORLD - n_tasks, b.other_tasks or N_METAWORLD) * b.other_episodes
+        from vidpolicy.envs.tasks import MT50
+
+        return COST["collect_episode"] * min(len(MT50) - n_tasks, b.other_tasks or len(MT50)) * b.other_episodes
     if cell.stage == "pretrain":
         return COST["tokenizer_step"] * b.tokenizer_steps + COST["pretrain_step"] * b.pretrain_steps * (
             cell.multiple > 0)
