@@ -3,7 +3,6 @@ corpus, pre-training per corpus size, training each policy with its own trainer,
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -91,14 +90,15 @@ class Runner:
                                              batch_size=z["tok_batch"], max_steps=self.b.tokenizer_steps, flips="h",
                                              small_crops=0.0, num_workers=1))
         token_dirs = [where / f"tokens{i}" for i in range(len(corpora or [demos]))]
-        for src, out in zip(corpora or [demos], token_dirs):
-            tokenize(TokenizeConfig(tokenizer=str(where / "tokenizer"), out=str(out), dataset=str(src), num_workers=1))
+        clips = [tokenize(TokenizeConfig(tokenizer=str(where / "tokenizer"), out=str(out), dataset=str(src),
+                                         num_workers=1))["num_clips"]
+                 for src, out in zip(corpora or [demos], token_dirs)]
         if human:
             manifest = human / "manifest.csv"
             token_dirs.append(where / "tokens_human")
-            tokenize(TokenizeConfig(tokenizer=str(where / "tokenizer"), out=str(token_dirs[-1]), videos=str(human),
-                                    manifest=str(manifest) if manifest.exists() else None, num_workers=1))
-        clips = [json.loads((d / "index.json").read_text())["num_clips"] for d in token_dirs]
+            clips.append(tokenize(TokenizeConfig(tokenizer=str(where / "tokenizer"), out=str(token_dirs[-1]),
+                                                 videos=str(human), num_workers=1,
+                                                 manifest=str(manifest) if manifest.exists() else None))["num_clips"])
         steps = self.b.pretrain_steps if cell.multiple else 1  # k = 0: only the architecture is read
         pretrain(PretrainConfig(tokens=[str(d) for d in token_dirs], token_weights=[float(n) for n in clips],
                                 tokenizer=str(where / "tokenizer"), out=str(where / "run"), width=z["width"],
