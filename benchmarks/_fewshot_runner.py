@@ -94,11 +94,9 @@ class Runner:
                                          num_workers=1))["num_clips"]
                  for src, out in zip(corpora or [demos], token_dirs)]
         if human:
-            manifest = human / "manifest.csv"
             token_dirs.append(where / "tokens_human")
             clips.append(tokenize(TokenizeConfig(tokenizer=str(where / "tokenizer"), out=str(token_dirs[-1]),
-                                                 videos=str(human), num_workers=1,
-                                                 manifest=str(manifest) if manifest.exists() else None))["num_clips"])
+                                                 videos=str(human), num_workers=1))["num_clips"])
         steps = self.b.pretrain_steps if cell.multiple else 1  # k = 0: only the architecture is read
         pretrain(PretrainConfig(tokens=[str(d) for d in token_dirs], token_weights=[float(n) for n in clips],
                                 tokenizer=str(where / "tokenizer"), out=str(where / "run"), width=z["width"],

@@ -166,7 +166,8 @@ def tokenize_vs_decode(run: Run, deadline: float) -> dict:
     from vidpolicy.datasets.clips import ClipSpec
     from vidpolicy.tokenizer.config import TokenizeConfig
     from vidpolicy.tokenizer.model import VideoTokenizer
-    from vidpolicy.tokenizer.tokenize import _as_is, _DecodedUnits, list_units, tokenize
+    from vidpolicy.tokenizer.tokenize import _as_is, _DecodedUnits, tokenize
+    from vidpolicy.tokenizer.units import list_units
 
     workers = [1, 2] if run.smoke else sorted({1, 4, max(1, (os.cpu_count() or 2) - 2)})
     out = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -129,15 +130,21 @@ def test_two_nodes_of_two_processes_cover_every_clip_exactly_once(tiny_tokenizer
     assert sorted(_index(out)) == sorted(_index(single)) and len(set(_index(out))) == 16
 
 
-def test_captions_from_manifest(tiny_tokenizer, video_dir, tmp_path):
-    csv = tmp_path / "captions.csv"
+@pytest.mark.parametrize("beside", [False, True], ids=["--manifest", "videos/manifest.csv"])
+def test_captions_from_manifest(tiny_tokenizer, video_dir, tmp_path, beside):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for k in (0, 1):
+        shutil.copy(video_dir / f"clip_{k}.mp4", videos)
+    csv = videos / "manifest.csv" if beside else tmp_path / "captions.csv"
     csv.write_text("file,caption\nclip_1.mp4,push the red block\n")
     out = tmp_path / "cap"
-    tokenize(TokenizeConfig(tokenizer=str(tiny_tokenizer), out=str(out), videos=str(video_dir), manifest=str(csv),
-                            num_workers=0))
+    tokenize(TokenizeConfig(tokenizer=str(tiny_tokenizer), out=str(out), videos=str(videos),
+                            manifest=None if beside else str(csv), num_workers=0))
     rows = TokenDataset(out).rows
     assert {r["instruction"] for r in rows if r["source"].endswith("clip_1.mp4")} == {"push the red block"}
     assert {r["instruction"] for r in rows if r["source"].endswith("clip_0.mp4")} == {""}
+    assert json.loads((out / "config.json").read_text())["manifest"] == str(csv)  # what was read is on record
 
 
 def test_no_readable_video_exits_2(tiny_tokenizer, tmp_path):

@@ -62,9 +62,7 @@ def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_vi
                                 num_workers=1), overwrite=overwrite)
         token_dirs.append(str(out / name))
     if human_videos:
-        manifest = Path(human_videos) / "manifest.csv"
-        tokenize(TokenizeConfig(tokenizer=str(out / "tokenizer"), out=str(out / "tokens_human"),
-                                videos=human_videos, manifest=str(manifest) if manifest.exists() else None,
+        tokenize(TokenizeConfig(tokenizer=str(out / "tokenizer"), out=str(out / "tokens_human"), videos=human_videos,
                                 num_workers=1), overwrite=overwrite)
         token_dirs.append(str(out / "tokens_human"))
     done("tokenize")

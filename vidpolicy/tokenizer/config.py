@@ -70,7 +70,7 @@ class TokenizeConfig:
     videos: str | None = opt(None, "directory of videos or a .txt list (or --dataset)")
     dataset: str | None = opt(None, "a LeRobotDataset root: its camera, episode by episode")
     camera: str | None = opt(None, "LeRobot camera key (default: the first)")
-    manifest: str | None = opt(None, "CSV with a file column and a caption column")
+    manifest: str | None = opt(None, "CSV of file and caption columns (default: VIDEOS/manifest.csv when present)")
     fps: float | None = opt(None, "sample videos at this frame rate (default: every frame)")
     clip_stride: int | None = opt(None, "sampled frames between clip starts (default: clip length)")
     every_step: bool = opt(False, "one clip per frame, the first repeated (as finetune reads)", advanced=True)

@@ -34,25 +34,15 @@ from vidpolicy.common.threads import torch_threads
 from vidpolicy.common.versions import stamp
 from vidpolicy.common.workers import worker_init
 from vidpolicy.datasets.clips import ClipSpec, clip_starts, layout, to_unit_range
-from vidpolicy.datasets.manifest import ManifestRow, caption_for, read_captions, summarize, write_manifest
+from vidpolicy.datasets.manifest import ManifestRow, summarize, write_manifest
 from vidpolicy.datasets.token_index import write_clip_index
 from vidpolicy.datasets.tokens import TokenShardWriter, load_shard_json, write_index
-from vidpolicy.datasets.video import VideoError, VideoSource, find_videos
+from vidpolicy.datasets.video import VideoError, VideoSource
 from vidpolicy.tokenizer.config import TokenizeConfig
 from vidpolicy.tokenizer.model import VideoTokenizer
+from vidpolicy.tokenizer.units import Unit, default_manifest, list_units
 
 MAX_CLIPS_PER_ITEM = 64
-
-
-@dataclass
-class Unit:
-    """One input: a video file, or one episode inside a LeRobot video file."""
-
-    source: str
-    path: Path
-    instruction: str = ""
-    first_frame: int = 0
-    num_frames: int | None = None  # None: to the end of the file
 
 
 def weights_sha(tokenizer: str | Path) -> str:
@@ -61,20 +51,6 @@ def weights_sha(tokenizer: str | Path) -> str:
     for f in sorted(where.glob("*.safetensors")):
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
-
-
-def list_units(cfg: TokenizeConfig) -> list[Unit]:
-    if cfg.dataset:
-        from vidpolicy.datasets.robot import RobotEpisodes
-
-        eps = RobotEpisodes(cfg.dataset, camera=cfg.camera)
-        return [Unit(eps.source(i), e.video, e.task, e.first_frame, e.length) for i, e in enumerate(eps.episodes)]
-    files = find_videos(cfg.videos)
-    if not files:
-        raise VidpolicyError(f"{cfg.videos}: no video files found (looked for .mp4 .webm .mkv .avi .mov .gif)")
-    captions = read_captions(cfg.manifest) if cfg.manifest else {}
-    root = Path(cfg.videos) if Path(cfg.videos).is_dir() else None
-    return [Unit(str(f), f, caption_for(captions, f, root)) for f in files]
 
 
 @dataclass
@@ -239,6 +215,7 @@ def tokenize(cfg: TokenizeConfig, overwrite: bool = False, report: bool = True) 
     state = PartialState(cpu=not torch.cuda.is_available())
     model = load_model(VideoTokenizer, cfg.tokenizer).to(state.device)  # each process its own GPU, if any
     cfg.tokenizer_sha = weights_sha(cfg.tokenizer)
+    default_manifest(cfg)
     out = Path(cfg.out)
     units = list_units(cfg)
     if state.is_main_process:
