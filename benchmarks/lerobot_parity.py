@@ -75,15 +75,17 @@ def vidpolicy_rollout(policy: str, tasks: str, episodes: int, out: Path) -> dict
     from vidpolicy.envs.rollout import RolloutConfig, rollout
 
     return rollout(RolloutConfig(policy=policy, view="lerobot", tasks=tasks, episodes=episodes, out=str(out),
-                                 videos=False, expert_labels=False))
+                                 videos=False, expert_labels=False, steps_after_success=0))  # LeRobot stops there
 
 
-def lerobot_eval(policy: str, task: str, episodes: int, out: Path) -> float:
+def lerobot_eval(policy: str, task: str, episodes: int, out: Path) -> tuple[float, list[float]]:
+    """Success rate and each episode's return."""
     exe = Path(sys.executable).with_name("lerobot-eval")
     subprocess.run([str(exe), f"--policy.path={policy}", "--env.type=metaworld", f"--env.task={task}",
                     f"--eval.n_episodes={episodes}", "--eval.batch_size=1", "--eval.use_async_envs=false",
                     "--policy.device=cpu", f"--output_dir={out}"], check=True, capture_output=True)
-    return json.loads((out / "eval_info.json").read_text())["overall"]["pc_success"] / 100
+    info = json.loads((out / "eval_info.json").read_text())
+    return info["overall"]["pc_success"] / 100, info["per_task"][0]["metrics"]["sum_rewards"]
 
 
 def latency(policy: str, calls: int = 40) -> dict:
@@ -116,7 +118,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="reach,button-press-topdown,drawer-close")
     ap.add_argument("--episodes", type=int, default=10)
-    ap.add_argument("--policy", help="a vpdd policy directory trained on --view lerobot demos")
+    ap.add_argument("--policy", help="a policy directory (vpdd or any LeRobot policy) trained on --view lerobot demos")
     ap.add_argument("--quick", action="store_true", help="2 episodes of one task")
     args = ap.parse_args()
     if args.quick:
@@ -136,11 +138,16 @@ def main() -> None:
                                                                zip(ours[name]["success_steps"], theirs))}
         if args.policy:
             pol = vidpolicy_rollout(args.policy, args.tasks, args.episodes, Path(tmp) / "policy")
-            result["policy"] = {"path": args.policy, **{f"{t}-v3": {
-                "vidpolicy_rollout": pol[f"{t}-v3"]["success_rate"],
-                "lerobot_eval": lerobot_eval(args.policy, f"{t}-v3", args.episodes, Path(tmp) / f"ev_{t}")}
-                for t in tasks}}
-            result["select_action_s"] = latency(args.policy)
+            kind = json.loads((Path(args.policy) / "config.json").read_text())["type"]
+            result["policy"] = {"path": args.policy, "type": kind}
+            for t in tasks:
+                rate, returns = lerobot_eval(args.policy, f"{t}-v3", args.episodes, Path(tmp) / f"ev_{t}")
+                ours = pol[f"{t}-v3"]
+                result["policy"][f"{t}-v3"] = {  # the same trajectory gives the same return to rounding
+                    "vidpolicy_rollout": ours["success_rate"], "lerobot_eval": rate,
+                    "returns_agreeing": int(np.isclose(ours["returns"], returns, rtol=1e-5).sum())}
+            if kind == "vpdd":  # the plugin's cost over vidpolicy's own path
+                result["select_action_s"] = latency(args.policy)
     save("lerobot_parity_policy" if args.policy else "lerobot_parity", result)
 
 

@@ -172,10 +172,12 @@ def markdown(r: dict) -> str:
         for task, v in r.get(key, {}).get("expert", {}).items():
             add(key, f"scripted expert on {task}, {r[key]['episodes']} seeds: vidpolicy rollout --view lerobot / "
                 f"LeRobot's rollout loop", f"{fmt(v['vidpolicy_rollout'], True)} / {fmt(v['lerobot_loop'], True)}")
-        for task, v in r.get(key, {}).get("policy", {}).items():
-            if task != "path":
-                add(key, f"vpdd policy on {task}: vidpolicy rollout / lerobot-eval",
-                    f"{fmt(v['vidpolicy_rollout'], True)} / {fmt(v['lerobot_eval'], True)}")
+        pol = r.get(key, {}).get("policy", {})
+        for task, v in pol.items():
+            if task.endswith("-v3"):
+                agree = f"; returns equal in {v['returns_agreeing']}" if "returns_agreeing" in v else ""
+                add(key, f"{pol.get('type', 'vpdd')} policy on {task}: vidpolicy rollout / lerobot-eval",
+                    f"{fmt(v['vidpolicy_rollout'], True)} / {fmt(v['lerobot_eval'], True)}{agree}")
         if "select_action_s" in r.get(key, {}):
             t = r[key]["select_action_s"]
             add(key, "select_action ms, 480² frame, plugin / direct: mean per action; a call that imagines",

@@ -116,11 +116,19 @@ def test_rollout_runs_a_lerobot_act_policy(lerobot_demos, tmp_path):
                  "--wandb.enable=false", f"--output_dir={out}")
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = out / "checkpoints" / "last" / "pretrained_model"
-    r = run_cli("rollout", "--policy", str(ckpt), "--view", "lerobot", "--tasks", "reach", "--episodes", "1",
+    r = run_cli("rollout", "--policy", str(ckpt), "--view", "lerobot", "--tasks", "reach", "--episodes", "2",
                 "--max-steps", "8", "--out", str(tmp_path / "roll"))
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((tmp_path / "roll" / "results.json").read_text())
-    assert res["reach-v3"]["episodes"] == 1 and res["reach-v3"]["seeds"] == [1000]
+    assert res["reach-v3"]["episodes"] == 2 and res["reach-v3"]["seeds"] == [1000, 1001]
+    r = _lerobot("tests/lerobot_eval_short.py", "8", f"--policy.path={ckpt}", "--env.type=metaworld",
+                 "--env.task=reach-v3", "--eval.n_episodes=2", "--eval.batch_size=1", "--eval.use_async_envs=false",
+                 "--policy.device=cpu", "--seed=1000", f"--output_dir={tmp_path / 'eval'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    theirs = json.loads((tmp_path / "eval" / "eval_info.json").read_text())["per_task"][0]["metrics"]["sum_rewards"]
+    # the same policy, seeds and steps in both harnesses: the same trajectories, so the same dense-reward sums
+    np.testing.assert_allclose(res["reach-v3"]["returns"], theirs, rtol=1e-5)
+    assert abs(theirs[0] - theirs[1]) > 1e-3  # two different episodes: the comparison can tell them apart
     r = run_cli("rollout", "--policy", str(ckpt), "--tasks", "reach", "--episodes", "1", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "observation.state has 4 dimension(s)" in r.stderr and "--view" in r.stderr
 

@@ -4,9 +4,10 @@ A policy is any object with ``reset()`` and ``select_action(observation) -> acti
 ``imagined_frames()`` the video shows what it imagined next to what the robot did. Meta-World's convention:
 an episode succeeds if ``info["success"]`` is set at any step, within at most 500 steps. Each learned policy's
 action is also scored against what the scripted expert would do in the same state (the states the policy's own
-actions led to): ``expert_action_sq_error`` per episode and action dimension in results.json. Each finished episode
-is journaled (``episodes.jsonl``): the same command after a kill runs only the episodes not yet journaled, and
-each episode's randomness comes from its seed, so the report equals an uninterrupted one.
+actions led to): ``expert_action_sq_error`` per episode and action dimension in results.json, beside each episode's
+return (the sum of Meta-World's dense reward, lerobot-eval's ``sum_reward``). Each finished episode is journaled
+(``episodes.jsonl``): the same command after a kill runs only the episodes not yet journaled, and each episode's
+randomness comes from its seed, so the report equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
 
 ACTION_DIM = 4  # Meta-World: xyz displacement + gripper
 EPISODES = "episodes.jsonl"  # one line per finished episode: a killed rollout resumes after the last one
-JOURNALED = ("success", "success_step", "steps", "expert_sq_error")
+JOURNALED = ("success", "success_step", "steps", "return", "expert_sq_error")
 
 
 @dataclass
@@ -80,21 +81,22 @@ def run_episode(env: MetaWorldEnv, policy, seed: int, max_steps: int, after_succ
     ``expert_sq_error`` is the mean squared difference per action dimension (both clipped to the action box)."""
     obs = env.reset(seed)
     policy.reset()
-    frames, panels, success_at, sq_err = [obs["image"]], [], None, []
+    frames, panels, success_at, sq_err, ret = [obs["image"]], [], None, [], 0.0
     for step in range(max_steps):
         action = policy.select_action(obs)
         if expert is not None:
             sq_err.append((env.clip_action(action).astype(np.float64) - env.clip_action(expert(obs))) ** 2)
         if record and hasattr(policy, "imagined_frames"):
             panels.append(policy.imagined_frames())
-        obs, _, done, info = env.step(action)
+        obs, reward, done, info = env.step(action)
+        ret += reward
         if record:
             frames.append(obs["image"])
         if info["success"] and success_at is None:
             success_at = step
         if done or (success_at is not None and step - success_at >= after_success):
             break
-    return {"success": success_at is not None, "success_step": success_at, "steps": step + 1,
+    return {"success": success_at is not None, "success_step": success_at, "steps": step + 1, "return": ret,
             "frames": np.stack(frames) if record else None, "panels": panels,
             "expert_sq_error": np.mean(sq_err, axis=0).tolist() if sq_err else None}
 
@@ -166,6 +168,7 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
             row["successes"] += int(res["success"])
             row["seeds"].append(seed)
             row["success_steps"].append(res["success_step"])
+            row.setdefault("returns", []).append(res.get("return"))  # None: journaled before returns were
             if expert is not None:
                 row.setdefault("expert_action_sq_error", []).append(res["expert_sq_error"])
             bar.update(1)
