@@ -1,4 +1,5 @@
-"""Scoring an imagined future against the truth, beside copying the last history clip (pretrain/foresight.py)."""
+"""Scoring an imagined future against the truth, beside copying the last history clip: offline (pretrain/foresight.py)
+and in a policy's own episodes (benchmarks/foresight.py)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,52 @@ def test_frames_add_a_psnr_that_ranks_closer_futures_higher():
     assert future_scores(t, t, truth, truth)["psnr"] == float("inf")
     with pytest.raises(ValueError, match="predicted tokens"):
         future_scores(t, torch.zeros(1, 4, dtype=torch.long))
+
+
+class _StepPolicy:
+    """Frames whose pixels all hold min(step, 10) (the scene moves, then stands still); a clip's tokens are its frames'
+    values. Plans every 2 steps and imagines the true clip ``gap`` steps ahead, computed from the rule."""
+
+    device, T, gap, execute = "cpu", 2, 3, 2
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.tokenizer = SimpleNamespace(config=SimpleNamespace(frames=self.T), encode=lambda x: (
+            (x[:, 0, :, 0, 0] + 0.5) * 255).round().long())
+        self.processor = SimpleNamespace(frame=lambda image: image)
+
+    def reset(self):
+        self.plans, self.step = 0, -1
+
+    def select_action(self, observation):
+        self.step += 1
+        if self.step % self.execute == 0:
+            self.plans += 1
+            end = self.step + self.gap
+            self.imagined_tokens = torch.tensor([[min(j, 10) for j in range(end - self.T + 1, end + 1)]])
+        return np.zeros(4, np.float32)
+
+    def decode_tokens(self, tokens):
+        return np.broadcast_to(tokens.numpy().astype(np.uint8)[:, :, None, None, None], (*tokens.shape, 4, 4, 3))
+
+
+def test_closed_loop_foresight_scores_each_plan_against_the_clip_it_imagined():
+    import sys
+
+    from _util import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from foresight import Watched, clip_ending, score_episode
+
+    frames = [np.full((4, 4, 3), min(k, 10), np.uint8) for k in range(16)]
+    assert clip_ending(frames, 0, 3)[:, 0, 0, 0].tolist() == [0, 0, 0]  # the first frame stands in before the start
+    w = Watched(_StepPolicy())
+    w.reset()
+    for f in frames:
+        w.select_action({"image": f})
+    rows = score_episode(w, _StepPolicy.gap)
+    assert [r["step"] for r in rows] == [0, 2, 4, 6, 8, 10, 12]  # t + gap < 16: the futures the episode reached
+    assert all(r["imagined_token_accuracy"] == 1.0 and r["imagined_psnr"] == float("inf") for r in rows)
+    # copying the present is right once the scene stands still, wrong while it moves
+    assert [r["copy_present_token_accuracy"] for r in rows] == [0, 0, 0, 0, 0, 0.5, 1]  # t = 10: [9, 10] vs [10, 10]
