@@ -36,7 +36,7 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
     """Per D and policy: success per task (mean and spread over seeds) and pooled; each policy against vidpolicy
     pre-trained on the largest corpus, episode by episode (exact McNemar over tasks x seeds x episodes)."""
     out: dict = {}
-    for d in sorted({c.demos for c in cells}):
+    for d in sorted({c.demos for c in cells if c.demos is not None}):
         runs: dict[str, dict[int, dict]] = {}
         for c in cells:
             if c.stage == "rollout" and c.demos == d and is_done(root, c):

@@ -75,7 +75,7 @@ class Budget:
 @dataclass(frozen=True)
 class Cell:
     stage: str  # demos, actionless, others, pretrain, train (a policy), rollout, heldout, imagine
-    demos: int
+    demos: int | None = None  # None: the stage does not depend on D (others)
     multiple: int | None = None  # None: the stage does not depend on the actionless corpus
     policy: str | None = None  # vpdd, diffusion, act, or vpdd-NAME: vidpolicy's variant NAME (see VARIANTS)
     seed: int | None = None
@@ -90,7 +90,8 @@ class Cell:
 
     @property
     def name(self) -> str:
-        parts = [f"D{self.demos}"] + ([f"A{self.multiple}x"] if self.multiple is not None else [])
+        parts = [f"D{d}" for d in (self.demos,) if d is not None]
+        parts += [f"A{self.multiple}x"] if self.multiple is not None else []
         parts += [p for p in (self.policy, f"seed{self.seed}" if self.seed is not None else None) if p]
         return "/".join(parts + [self.stage])
 
@@ -123,15 +124,15 @@ def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
         *imagine(d, ends), *runs(d, variants, first), *runs(d, cheap + big, rest), *runs(d, variants, rest)]]
     cells += [c for d in b.demos for c in [*shared(d, middle), *runs(d, [("vpdd", k) for k in middle], b.seeds),
                                            *imagine(d, middle)]]
-    firsts = {c.demos: c for c in reversed(cells) if c.stage == "actionless"}  # each D's first corpus
-    return [o for c in cells for o in ([Cell("others", c.demos)] if firsts.get(c.demos) is c else []) + [c]]
+    first = next((c for c in cells if c.stage == "actionless"), None)  # the other tasks: before the first corpus
+    return [o for c in cells for o in ([Cell("others")] if c is first else []) + [c]]
 
 
 def needs(cell: Cell) -> list[Cell]:
     """The cells whose outputs ``cell`` reads."""
     d, k = cell.demos, cell.multiple
     if cell.stage == "pretrain":
-        return [Cell("demos", d)] + ([Cell("actionless", d, k), Cell("others", d)] if k else [])
+        return [Cell("demos", d)] + ([Cell("actionless", d, k), Cell("others")] if k else [])
     if cell.stage == "train":
         return [Cell("demos", d)] + ([Cell("pretrain", d, k)] if cell.family == "vpdd" else [])
     if cell.stage in ("rollout", "imagine"):
