@@ -48,7 +48,8 @@ def clip_ending(frames: list[np.ndarray], end: int, length: int) -> np.ndarray:
 
 @torch.no_grad()
 def score_episode(w: Watched, gap: int) -> list[dict]:
-    """Each plan whose future the episode reached: token accuracy and PSNR of the imagined clip and of the copy."""
+    """Each plan whose future the episode reached: token accuracy and PSNR of the imagined clip and of the copy, both
+    decoded by the policy's tokenizer (PSNR against the frames as the policy saw them)."""
     from vidpolicy.common.media import psnr
     from vidpolicy.datasets.clips import to_unit_range
 
@@ -61,7 +62,8 @@ def score_episode(w: Watched, gap: int) -> list[dict]:
     enc = pol.tokenizer.encode(torch.stack([to_unit_range(c) for c in truth + now]).to(pol.device)).flatten(1).cpu()
     true_toks, copy_toks = enc[: len(plans)], enc[len(plans):]
     imagined = torch.stack([toks for _, toks in plans])
-    seen = {"imagined": (imagined, pol.decode_tokens(imagined)), "copy_present": (copy_toks, np.stack(now))}
+    seen = {name: (toks, pol.decode_tokens(toks)) for name, toks in (("imagined", imagined),
+                                                                      ("copy_present", copy_toks))}
     return [{"step": t, **{f"{name}_{k}": v for name, (toks, frames) in seen.items() for k, v in (
         ("token_accuracy", float((toks[j] == true_toks[j]).float().mean())), ("psnr", psnr(frames[j], truth[j])))}}
         for j, (t, _) in enumerate(plans)]
