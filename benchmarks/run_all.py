@@ -183,6 +183,15 @@ def markdown(r: dict) -> str:
             add(key, "select_action ms, 480² frame, plugin / direct: mean per action; a call that imagines",
                 f"{1e3 * t['plugin']['mean']:.1f} / {1e3 * t['direct']['mean']:.1f}; "
                 f"{1e3 * t['plugin']['planning_median']:.1f} / {1e3 * t['direct']['planning_median']:.1f}")
+    for key, f in r.items():
+        if key.startswith("foresight"):
+            pair = "{imagined_token_accuracy:.3f} / {copy_present_token_accuracy:.3f}".format
+            held = f.get("heldout_expert_episodes")
+            add(key, f"{f['policy'].split('fewshot_grid/')[-1]}, token accuracy of its imagined future / of copying "
+                "the present, in its own episodes (solved, failed) and on held-out expert episodes",
+                f"own {pair(**f['closed_loop'])} (solved {pair(**f['solved_episodes'])}, failed "
+                f"{pair(**f['failed_episodes'])})" + (f"; expert {held['imagined']['token_accuracy']:.3f} / "
+                                                      f"{held['copy_history']['token_accuracy']:.3f}" if held else ""))
     for row in rows(r):
         add(*row)
     commits = sorted({v.get("commit", "?") for v in r.values()}
