@@ -159,7 +159,11 @@ def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
     if cell.stage == "imagine":
         return COST["imagine_sample"] * b.imagine_samples
     if cell.stage == "train":
-        return COST[f"{'finetune' if cell.family == 'vpdd' else cell.policy}_step"] * b.train_steps
+        step = COST[f"{'finetune' if cell.family == 'vpdd' else cell.policy}_step"]
+        change = VARIANTS[cell.variant][1] if cell.variant else {}
+        if change.get("act_on", "joint") != "joint" and (cell.multiple == 0 or change.get("train_video")):
+            step *= 1.6  # two video passes while the video model trains (measured 1.5-1.8x)
+        return step * b.train_steps
     episodes_steps = n_tasks * b.eval_episodes * b.max_steps * 0.8  # solved episodes end early; few are solved
     own = f"{cell.policy.replace('-', '_')}_rollout_step"
     return COST.get(own, COST[f"{cell.family}_rollout_step"]) * episodes_steps

@@ -184,6 +184,13 @@ def test_the_quick_grid_fits_its_budget():
     assert minutes <= 15, minutes
 
 
+def test_the_plan_prices_a_second_video_pass_only_where_the_video_model_trains():
+    def cost(k, policy):
+        return fewshot.estimate_s(fewshot.Cell("train", 5, k, policy, 0), fewshot.Budget(), 8)
+
+    assert cost(0, "vpdd-history") > cost(0, "vpdd") == cost(20, "vpdd-history") == cost(20, "vpdd-tuned")
+
+
 def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     b = fewshot.Budget(demos=(5,), multiples=(0, 4), seeds=(0,), eval_episodes=4)
     cells = fewshot.grid(b)
