@@ -54,6 +54,11 @@ def _tokenizer_shape(p: dict) -> str:
     return "".join(", " + x for x in parts)
 
 
+def _pair(s: dict) -> str:
+    """A foresight summary's imagined / copy token accuracy; "-" where it holds no plans (e.g. nothing solved)."""
+    return f"{s['imagined_token_accuracy']:.3f} / {s['copy_present_token_accuracy']:.3f}" if s["plans"] else "-"
+
+
 def markdown(r: dict) -> str:
     lines = ["| benchmark | measure | value |", "| --- | --- | --- |"]
     add = lambda b, m, v: lines.append(f"| {b} | {m} | {v} |")  # noqa: E731
@@ -185,12 +190,11 @@ def markdown(r: dict) -> str:
                 f"{1e3 * t['plugin']['planning_median']:.1f} / {1e3 * t['direct']['planning_median']:.1f}")
     for key, f in r.items():
         if key.startswith("foresight"):
-            pair = "{imagined_token_accuracy:.3f} / {copy_present_token_accuracy:.3f}".format
             held = f.get("heldout_expert_episodes")
             add(key, f"{f['policy'].split('fewshot_grid/')[-1]}, token accuracy of its imagined future / of copying "
                 "the present, in its own episodes (solved, failed) and on held-out expert episodes",
-                f"own {pair(**f['closed_loop'])} (solved {pair(**f['solved_episodes'])}, failed "
-                f"{pair(**f['failed_episodes'])})" + (f"; expert {held['imagined']['token_accuracy']:.3f} / "
+                f"own {_pair(f['closed_loop'])} (solved {_pair(f['solved_episodes'])}, failed "
+                f"{_pair(f['failed_episodes'])})" + (f"; expert {held['imagined']['token_accuracy']:.3f} / "
                                                       f"{held['copy_history']['token_accuracy']:.3f}" if held else ""))
     for row in rows(r):
         add(*row)
