@@ -42,8 +42,11 @@ class Watched:
 
 
 def clip_ending(frames: list[np.ndarray], end: int, length: int) -> np.ndarray:
-    """The ``length`` frames ending at ``end``, the first repeated before the episode began (as the policy pads)."""
-    return np.stack([frames[max(j, 0)] for j in range(end - length + 1, end + 1)])
+    """The ``length`` frames ending at ``end``, the first repeated before the episode began (the clip rule the policy
+    trained on: `clip_indices`)."""
+    from vidpolicy.datasets.robot import clip_indices
+
+    return np.stack([frames[i] for i in clip_indices(end, length, len(frames))[0]])
 
 
 @torch.no_grad()
