@@ -153,3 +153,30 @@ def run_cells(root: Path, names: list[str], needs: Callable[[str], list[str]], r
             break
         else:
             time.sleep(poll_s)  # every ready cell is another process's
+
+
+# A machine that is replaced loses benchmarks/out/. The small results of a grid's leaf cells (rollouts, scores) are
+# also kept in a committed ledger, and a fresh checkout restores them: their cells count as done, and what only
+# they read (a checkpoint, a corpus) is not recomputed.
+def record_cells(root: Path, ledger: Path, names: list[str]) -> int:
+    """Copy the done.json of each finished cell in ``names`` into ``ledger`` (``<cell>.json``); how many were new."""
+    new = 0
+    for name in (n for n in names if cell_done(root, n)):
+        path = ledger / f"{name}.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / name / "done.json", path)
+            new += 1
+    return new
+
+
+def restore_cells(root: Path, ledger: Path) -> int:
+    """Mark every cell the ledger holds done under ``root`` (its done.json, nothing else); how many were restored."""
+    restored = 0
+    for path in sorted(ledger.rglob("*.json")) if ledger.is_dir() else []:
+        name = path.relative_to(ledger).with_suffix("").as_posix()
+        if not cell_done(root, name):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            finish_cell(root, name, json.loads(path.read_text()))
+            restored += 1
+    return restored

@@ -131,5 +131,5 @@ class Runner:
         report = rollout(RolloutConfig(policy=policy, tasks=self.tasks, episodes=self.b.eval_episodes,
                                        out=str(where / "eval"), seed=1000, max_steps=self.b.max_steps,
                                        state="agent_pos", size=SIZE, videos=False, expert_labels=False))
-        return {task: {"successes": r["successes"], "episodes": r["episodes"], "success_steps": r["success_steps"]}
-                for task, r in report.items() if isinstance(r, dict)}
+        keep = ("successes", "episodes", "success_steps", "returns")
+        return {task: {k: r[k] for k in keep if k in r} for task, r in report.items() if isinstance(r, dict)}

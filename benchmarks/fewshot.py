@@ -5,6 +5,8 @@ pre-trained on (k > 0) with episodes of every other Meta-World task and ../share
 
 One directory per cell — (D, k, policy, seed) — skipped when complete (``done.json``); a cell a killed run
 left half-written resumes where its command does (collecting, vidpolicy training, rollouts), else restarts.
+The results of the leaf cells (rollouts, imagination scores) are copied into a committed ledger
+(benchmarks/results/fewshot/default), which a fresh checkout restores: only what is missing runs again.
 Shared stages (demos per D, actionless corpus and pre-training per (D, k)) are cells of their own. Every policy
 is scored by ``vidpolicy rollout`` in the fast view with the 4-d state, on seeds 1000+ (the demos use 0.., the
 actionless corpus 500..). vidpolicy with k = 0 is the from-scratch baseline: its tokenizer and
@@ -13,6 +15,7 @@ video model never see actionless video.
     python benchmarks/fewshot.py --plan            # the default grid and its CPU estimate
     python benchmarks/fewshot.py --quick           # the <= 15-minute grid, run
     python benchmarks/fewshot.py                   # the default grid (many CPU-hours: rerun to resume)
+    python benchmarks/fewshot.py --only 'D5/A20x/vpdd/seed0/*'   # these cells and what they read, first
 
 Several processes can share the grid, each taking the next ready cell no other holds: one per core (with
 OMP_NUM_THREADS=1) keeps every core busy, the single-threaded simulator's rollouts included.
@@ -22,9 +25,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
-from _common import cell_done, claim_cell, quiet, run_cells
+from _common import cell_done, claim_cell, quiet, record_cells, restore_cells, run_cells
 
 TASKS = ("reach,drawer-close,window-open,"  # easy
          "coffee-push,sweep-into,hammer,"  # medium
@@ -36,6 +40,8 @@ COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "f
         # per simulated step, from the first default rollouts (sharing the cores, so rough)
         "vpdd_rollout_step": 0.07, "vpdd_history_rollout_step": 0.035, "diffusion_rollout_step": 0.09,
         "act_rollout_step": 0.02}
+LEAVES = ("rollout", "imagine")  # the cells whose results are the grid's; every other cell only feeds them
+LEDGER = Path(__file__).resolve().parent / "results" / "fewshot" / "default"  # the leaves' results, committed (see record_cells)
 HELDOUT = 2  # expert episodes per task at the evaluation seeds (the imagine cells' data)
 # vidpolicy beside the paper's recipe (policy "vpdd-NAME"): its label and what it changes in `finetune`. Each runs
 # from scratch and on the largest corpus, unless it trains the video model (from scratch, the video model trains)
@@ -141,6 +147,20 @@ def needs(cell: Cell) -> list[Cell]:
     return []  # demos, actionless, others, heldout: collected from the simulator
 
 
+def select(cells: list[Cell], root: Path, patterns: tuple[str, ...] = ()) -> list[Cell]:
+    """The cells still to run, in grid order: those named by ``patterns`` (globs over cell names; none: every leaf
+    cell) that are not done, and every cell they read that is not done, transitively."""
+    targets = [c for c in cells if any(fnmatch(c.name, p) for p in patterns)] if patterns else [
+        c for c in cells if c.stage in LEAVES]
+    want, todo = set(), [c for c in targets if not is_done(root, c)]
+    while todo:
+        c = todo.pop()
+        if c not in want:
+            want.add(c)
+            todo += [n for n in needs(c) if not is_done(root, n)]
+    return [c for c in cells if c in want]
+
+
 def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
     """A rough CPU time for ``cell`` (see COST)."""
     if cell.stage == "demos":
@@ -182,13 +202,16 @@ def claim(root: Path, cell: Cell) -> Path:
     return claim_cell(root, cell.name, keep=resumes)
 
 
-def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = None) -> str:
+def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = None,
+               todo: list[Cell] | None = None) -> str:
+    """Each cell's estimate and state: done, to run, or "-" (not needed: every cell that reads it is done)."""
     lines, total, left = [f"{'cell':<40} {'est. min':>8}  done"], 0.0, 0.0
     for c in cells:
         est, done = estimate_s(c, b, n_tasks), bool(root and is_done(root, c))
+        runs = not done and (todo is None or c in todo)
         total += est
-        left += 0 if done else est
-        lines.append(f"{c.name:<40} {est / 60:>8.1f}  {'yes' if done else ''}")
+        left += est if runs else 0
+        lines.append(f"{c.name:<40} {est / 60:>8.1f}  {'yes' if done else '' if runs else '-'}")
     lines.append(f"{len(cells)} cells, ~{total / 3600:.1f} CPU-hours in all, ~{left / 3600:.1f} left")
     return "\n".join(lines)
 
@@ -202,22 +225,33 @@ def main() -> None:
     ap.add_argument("--tasks", default=TASKS)
     ap.add_argument("--no-human", action="store_true", help="leave ../shared/data/human out of pre-training")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "fewshot_grid"))
+    ap.add_argument("--only", nargs="+", default=(), metavar="GLOB",
+                    help="run only the cells matching these globs and what they read (default: the whole grid)")
+    ap.add_argument("--ledger", default=None, help=f"committed leaf results to restore and extend (default: "
+                    f"{LEDGER.relative_to(LEDGER.parents[3])} for the default grid, none otherwise)")
     args = ap.parse_args()
     b = Budget.quick() if args.quick else Budget()
     if args.quick and args.tasks == TASKS:
         args.tasks = "reach,push"
     root, cells = Path(args.out) / ("quick" if args.quick else "default"), grid(b)
-    print(plan_table(cells, b, len(args.tasks.split(",")), root))
+    default_grid = not args.quick and args.tasks == TASKS and not args.no_human
+    ledger = Path(args.ledger) if args.ledger else LEDGER if default_grid else None
+    if ledger and (n := restore_cells(root, ledger)):
+        print(f"restored {n} finished cells from {ledger}")
+    todo = select(cells, root, tuple(args.only))
+    print(plan_table(cells, b, len(args.tasks.split(",")), root, todo))
     if args.plan:
         return
     human = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
     from _fewshot_runner import Runner
 
     runner = Runner(root, b, args.tasks, None if args.no_human or not human.exists() else human)
-    by_name = {c.name: c for c in cells}
+    by_name = {c.name: c for c in todo}
     if not args.report:
         run_cells(root, list(by_name), lambda n: [c.name for c in needs(by_name[n])],
                   lambda n: runner.run(by_name[n]))
+    if ledger:
+        print(f"recorded {record_cells(root, ledger, [c.name for c in cells if c.stage in LEAVES])} cells in {ledger}")
     from _common import save
 
     from _fewshot_report import plot, summarize

@@ -235,3 +235,33 @@ def test_the_readme_table_shows_seed_ranges_and_the_paired_test():
     assert lines[3] == "| ACT | 20 | **20** | 1 / 3, p = 0.62 |"  # no scratch row: it has no rollout yet
     assert not any("**90**" in line for line in lines)
     assert "2 of 3 seeds" in lines[-1] and "abc1234" in lines[-1]
+
+
+def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing(tmp_path):
+    from _common import cell_result, record_cells, restore_cells
+
+    b = fewshot.Budget(demos=(5,), multiples=(0, 20), seeds=(0,), variants=())
+    cells = fewshot.grid(b)
+    old, new, ledger = tmp_path / "old", tmp_path / "new", tmp_path / "ledger"
+    scratch = fewshot.Cell("rollout", 5, 0, "vpdd", 0)
+    for c in (fewshot.Cell("demos", 5), fewshot.Cell("train", 5, 0, "vpdd", 0), scratch):
+        fewshot.claim(old, c)
+        finish_cell(old, c.name, {"reach-v3": {"successes": 1, "episodes": 2, "success_steps": [None, 7]}})
+    assert record_cells(old, ledger, [c.name for c in cells if c.stage in fewshot.LEAVES]) == 1  # the leaf only
+    assert record_cells(old, ledger, [scratch.name]) == 0  # already recorded
+    assert restore_cells(new, ledger) == 1 and restore_cells(new, ledger) == 0
+    assert cell_result(new, scratch.name) == cell_result(old, scratch.name)
+    todo = fewshot.select(cells, new)
+    # the restored rollout's policy is not retrained; the imagine cell of that seed still needs it
+    assert scratch not in todo and fewshot.Cell("train", 5, 0, "vpdd", 0) in todo
+    assert fewshot.Cell("rollout", 5, None, "act", 0) in todo and fewshot.Cell("demos", 5) in todo
+    imagine = fewshot.Cell("imagine", 5, 0, "vpdd", 0)
+    fewshot.claim(new, imagine)
+    finish_cell(new, imagine.name, {})
+    assert fewshot.Cell("train", 5, 0, "vpdd", 0) not in fewshot.select(cells, new)
+    # --only: the matching cells and what they read, in grid order
+    only = fewshot.select(cells, new, ("D5/A20x/vpdd/seed0/rollout",))
+    assert [c.name for c in only] == ["D5/demos", "others", "D5/A20x/actionless", "D5/A20x/pretrain",
+                                      "D5/A20x/vpdd/seed0/train", "D5/A20x/vpdd/seed0/rollout"]
+    plan = fewshot.plan_table(cells, b, 8, new, only)
+    assert "D5/A0x/vpdd/seed0/rollout" in plan and plan.count("  yes") == 2  # restored rollout, imagine
