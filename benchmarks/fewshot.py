@@ -6,7 +6,8 @@ pre-trained on (k > 0) with episodes of every other Meta-World task and ../share
 One directory per cell — (D, k, policy, seed) — skipped when complete (``done.json``); a cell a killed run
 left half-written resumes where its command does (collecting, vidpolicy training, rollouts), else restarts.
 The results of the leaf cells (rollouts, imagination scores) are copied into a committed ledger
-(benchmarks/results/fewshot/default), which a fresh checkout restores: only what is missing runs again.
+(benchmarks/results/fewshot/default: cells/, and the settings that made them), which a fresh checkout restores:
+only what is missing runs again.
 Shared stages (demos per D, actionless corpus and pre-training per (D, k)) are cells of their own. Every policy
 is scored by ``vidpolicy rollout`` in the fast view with the 4-d state, on seeds 1000+ (the demos use 0.., the
 actionless corpus 500..). vidpolicy with k = 0 is the from-scratch baseline: its tokenizer and
@@ -24,7 +25,9 @@ OMP_NUM_THREADS=1) keeps every core busy, the single-threaded simulator's rollou
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import asdict, dataclass
+from dataclasses import fields as fields_of
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -204,6 +207,21 @@ def claim(root: Path, cell: Cell) -> Path:
     return claim_cell(root, cell.name, keep=resumes)
 
 
+def check_ledger(ledger: Path, b: Budget, tasks: str, write: bool = False) -> None:
+    """A ledger holds results of one grid: the settings that change what a cell computes are written beside its
+    cells (settings.json, when ``write``), and a grid with other settings stops instead of mixing its cells in."""
+    fields = [f for f in fields_of(Budget) if f.name not in ("demos", "multiples", "seeds", "variants",
+                                                              "variant_seeds")]  # these only add or drop cells
+    mine = {"tasks": tasks, **{f.name: getattr(b, f.name) for f in fields}}
+    path = ledger / "settings.json"
+    if path.exists() and (theirs := json.loads(path.read_text())) != mine:
+        diff = ", ".join(f"{k} {theirs.get(k)} (here {v})" for k, v in mine.items() if theirs.get(k) != v)
+        raise SystemExit(f"{path}: recorded by a grid with other settings: {diff}; pass another --ledger")
+    if write:
+        ledger.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(mine, indent=2) + "\n")
+
+
 def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = None,
                todo: list[Cell] | None = None) -> str:
     """Each cell's estimate and state: done, to run, or "-" (not needed: every cell that reads it is done)."""
@@ -238,8 +256,10 @@ def main() -> None:
     root, cells = Path(args.out) / ("quick" if args.quick else "default"), grid(b)
     default_grid = not args.quick and args.tasks == TASKS and not args.no_human
     ledger = Path(args.ledger) if args.ledger else LEDGER if default_grid else None
-    if ledger and (n := restore_cells(root, ledger)):
-        print(f"restored {n} finished cells from {ledger}")
+    if ledger:
+        check_ledger(ledger, b, args.tasks)
+        if n := restore_cells(root, ledger / "cells"):
+            print(f"restored {n} finished cells from {ledger}")
     todo = select(cells, root, tuple(args.only))
     print(plan_table(cells, b, len(args.tasks.split(",")), root, todo))
     if args.plan:
@@ -253,7 +273,9 @@ def main() -> None:
         run_cells(root, list(by_name), lambda n: [c.name for c in needs(by_name[n])],
                   lambda n: runner.run(by_name[n]))
     if ledger:
-        print(f"recorded {record_cells(root, ledger, [c.name for c in cells if c.stage in LEAVES])} cells in {ledger}")
+        check_ledger(ledger, b, args.tasks, write=True)
+        n = record_cells(root, ledger / "cells", [c.name for c in cells if c.stage in LEAVES])
+        print(f"recorded {n} cells in {ledger}")
     from _common import save
 
     from _fewshot_report import plot, summarize

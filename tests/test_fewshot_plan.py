@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from _util import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -245,13 +246,14 @@ def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing
     b = fewshot.Budget(demos=(5,), multiples=(0, 20), seeds=(0,), variants=())
     cells = fewshot.grid(b)
     old, new, ledger = tmp_path / "old", tmp_path / "new", tmp_path / "ledger"
+    recorded = ledger / "cells"
     scratch = fewshot.Cell("rollout", 5, 0, "vpdd", 0)
     for c in (fewshot.Cell("demos", 5), fewshot.Cell("train", 5, 0, "vpdd", 0), scratch):
         fewshot.claim(old, c)
         finish_cell(old, c.name, {"reach-v3": {"successes": 1, "episodes": 2, "success_steps": [None, 7]}})
-    assert record_cells(old, ledger, [c.name for c in cells if c.stage in fewshot.LEAVES]) == 1  # the leaf only
-    assert record_cells(old, ledger, [scratch.name]) == 0  # already recorded
-    assert restore_cells(new, ledger) == 1 and restore_cells(new, ledger) == 0
+    assert record_cells(old, recorded, [c.name for c in cells if c.stage in fewshot.LEAVES]) == 1  # the leaf only
+    assert record_cells(old, recorded, [scratch.name]) == 0  # already recorded
+    assert restore_cells(new, recorded) == 1 and restore_cells(new, recorded) == 0
     assert cell_result(new, scratch.name) == cell_result(old, scratch.name)
     todo = fewshot.select(cells, new)
     # the restored rollout's policy is not retrained; the imagine cell of that seed still needs it
@@ -267,3 +269,8 @@ def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing
                                       "D5/A20x/vpdd/seed0/train", "D5/A20x/vpdd/seed0/rollout"]
     plan = fewshot.plan_table(cells, b, 8, new, only)
     assert "D5/A0x/vpdd/seed0/rollout" in plan and plan.count("  yes") == 2  # restored rollout, imagine
+    # a ledger belongs to one grid's settings: more seeds may join it, other training budgets may not
+    fewshot.check_ledger(ledger, b, fewshot.TASKS, write=True)
+    fewshot.check_ledger(ledger, fewshot.Budget(demos=(5, 10), seeds=(0, 1, 2)), fewshot.TASKS)
+    with pytest.raises(SystemExit, match="settings.json: .*train_steps 2000 \\(here 100\\)"):
+        fewshot.check_ledger(ledger, fewshot.Budget(train_steps=100), fewshot.TASKS)
