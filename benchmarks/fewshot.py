@@ -44,7 +44,7 @@ COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "f
         "vpdd_rollout_step": 0.07, "vpdd_history_rollout_step": 0.035, "diffusion_rollout_step": 0.09,
         "act_rollout_step": 0.02}
 LEAVES = ("rollout", "imagine")  # the cells whose results are the grid's; every other cell only feeds them
-LEDGER = Path(__file__).resolve().parent / "results" / "fewshot" / "default"  # the leaves' results, committed (see record_cells)
+LEDGER = Path(__file__).resolve().parent / "results" / "fewshot" / "default"  # the leaves' results, committed
 HELDOUT = 2  # expert episodes per task at the evaluation seeds (the imagine cells' data)
 # vidpolicy beside the paper's recipe (policy "vpdd-NAME"): its label and what it changes in `finetune`. Each runs
 # from scratch and on the largest corpus, unless it trains the video model (from scratch, the video model trains)
