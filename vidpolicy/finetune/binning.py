@@ -1,5 +1,7 @@
-"""`ActionBinner`: per-dimension quantile bins (paper: 48 for xyz, decoded at bin midpoints); a dimension with few
-distinct values (a gripper) is binned over its observed values instead. Saved as JSON beside the policy."""
+"""`ActionBinner`: per-dimension quantile bins (paper: 48 for xyz); a dimension with few distinct values (a gripper)
+is binned over its observed values instead. A bin decodes to the mean of the training actions in it (the least
+squared error; a saturated action, often +-1 in scripted demos, decodes to itself) or, as in the paper, to its
+midpoint. Saved as JSON beside the policy."""
 
 from __future__ import annotations
 
@@ -12,14 +14,17 @@ from vidpolicy.common.io import write_json
 
 
 class ActionBinner:
-    def __init__(self, edges: list[list[float]], centers: list[list[float]]):
+    def __init__(self, edges: list[list[float]], centers: list[list[float]], rule: str = "midpoint"):
         self.edges = [np.asarray(e, dtype=np.float64) for e in edges]  # inner edges, len = bins - 1
         self.centers = [np.asarray(c, dtype=np.float64) for c in centers]
+        self.rule = rule  # how the centers were placed: mean or midpoint (a file without it: midpoint)
 
     @classmethod
-    def fit(cls, actions: np.ndarray, bins: int = 48, discrete_max: int = 8) -> "ActionBinner":
+    def fit(cls, actions: np.ndarray, bins: int = 48, discrete_max: int = 8, centers: str = "mean") -> "ActionBinner":
+        if centers not in ("mean", "midpoint"):
+            raise ValueError(f"centers {centers!r}: must be mean or midpoint")
         actions = np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
-        edges, centers = [], []
+        edges, points = [], []
         for d in range(actions.shape[1]):
             col = actions[:, d]
             uniq = np.unique(col)
@@ -30,9 +35,14 @@ class ActionBinner:
                 q = np.unique(np.quantile(col, np.linspace(0, 1, bins + 1)))
                 e = q[1:-1]
                 c = (q[1:] + q[:-1]) / 2
+                if centers == "mean":  # an empty bin (possible between interpolated quantiles) keeps its midpoint
+                    which = np.searchsorted(e, col, side="right")
+                    counts = np.bincount(which, minlength=len(c))
+                    sums = np.bincount(which, weights=col, minlength=len(c))
+                    c = np.where(counts > 0, sums / np.maximum(counts, 1), c)
             edges.append(e.tolist())
-            centers.append(c.tolist())
-        b = cls(edges, centers)
+            points.append(c.tolist())
+        b = cls(edges, points, centers)
         b.mean, b.std = actions.mean(0), actions.std(0) + 1e-6
         return b
 
@@ -73,12 +83,12 @@ class ActionBinner:
 
     def save(self, path: str | Path) -> None:
         write_json(path, {"edges": [e.tolist() for e in self.edges], "centers": [c.tolist() for c in self.centers],
-                          "mean": self.mean.tolist(), "std": self.std.tolist()})
+                          "rule": self.rule, "mean": self.mean.tolist(), "std": self.std.tolist()})
 
     @classmethod
     def load(cls, path: str | Path) -> "ActionBinner":
         data = json.loads(Path(path).read_text())
-        b = cls(data["edges"], data["centers"])
+        b = cls(data["edges"], data["centers"], data.get("rule", "midpoint"))
         if "mean" in data:
             b.mean, b.std = np.asarray(data["mean"]), np.asarray(data["std"])
         return b

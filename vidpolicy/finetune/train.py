@@ -46,7 +46,7 @@ def policy_config(cfg: FinetuneConfig, pre_cfg: PretrainConfig, eps: RobotEpisod
     return VPDDConfig(
         action_dim=eps.action_dim,
         state_dim=int(eps.meta.features[eps.state_key]["shape"][0]) if cfg.state and eps.state_key else 0,
-        horizon=cfg.horizon, execute=cfg.execute, bins=cfg.bins,
+        horizon=cfg.horizon, execute=cfg.execute, bins=cfg.bins, bin_centers=cfg.bin_centers,
         action_head=resolve_action_head(cfg.action_head, eps.action_dim), act_on=cfg.act_on,
         sampling_steps=cfg.sampling_steps, guidance=cfg.guidance, top_r=cfg.top_r, action_top_r=cfg.action_top_r,
         text_encoder=pre_cfg.text_encoder, image_size=tokenizer.config.size,
@@ -82,7 +82,8 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
         raise VidpolicyError(f"{cfg.dataset}: {len(eps)} episode(s), --holdout-episodes {cfg.holdout_episodes} "
                              f"leaves none to train on")
     train_eps, held_eps = list(range(n_train)), list(range(n_train, len(eps)))
-    binner = ActionBinner.fit(np.concatenate([eps.actions(i) for i in train_eps]), bins=cfg.bins)
+    binner = ActionBinner.fit(np.concatenate([eps.actions(i) for i in train_eps]), bins=cfg.bins,
+                              centers=cfg.bin_centers)
     state_norm = (StateNorm.fit(np.concatenate([eps.states(i) for i in train_eps]))
                   if cfg.state and eps.state_key else None)
     tokens = tokenize_episodes(eps, model_dir(pre, "tokenizer"), out / "robot_tokens")

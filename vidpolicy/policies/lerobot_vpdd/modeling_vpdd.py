@@ -191,7 +191,8 @@ def _new_core(config: VPDDConfig, dataset_stats, dataset_meta) -> CorePolicy:
         raise ValueError(f"{config.pretrained_model or config.tokenizer}: the video model reads {reads[0]} codes in a "
                          f"{reads[1]} grid but the tokenizer writes {writes[0]} in {writes[1]}")
     eps = RobotEpisodes(dataset_meta.root, size=tokenizer.config.size, camera=config.image_key)
-    binner = ActionBinner.fit(np.concatenate([eps.actions(i) for i in range(len(eps))]), bins=config.bins)
+    binner = ActionBinner.fit(np.concatenate([eps.actions(i) for i in range(len(eps))]), bins=config.bins,
+                              centers=config.bin_centers)
     norm = state_norm_from_stats(dataset_stats) if config.reads_state else None
     config.action_dim, config.state_dim = eps.action_dim, norm.dim if norm else 0
     config.action_head = config.head  # "auto" decided by the data's action_dim and saved decided

@@ -22,6 +22,7 @@ ACTION_HEADS = ("auto", "tokens", "regression")
 TOKEN_HEAD_MAX_DIM = 8  # auto: binned tokens up to end-effector deltas + gripper; joint-space robots regress
 ACTION_DECODES = ("mode", "mean")
 ACT_ON = ("joint", "imagined", "history")
+BIN_CENTERS = ("mean", "midpoint")
 
 
 @dataclass
@@ -31,6 +32,9 @@ class VPDDConfig:
     horizon: int = 4  # actions per imagined chunk
     execute: int = 1  # actions of a chunk executed before imagining again (LeRobot's n_action_steps)
     bins: int = 48  # quantile bins per action dimension
+    # where a bin decodes: "mean" of the training actions in it (keeps saturated actions at their limit), or its
+    # "midpoint" (the paper; what a policy saved without this field used)
+    bin_centers: str = "midpoint"
     # tokens: binned actions denoised with the video (the paper); regression: continuous; auto: by action_dim
     action_head: str = "auto"
     sampling_steps: int = 10  # reverse-diffusion steps per plan
@@ -59,6 +63,8 @@ class VPDDConfig:
             raise VidpolicyError(f"action_head {self.action_head!r}: must be one of {', '.join(ACTION_HEADS)}")
         if self.action_decode not in ACTION_DECODES:
             raise VidpolicyError(f"action_decode {self.action_decode!r}: must be one of {', '.join(ACTION_DECODES)}")
+        if self.bin_centers not in BIN_CENTERS:
+            raise VidpolicyError(f"bin_centers {self.bin_centers!r}: must be one of {', '.join(BIN_CENTERS)}")
         if self.act_on not in ACT_ON:
             raise VidpolicyError(f"act_on {self.act_on!r}: must be one of {', '.join(ACT_ON)}")
         if not 1 <= self.execute <= self.horizon:
