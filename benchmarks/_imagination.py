@@ -72,6 +72,8 @@ def imagination_scores(policy_dir: str | Path, heldout: str | Path, samples: int
 
 
 def action_errors(pred: np.ndarray, expert: np.ndarray, var: np.ndarray) -> dict:
-    """Normalised MSE (per dimension over ``var``, averaged) of ``pred (n, H, D)``: first action and whole chunk."""
+    """Normalised MSE (per dimension over ``var``, averaged) of ``pred (n, H, D)``: first action and whole chunk;
+    and the chunk's mean |action| over the expert's (below 1: the policy would move more slowly than the expert)."""
     err = (pred - expert) ** 2 / var
-    return {"first_action": float(err[:, 0].mean()), "chunk": float(err.mean())}
+    return {"first_action": float(err[:, 0].mean()), "chunk": float(err.mean()),
+            "magnitude": float(np.abs(pred).mean() / max(np.abs(expert).mean(), 1e-12))}

@@ -82,3 +82,20 @@ def test_closed_loop_foresight_scores_each_plan_against_the_clip_it_imagined():
     assert all(r["imagined_token_accuracy"] == 1.0 and r["imagined_psnr"] == float("inf") for r in rows)
     # copying the present is right once the scene stands still, wrong while it moves
     assert [r["copy_present_token_accuracy"] for r in rows] == [0, 0, 0, 0, 0, 0.5, 1]  # t = 10: [9, 10] vs [10, 10]
+
+
+def test_action_errors_compare_a_plan_with_the_experts_actions():
+    import sys
+
+    from _util import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _imagination import action_errors
+
+    expert = np.array([[[1.0, -1.0], [0.5, 0.0]], [[-1.0, 1.0], [0.0, 0.5]]])  # (n = 2, H = 2, D = 2)
+    slow = action_errors(expert / 2, expert, var=np.array([1.0, 0.5]))
+    # first actions' errors (0.5^2 / 1, 0.5^2 / 0.5) in each sample; second actions' (0.25^2, 0) and (0, 0.25^2 / 0.5)
+    assert slow["first_action"] == pytest.approx((0.25 + 0.5) / 2)
+    assert slow["chunk"] == pytest.approx((2 * (0.25 + 0.5) + 0.0625 + 0.125) / 8)
+    assert slow["magnitude"] == pytest.approx(0.5)  # moving at half the expert's speed
+    assert action_errors(expert, expert, np.ones(2)) == {"first_action": 0.0, "chunk": 0.0, "magnitude": 1.0}
