@@ -32,6 +32,13 @@ def corpora(table: dict) -> list[int]:
     return sorted(int(n[7:].split("x")[0]) for n in table if n.startswith("vpdd A=") and ", " not in n)
 
 
+def magnitude(rows: list[dict]) -> list[float | None]:
+    """Per action dimension, the mean over episodes of the policy's mean |action| over the expert's in the states
+    it visited (`rollout`'s expert_magnitude); [] when no episode has it."""
+    per_dim = list(zip(*[m for r in rows for m in r.get("expert_magnitude", []) if m]))
+    return [(sum(v) / len(v) if (v := [x for x in d if x is not None]) else None) for d in per_dim]
+
+
 def summarize(root: Path, cells: list[Cell]) -> dict:
     """Per D and policy: success per task (mean and spread over seeds) and pooled; each policy against vidpolicy
     pre-trained on the largest corpus, episode by episode (exact McNemar over tasks x seeds x episodes)."""
@@ -50,6 +57,8 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
             table[name] = {"seeds": sorted(seeds), "mean": sum(pooled) / len(pooled), "min": min(pooled),
                            "max": max(pooled), "per_task": {t: {"mean": sum(v) / len(v), "min": min(v), "max": max(v)}
                                                             for t, v in per_task.items()}}
+            if size := magnitude([r[t] for r in seeds.values() for t in r]):
+                table[name]["expert_magnitude"] = size
         for c in cells:  # the video model's imagined future beside copying the present (the first seed)
             if c.stage == "imagine" and c.demos == d and is_done(root, c):
                 table.setdefault(label(c), {})["imagination"] = cell_result(root, c.name)

@@ -130,6 +130,6 @@ class Runner:
         policy = self.result(Cell("train", cell.demos, cell.multiple, cell.policy, cell.seed))["policy"]
         report = rollout(RolloutConfig(policy=policy, tasks=self.tasks, episodes=self.b.eval_episodes,
                                        out=str(where / "eval"), seed=1000, max_steps=self.b.max_steps,
-                                       state="agent_pos", size=SIZE, videos=False, expert_labels=False))
-        keep = ("successes", "episodes", "success_steps", "returns")
+                                       state="agent_pos", size=SIZE, videos=False))
+        keep = ("successes", "episodes", "success_steps", "returns", "expert_magnitude")
         return {task: {k: r[k] for k in keep if k in r} for task, r in report.items() if isinstance(r, dict)}

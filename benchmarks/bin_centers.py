@@ -102,7 +102,7 @@ def main() -> None:
             runs[rule] = rollout(RolloutConfig(
                 policy=str(redecoded(Path(args.policy), out, rule)), tasks=args.tasks or TASKS,
                 episodes=args.episodes, out=str(out / f"eval_{rule}"), seed=1000, max_steps=args.max_steps,
-                state="agent_pos", size=SIZE, videos=False, expert_labels=False))
+                state="agent_pos", size=SIZE, videos=False))
         a, b = outcomes(runs["mean"]), outcomes(runs["midpoint"])
         common = a.keys() & b.keys()
         result["closed_loop"] = {"policy": args.policy, "episodes": len(common),

@@ -101,6 +101,9 @@ def test_rollout_scores_actions_against_the_expert_in_the_visited_states(tmp_pat
     assert err.shape == (2, 4)
     # y, z and the gripper agree exactly; x differs by 0.3 except where clipping at +1 shrinks the gap
     assert np.all(err[:, 1:] == 0) and np.all(err[:, 0] > 0) and np.all(err[:, 0] <= 0.09 + 1e-6)
+    size = np.array(res["reach-v3"]["expert_magnitude"])  # mean |action| over the expert's, per dimension
+    assert size.shape == (2, 4) and np.all(size[:, 1:3] == 1.0) and np.all(size[:, 0] != 1.0)
+    assert list(size[:, 3]) == [None, None]  # reach never moves the gripper: no ratio
     expert = rollout(RolloutConfig(tasks="reach", episodes=1, out=str(tmp_path / "e"), size=64, max_steps=5,
                                    videos=False))
     assert "expert_action_sq_error" not in expert["reach-v3"]  # nothing to compare the expert with

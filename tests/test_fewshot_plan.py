@@ -204,6 +204,10 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
                                                      "success_steps": steps}, "wall_s": 12.5})
 
     rollout(fewshot.Cell("rollout", 5, 4, "vpdd", 0), [10, 12, 9, 30])  # solves all four
+    half = fewshot.Cell("rollout", 5, None, "diffusion", 0)  # half the expert's speed in x, y; gripper never moved
+    fewshot.claim(tmp_path, half)
+    finish_cell(tmp_path, half.name, {"reach-v3": {"successes": 0, "episodes": 2, "success_steps": [None, None],
+                                                 "expert_magnitude": [[0.4, 0.5, None], [0.6, 0.5, None]]}})
     rollout(fewshot.Cell("rollout", 5, 0, "vpdd", 0), [None, None, None, 40])  # only the last
     rollout(fewshot.Cell("rollout", 5, None, "act", 0), [10, 12, 9, 30])  # the same four
     rollout(fewshot.Cell("rollout", 5, 4, "vpdd-history", 0), [None, 12, 9, 30])
@@ -216,6 +220,7 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     # 3 episodes only the pre-trained policy solved, none the other way: exact two-sided p = 2 / 2**3
     assert table["vpdd scratch"]["vs_pretrained"] == {"wins": 3, "losses": 0, "p_value": 0.25}
     assert table["act"]["vs_pretrained"] == {"wins": 0, "losses": 0, "p_value": 1.0}
+    assert table["diffusion"]["expert_magnitude"] == [0.5, 0.5, None] and "expert_magnitude" not in table["act"]
     assert table["vpdd A=4xD, act on history"]["vs_pretrained"] == {"wins": 1, "losses": 0, "p_value": 1.0}
     assert _fewshot_report.corpora(table) == [4]  # the variant is its own row, not a point of the curve
     _fewshot_report.plot({"D5": table}, tmp_path / "plot.png")

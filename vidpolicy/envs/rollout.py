@@ -36,7 +36,7 @@ from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
 
 ACTION_DIM = 4  # Meta-World: xyz displacement + gripper
 EPISODES = "episodes.jsonl"  # one line per finished episode: a killed rollout resumes after the last one
-JOURNALED = ("success", "success_step", "steps", "return", "expert_sq_error")
+JOURNALED = ("success", "success_step", "steps", "return", "expert_sq_error", "expert_magnitude")
 
 
 @dataclass
@@ -78,14 +78,19 @@ class ExpertPolicy:
 def run_episode(env: MetaWorldEnv, policy, seed: int, max_steps: int, after_success: int = 5,
                 record: bool = True, expert: Callable[[dict], np.ndarray] | None = None) -> dict:
     """One episode; with ``expert`` (obs -> action) each action is also compared with the expert's in that state:
-    ``expert_sq_error`` is the mean squared difference per action dimension (both clipped to the action box)."""
+    ``expert_sq_error`` is the mean squared difference per action dimension (both clipped to the action box), and
+    ``expert_magnitude`` the policy's mean |action| over the expert's, per dimension (below 1: it moves slower;
+    None where the expert never moved that dimension)."""
     obs = env.reset(seed)
     policy.reset()
     frames, panels, success_at, sq_err, ret = [obs["image"]], [], None, [], 0.0
+    size = 0.0  # summed |action| per dimension: the policy's, the expert's
     for step in range(max_steps):
         action = policy.select_action(obs)
         if expert is not None:
-            sq_err.append((env.clip_action(action).astype(np.float64) - env.clip_action(expert(obs))) ** 2)
+            mine, theirs = env.clip_action(action).astype(np.float64), env.clip_action(expert(obs)).astype(np.float64)
+            sq_err.append((mine - theirs) ** 2)
+            size = size + np.abs([mine, theirs])
         if record and hasattr(policy, "imagined_frames"):
             panels.append(policy.imagined_frames())
         obs, reward, done, info = env.step(action)
@@ -98,7 +103,8 @@ def run_episode(env: MetaWorldEnv, policy, seed: int, max_steps: int, after_succ
             break
     return {"success": success_at is not None, "success_step": success_at, "steps": step + 1, "return": ret,
             "frames": np.stack(frames) if record else None, "panels": panels,
-            "expert_sq_error": np.mean(sq_err, axis=0).tolist() if sq_err else None}
+            "expert_sq_error": np.mean(sq_err, axis=0).tolist() if sq_err else None,
+            "expert_magnitude": [m / e if e else None for m, e in zip(*size.tolist())] if sq_err else None}
 
 
 def _video(result: dict) -> np.ndarray:
@@ -171,6 +177,7 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
             row.setdefault("returns", []).append(res.get("return"))  # None: journaled before returns were
             if expert is not None:
                 row.setdefault("expert_action_sq_error", []).append(res["expert_sq_error"])
+                row.setdefault("expert_magnitude", []).append(res.get("expert_magnitude"))
             bar.update(1)
         env.close()
         row["success_rate"] = row["successes"] / max(row["episodes"], 1)
