@@ -207,19 +207,18 @@ def claim(root: Path, cell: Cell) -> Path:
     return claim_cell(root, cell.name, keep=resumes)
 
 
-def check_ledger(ledger: Path, b: Budget, tasks: str, write: bool = False) -> None:
-    """A ledger holds results of one grid: the settings that change what a cell computes are written beside its
-    cells (settings.json, when ``write``), and a grid with other settings stops instead of mixing its cells in."""
-    fields = [f for f in fields_of(Budget) if f.name not in ("demos", "multiples", "seeds", "variants",
-                                                              "variant_seeds")]  # these only add or drop cells
-    mine = {"tasks": tasks, **{f.name: getattr(b, f.name) for f in fields}}
+def settings(b: Budget, tasks: str, human: bool) -> dict:
+    """What changes the result of a cell: a ledger holds the results of one grid's settings (its settings.json)."""
+    adds_cells = ("demos", "multiples", "seeds", "variants", "variant_seeds")  # these only add or drop cells
+    return {"tasks": tasks, "human_videos": human,
+            **{f.name: getattr(b, f.name) for f in fields_of(Budget) if f.name not in adds_cells}}
+
+
+def ledger_mismatch(ledger: Path, mine: dict) -> str:
+    """How the grid that wrote ``ledger`` differs from ``mine`` ("" when it does not, or wrote nothing yet)."""
     path = ledger / "settings.json"
-    if path.exists() and (theirs := json.loads(path.read_text())) != mine:
-        diff = ", ".join(f"{k} {theirs.get(k)} (here {v})" for k, v in mine.items() if theirs.get(k) != v)
-        raise SystemExit(f"{path}: recorded by a grid with other settings: {diff}; pass another --ledger")
-    if write:
-        ledger.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(mine, indent=2) + "\n")
+    theirs = json.loads(path.read_text()) if path.exists() else mine
+    return ", ".join(f"{k} {theirs.get(k)} (here {v})" for k, v in mine.items() if theirs.get(k) != v)
 
 
 def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = None,
@@ -248,32 +247,38 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", default=(), metavar="GLOB",
                     help="run only the cells matching these globs and what they read (default: the whole grid)")
     ap.add_argument("--ledger", default=None, help=f"committed leaf results to restore and extend (default: "
-                    f"{LEDGER.relative_to(LEDGER.parents[3])} for the default grid, none otherwise)")
+                    f"{LEDGER.relative_to(LEDGER.parents[3])} for the default grid when its settings match)")
     args = ap.parse_args()
     b = Budget.quick() if args.quick else Budget()
     if args.quick and args.tasks == TASKS:
         args.tasks = "reach,push"
     root, cells = Path(args.out) / ("quick" if args.quick else "default"), grid(b)
-    default_grid = not args.quick and args.tasks == TASKS and not args.no_human
+    human = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
+    human = None if args.no_human or not human.exists() else human
+    mine = settings(b, args.tasks, human is not None)
+    default_grid = not args.quick and args.tasks == TASKS and human is not None
     ledger = Path(args.ledger) if args.ledger else LEDGER if default_grid else None
-    if ledger:
-        check_ledger(ledger, b, args.tasks)
-        if n := restore_cells(root, ledger / "cells"):
-            print(f"restored {n} finished cells from {ledger}")
+    if ledger and (diff := ledger_mismatch(ledger, mine)):
+        if args.ledger:
+            raise SystemExit(f"{ledger / 'settings.json'}: recorded by a grid with other settings: {diff}")
+        print(f"not using {ledger}: recorded by a grid with other settings ({diff})")
+        ledger = None
+    if ledger and (n := restore_cells(root, ledger / "cells")):
+        print(f"restored {n} finished cells from {ledger}")
     todo = select(cells, root, tuple(args.only))
     print(plan_table(cells, b, len(args.tasks.split(",")), root, todo))
     if args.plan:
         return
-    human = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
     from _fewshot_runner import Runner
 
-    runner = Runner(root, b, args.tasks, None if args.no_human or not human.exists() else human)
+    runner = Runner(root, b, args.tasks, human)
     by_name = {c.name: c for c in todo}
     if not args.report:
         run_cells(root, list(by_name), lambda n: [c.name for c in needs(by_name[n])],
                   lambda n: runner.run(by_name[n]))
     if ledger:
-        check_ledger(ledger, b, args.tasks, write=True)
+        (ledger / "settings.json").parent.mkdir(parents=True, exist_ok=True)
+        (ledger / "settings.json").write_text(json.dumps(mine, indent=2) + "\n")
         n = record_cells(root, ledger / "cells", [c.name for c in cells if c.stage in LEAVES])
         print(f"recorded {n} cells in {ledger}")
     from _common import save

@@ -9,7 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from _util import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -275,7 +274,9 @@ def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing
     plan = fewshot.plan_table(cells, b, 8, new, only)
     assert "D5/A0x/vpdd/seed0/rollout" in plan and plan.count("  yes") == 2  # restored rollout, imagine
     # a ledger belongs to one grid's settings: more seeds may join it, other training budgets may not
-    fewshot.check_ledger(ledger, b, fewshot.TASKS, write=True)
-    fewshot.check_ledger(ledger, fewshot.Budget(demos=(5, 10), seeds=(0, 1, 2)), fewshot.TASKS)
-    with pytest.raises(SystemExit, match="settings.json: .*train_steps 2000 \\(here 100\\)"):
-        fewshot.check_ledger(ledger, fewshot.Budget(train_steps=100), fewshot.TASKS)
+    mine = fewshot.settings(b, fewshot.TASKS, human=True)
+    (ledger / "settings.json").write_text(json.dumps(mine))
+    assert fewshot.ledger_mismatch(ledger, mine) == ""
+    assert fewshot.ledger_mismatch(ledger, fewshot.settings(fewshot.Budget(seeds=(0, 1, 2)), fewshot.TASKS, True)) == ""
+    assert fewshot.ledger_mismatch(ledger, fewshot.settings(fewshot.Budget(train_steps=100), fewshot.TASKS, False)) == (
+        "human_videos True (here False), train_steps 2000 (here 100)")
