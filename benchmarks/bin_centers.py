@@ -24,14 +24,17 @@ from _common import quiet, save
 RULES = ("midpoint", "mean")
 
 
-def dataset_actions(root: Path) -> np.ndarray:
-    """Every action of a LeRobotDataset (v3 parquet), episodes in order."""
+def dataset_actions(root: Path, holdout: int = 0) -> np.ndarray:
+    """The actions of a LeRobotDataset (v3 parquet), but for its last ``holdout`` episodes (as `finetune` holds out)."""
     import pandas as pd
 
     files = sorted((root / "data").glob("*/*.parquet"))
     if not files:
         raise SystemExit(f"{root}: no data/*/*.parquet (not a LeRobotDataset)")
-    return np.stack(pd.concat([pd.read_parquet(f, columns=["action"]) for f in files])["action"].to_numpy())
+    rows = pd.concat([pd.read_parquet(f, columns=["action", "episode_index"]) for f in files])
+    episodes = sorted(rows["episode_index"].unique())
+    rows = rows[rows["episode_index"].isin(episodes[: len(episodes) - holdout])]
+    return np.stack(rows["action"].to_numpy())
 
 
 def round_trip(actions: np.ndarray) -> dict:
@@ -54,7 +57,7 @@ def redecoded(policy: Path, out: Path, rule: str) -> Path:
     from vidpolicy.policies.vpdd.processor_vpdd import BINNING
 
     run = json.loads((policy / "finetune_config.json").read_text())
-    actions = dataset_actions(Path(run["dataset"]))  # the grid's policies hold no episode out
+    actions = dataset_actions(Path(run["dataset"]), run["holdout_episodes"])
     old = ActionBinner.load(policy / BINNING)
     new = ActionBinner.fit(actions, bins=run["bins"], centers=rule)
     if any(not np.array_equal(a, b) for a, b in zip(old.edges, new.edges)):

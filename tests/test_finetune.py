@@ -199,3 +199,20 @@ def test_two_process_finetune_with_parameters_the_loss_never_reaches(policy, tmp
                  "--max-steps", "2", "--batch-size", "4", "--action-head", "regression", "--from-scratch")
     assert r.returncode == 0, r.stderr[-2000:]  # DDP refused to reduce over the unused ones before
     assert (tmp_path / "ddp" / "policy_config.json").exists()
+
+
+def test_a_policy_redecoded_by_the_other_bin_rule_keeps_its_tokens(policy, tmp_path):
+    """benchmarks/bin_centers.py compares the two decodings on one trained policy: the copy's bins are refitted on
+    the same training actions (the held-out episode left out), so the edges and the tokens stay."""
+    import sys
+
+    from _util import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bin_centers import redecoded
+
+    copy = redecoded(policy, tmp_path, "midpoint")
+    mine, theirs = ActionBinner.load(policy / "binning.json"), ActionBinner.load(copy / "binning.json")
+    assert (mine.rule, theirs.rule) == ("mean", "midpoint")
+    assert all(np.array_equal(a, b) for a, b in zip(mine.edges, theirs.edges))
+    assert any(not np.allclose(a, b) for a, b in zip(mine.centers, theirs.centers))
