@@ -14,7 +14,7 @@ from _util import policy_obs, run_cli
 def test_binning_round_trip_within_half_a_bin():
     rng = np.random.default_rng(0)
     acts = np.concatenate([rng.normal(0, 0.3, (5000, 3)), rng.choice([-1.0, 1.0], (5000, 1))], 1)
-    b = ActionBinner.fit(acts, bins=48, centers="midpoint")  # the paper's decoding
+    b = ActionBinner.fit(acts, bins=48)  # the paper's decoding: midpoints
     assert b.bins_per_dim[:3] == [48, 48, 48] and b.bins_per_dim[3] == 2
     idx = b.encode(acts)
     back = b.decode(idx)
@@ -31,7 +31,7 @@ def test_bins_decode_to_their_mean_keeping_saturated_actions_at_the_limit(tmp_pa
     has the least squared error of any point in the bin."""
     rng = np.random.default_rng(1)
     acts = np.where(rng.random((4000, 1)) < 0.12, 1.0, rng.normal(0, 0.25, (4000, 1)))
-    mean, mid = ActionBinner.fit(acts, bins=48), ActionBinner.fit(acts, bins=48, centers="midpoint")
+    mean, mid = ActionBinner.fit(acts, bins=48, centers="mean"), ActionBinner.fit(acts, bins=48)
     assert np.array_equal(mean.edges[0], mid.edges[0])  # the same tokens: only their decoding differs
     sat = mean.encode(np.array([[1.0]]))
     assert mean.decode(sat)[0, 0] > 0.99 and mid.decode(sat)[0, 0] < 0.9
@@ -211,8 +211,8 @@ def test_a_policy_redecoded_by_the_other_bin_rule_keeps_its_tokens(policy, tmp_p
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bin_centers import redecoded
 
-    copy = redecoded(policy, tmp_path, "midpoint")
+    copy = redecoded(policy, tmp_path, "mean")
     mine, theirs = ActionBinner.load(policy / "binning.json"), ActionBinner.load(copy / "binning.json")
-    assert (mine.rule, theirs.rule) == ("mean", "midpoint")
+    assert (mine.rule, theirs.rule) == ("midpoint", "mean")
     assert all(np.array_equal(a, b) for a, b in zip(mine.edges, theirs.edges))
     assert any(not np.allclose(a, b) for a, b in zip(mine.centers, theirs.centers))

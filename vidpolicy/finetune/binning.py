@@ -1,7 +1,7 @@
 """`ActionBinner`: per-dimension quantile bins (paper: 48 for xyz); a dimension with few distinct values (a gripper)
-is binned over its observed values instead. A bin decodes to the mean of the training actions in it (the least
-squared error; a saturated action, often +-1 in scripted demos, decodes to itself) or, as in the paper, to its
-midpoint. Saved as JSON beside the policy."""
+is binned over its observed values instead. A bin decodes to its midpoint, as in the paper, or to the mean of the
+training actions in it (the least squared error; a saturated action, often +-1 in scripted demos, decodes nearer
+itself). Saved as JSON beside the policy."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ class ActionBinner:
         self.rule = rule  # how the centers were placed: mean or midpoint (a file without it: midpoint)
 
     @classmethod
-    def fit(cls, actions: np.ndarray, bins: int = 48, discrete_max: int = 8, centers: str = "mean") -> "ActionBinner":
+    def fit(cls, actions: np.ndarray, bins: int = 48, discrete_max: int = 8,
+            centers: str = "midpoint") -> "ActionBinner":
         if centers not in ("mean", "midpoint"):
             raise ValueError(f"centers {centers!r}: must be mean or midpoint")
         actions = np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)

@@ -21,7 +21,6 @@ class VPDDConfig(PreTrainedConfig, CoreConfig):
     tokenizer: str | None = None  # no pretrained model: a `tokenizer train` run, the video model from scratch
     train_video: bool = False  # also train the video model (always on from scratch)
     use_state: bool = True  # the action model also reads observation.state when the dataset has one
-    bin_centers: str = "mean"  # a bin decodes to the mean of its training actions, or "midpoint" (the paper)
     width: int = 256  # action model width
     depth: int = 6  # action model layers
     heads: int = 2  # action model attention heads

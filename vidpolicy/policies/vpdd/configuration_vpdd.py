@@ -32,8 +32,8 @@ class VPDDConfig:
     horizon: int = 4  # actions per imagined chunk
     execute: int = 1  # actions of a chunk executed before imagining again (LeRobot's n_action_steps)
     bins: int = 48  # quantile bins per action dimension
-    # where a bin decodes: "mean" of the training actions in it (keeps saturated actions at their limit), or its
-    # "midpoint" (the paper; what a policy saved without this field used)
+    # where a bin decodes: its "midpoint" (the paper), or the "mean" of the training actions in it (saturated
+    # actions stay nearer their limit; no closed-loop gain measured)
     bin_centers: str = "midpoint"
     # tokens: binned actions denoised with the video (the paper); regression: continuous; auto: by action_dim
     action_head: str = "auto"
