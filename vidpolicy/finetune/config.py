@@ -24,7 +24,7 @@ class FinetuneConfig:
     execute: int = opt(1, "actions of each chunk run before imagining again (paper: 1)")
     gap: int = opt(20, "the imagined clip ends this many steps ahead (paper: 20)")
     bins: int = opt(48, "quantile bins per action dimension (paper: 48)", advanced=True)
-    bin_centers: str = opt("midpoint", "decode bins at their midpoint (paper) or their actions' mean", advanced=True)
+    bin_centers: str = opt("midpoint", "decode bins at midpoint (paper) or mean of their actions", advanced=True)
     sampling_steps: int = opt(10, "reverse-diffusion steps per imagined chunk")
     guidance: float = opt(1.0, "classifier-free guidance of the imagined video (1: off)")
     top_r: float = opt(0.88, "imagined video: sample the likeliest codes up to this mass", advanced=True)
