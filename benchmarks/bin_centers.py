@@ -4,7 +4,7 @@ variance) and how much it shrinks them. Closed loop: one trained policy acting t
 decoded by each rule. Both rules cut the same quantile edges, so the policy's tokens are the same and only their
 decoding differs; no retraining.
 
-    python benchmarks/bin_centers.py --datasets out/fewshot_grid/default/D5/demos/data \
+    python benchmarks/bin_centers.py --datasets out/fewshot_grid/default/D5/demos/data \\
         ../../shared/data/robot/g1_pick_bottle
     python benchmarks/bin_centers.py --policy out/fewshot_grid/default/D5/A0x/vpdd/seed0/train/policy \\
         --against out/fewshot_grid/default/D5/A0x/vpdd/seed0/rollout/eval   # that policy's own rollout, reused
@@ -21,7 +21,7 @@ import numpy as np
 
 from _common import quiet, save
 
-RULES = ("midpoint", "mean")
+from vidpolicy.finetune.binning import RULES
 
 
 def dataset_actions(root: Path, holdout: int = 0) -> np.ndarray:
@@ -92,7 +92,6 @@ def main() -> None:
         from fewshot import TASKS
 
         from vidpolicy.envs.rollout import RolloutConfig, rollout
-
         from vidpolicy.finetune.binning import ActionBinner
         from vidpolicy.policies.vpdd.processor_vpdd import BINNING
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from vidpolicy.common.io import write_json
 
+RULES = ("midpoint", "mean")  # where a bin decodes (see the module's docstring)
 
 class ActionBinner:
     def __init__(self, edges: list[list[float]], centers: list[list[float]], rule: str = "midpoint"):
@@ -22,8 +23,8 @@ class ActionBinner:
     @classmethod
     def fit(cls, actions: np.ndarray, bins: int = 48, discrete_max: int = 8,
             centers: str = "midpoint") -> "ActionBinner":
-        if centers not in ("mean", "midpoint"):
-            raise ValueError(f"centers {centers!r}: must be mean or midpoint")
+        if centers not in RULES:
+            raise ValueError(f"centers {centers!r}: must be one of {', '.join(RULES)}")
         actions = np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
         edges, points = [], []
         for d in range(actions.shape[1]):

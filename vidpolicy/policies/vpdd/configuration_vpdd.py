@@ -15,6 +15,7 @@ from vidpolicy.common.config import load_config, to_dict
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.io import write_json
 from vidpolicy.common.text import DEFAULT_TEXT_ENCODER
+from vidpolicy.finetune.binning import RULES as BIN_CENTERS
 
 CONFIG_NAME = "policy_config.json"
 FORMAT_VERSION = 1
@@ -22,7 +23,6 @@ ACTION_HEADS = ("auto", "tokens", "regression")
 TOKEN_HEAD_MAX_DIM = 8  # auto: binned tokens up to end-effector deltas + gripper; joint-space robots regress
 ACTION_DECODES = ("mode", "mean")
 ACT_ON = ("joint", "imagined", "history")
-BIN_CENTERS = ("mean", "midpoint")
 
 
 @dataclass
