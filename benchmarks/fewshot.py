@@ -109,8 +109,8 @@ class Cell:
 def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
     """Every cell in the order they can run (each after the cells it reads), the decisive comparison first: for each
     D, the first seed of every policy that needs no large corpus (vidpolicy from scratch, the baselines), then
-    vidpolicy on the largest corpus, then vidpolicy's variants, then the other seeds (the variants' up to
-    ``variant_seeds``); last the corpus sizes in between, which draw the curve."""
+    vidpolicy on the largest corpus, then the other seeds of those four, then vidpolicy's variants (diagnostics, on
+    ``variant_seeds`` seeds); last the corpus sizes in between, which draw the curve."""
     lo, hi = (min(b.multiples), max(b.multiples)) if "vpdd" in policies else (None, None)
     middle = [k for k in b.multiples if k not in (lo, hi)] if "vpdd" in policies else []
     cheap = [(p, lo if p == "vpdd" else None) for p in policies]
@@ -131,8 +131,7 @@ def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
     cells = [c for d in b.demos for c in [
         Cell("demos", d), *shared(d, [lo] if lo is not None else []), *runs(d, cheap, first),
         *shared(d, [k for k in (hi,) if big]), *runs(d, big, first), *([Cell("heldout", d)] if ends else []),
-        *imagine(d, ends), *runs(d, variants, first), *runs(d, cheap + big, rest),
-        *runs(d, variants, rest[:b.variant_seeds - 1])]]
+        *imagine(d, ends), *runs(d, cheap + big, rest), *runs(d, variants, b.seeds[:b.variant_seeds])]]
     cells += [c for d in b.demos for c in [*shared(d, middle), *runs(d, [("vpdd", k) for k in middle], b.seeds),
                                            *imagine(d, middle)]]
     first = next((c for c in cells if c.stage == "actionless"), None)  # the other tasks: before the first corpus
