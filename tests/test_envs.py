@@ -38,6 +38,21 @@ def test_reset_step_render_shapes_and_upright():
     env.close()
 
 
+def test_every_seed_is_its_own_scene_and_lerobots_for_that_seed():
+    from vidpolicy.envs.lerobot_view import LeRobotMetaWorldEnv
+
+    ours, theirs = MetaWorldEnv("push", size=32), LeRobotMetaWorldEnv("push")
+    # seeds 50 apart once shared one of Meta-World's 50 variations: evaluation (1000+) replayed the demos (0..)
+    scenes = {s: ours.reset(s)["state"] for s in (0, 50, 1000)}
+    goal_and_puck = slice(4, 7), slice(36, 39)
+    assert all(np.abs(scenes[0][p] - scenes[s][p]).max() > 1e-3 for s in (50, 1000) for p in goal_and_puck)
+    for s in (0, 1000):
+        theirs.reset(s)
+        assert np.abs(ours.reset(s)["state"] - theirs._obs).max() < 1e-6
+    assert np.array_equal(ours.reset(50)["state"], scenes[50])
+    ours.close(), theirs.close()
+
+
 def test_fast_render_is_the_full_render_supersampled_without_shadows():
     fast, full = MetaWorldEnv("reach", size=64), MetaWorldEnv("reach", size=64, shadows=True)
     a, b = fast.reset(3)["image"], full.reset(3)["image"]

@@ -42,7 +42,8 @@ def ensure_gl() -> str:
 
 
 class MetaWorldEnv:
-    """One Meta-World v3 task; ``reset(seed)`` picks goal variation ``seed % 50`` and seeds the env."""
+    """One Meta-World v3 task; ``reset(seed)`` places the objects and goal from ``seed``, as LeRobot's Meta-World env
+    does (the same seed, the same scene), so every seed is a scene of its own."""
 
     def __init__(self, task: str, size: int = 96, camera: str = "corner", shadows: bool = False,
                  max_steps: int = 500, state: str = "full"):
@@ -54,7 +55,6 @@ class MetaWorldEnv:
         self.task, self.size, self.camera, self.max_steps = task, size, camera, max_steps
         self.state = state  # full: Meta-World's 39-d observation; agent_pos: its first 4 (hand xyz, gripper)
         self.instruction = INSTRUCTIONS[task]
-        self._variations = metaworld.MT1(task, seed=0).train_tasks
         # the fast path renders twice the size without multisampling and averages 2x2 pixels: anti-aliased as
         # Meta-World's 4x multisampling is, and cheaper on a CPU
         self._ss = 1 if shadows else 2
@@ -64,6 +64,10 @@ class MetaWorldEnv:
             self.env.model.light_castshadow[:] = 0
             self.env.model.mat_reflectance[:] = 0
             self.env.model.vis.quality.offsamples = 0
+        # LeRobot's sampling: one task for its flags, then positions drawn from reset(seed) (a fixed set of 50
+        # variations would give evaluation seeds the demos' scenes)
+        self.env.set_task(metaworld.MT1(task, seed=0).train_tasks[0])
+        self.env._freeze_rand_vec, self.env.seeded_rand_vec = False, True
         vis = self.env.model.vis.global_  # the offscreen buffer (640x480 in Meta-World) must hold the render
         vis.offwidth, vis.offheight = max(vis.offwidth, size * self._ss), max(vis.offheight, size * self._ss)
         self.action_low = self.env.action_space.low.astype(np.float32)
@@ -86,7 +90,6 @@ class MetaWorldEnv:
         return {"image": self.render(), "state": seen.astype(np.float32), "instruction": self.instruction}
 
     def reset(self, seed: int = 0) -> dict:
-        self.env.set_task(self._variations[seed % len(self._variations)])
         self.env.seed(seed)
         state, _ = self.env.reset(seed=seed)
         self.steps = 0
