@@ -9,8 +9,14 @@ the grid's policies) in view, through a probe fitted on imagined futures and thr
 future. Each probe reads the state and the task beside the features; "state + task" alone is the floor the video
 has to beat.
 
+``--target goal`` / ``object`` probes where the task's goal / first object is (Meta-World's 39-d state at the
+history's last frame: 36:39 / 4:7; collect the datasets with ``--state full``), from agent_pos and the task beside
+the features, and from the frame's pixels (24², a linear floor for what the camera shows): does the video model
+see where the robot has to go? Scored as squared error over the training targets' variance, per coordinate.
+
     python benchmarks/probe.py --train D5/demos/data --test D5/heldout/data \
         --video scratch=D5/A0x/vpdd/seed0/train/policy --video pretrained=D5/A20x/pretrain/run --out probe.json
+    python benchmarks/probe.py --target goal --train full_train --test full_test --video ... --out goal.json
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 from _imagination import action_errors
 
 ALPHAS = (1e-2, 1e-1, 1, 10, 100, 1000)
+TARGETS = {"action": None, "goal": slice(36, 39), "object": slice(4, 7)}  # where in Meta-World's 39-d state
 
 
 def pooled(feats: torch.Tensor, grid: tuple[int, int], cells: int = 4) -> np.ndarray:
@@ -105,34 +112,56 @@ def features(video_dir: str, eps, picks, gap: int, imagine: int = 0, batch: int 
 
 
 def probe(train: str, test: str, videos: dict[str, str], every: int = 5, limit: int = 400, test_limit: int = 128,
-          horizon: int = 4, gap: int = 20, imagine: int = 6) -> dict:
+          horizon: int = 4, gap: int = 20, imagine: int = 6, target: str = "action") -> dict:
     from vidpolicy.datasets.robot import RobotEpisodes
 
     sets = {name: RobotEpisodes(path, size=96) for name, path in (("train", train), ("test", test))}
     picks = {"train": samples(sets["train"], every, horizon, gap, limit),
              "test": samples(sets["test"], every, horizon, gap, test_limit)}
     tasks = sorted({e.task for e in sets["train"].episodes})
-    def base(name):  # the state and a one-hot of the task
-        eps = sets[name]
-        return np.stack([np.concatenate([eps.states(i)[t], np.eye(len(tasks))[tasks.index(eps.episodes[i].task)]])
+    where = TARGETS[target]
+    for name, eps in sets.items():
+        if where is not None and eps.states(0).shape[1] < 39:
+            raise SystemExit(f"{(train, test)[name == 'test']}: --target {target} needs the 39-d state "
+                             "(collect with --state full)")
+    def base(name):  # the state the policy sees (agent_pos where the target is in the state) and the task
+        eps, dims = sets[name], slice(None) if where is None else slice(0, 4)
+        return np.stack([np.concatenate([eps.states(i)[t, dims], np.eye(len(tasks))[tasks.index(eps.episodes[i].task)]])
                          for i, t in picks[name]])
-    def target(name):
-        return np.stack([sets[name].actions(i)[t : t + horizon] for i, t in picks[name]])
-    y, expert = target("train"), target("test")
-    var, groups = sets["train"].action_variance(), np.array([i for i, _ in picks["train"]])
+    def truth(name):
+        eps = sets[name]
+        if where is None:
+            return np.stack([eps.actions(i)[t : t + horizon] for i, t in picks[name]])
+        return np.stack([eps.states(i)[t, where] for i, t in picks[name]])
+    y, expert = truth("train"), truth("test")
+    groups = np.array([i for i, _ in picks["train"]])
+    var = sets["train"].action_variance() if where is None else y.var(0) + 1e-8
     def score(x, x_test):
         pred = fit_predict(x, y.reshape(len(y), -1), groups, x_test).reshape(expert.shape)
+        if where is not None:
+            return {"nmse": round(float((((pred - expert) ** 2).mean(0) / var).mean()), 4)}
         return {k: round(v, 4) for k, v in action_errors(pred, expert, var).items()}
     xb, xb_test = base("train"), base("test")
-    result = {"samples": {k: len(v) for k, v in picks.items()}, "state_task": score(xb, xb_test),
+    result = {"target": target, "samples": {k: len(v) for k, v in picks.items()}, "state_task": score(xb, xb_test),
               "train_mean": score(np.zeros((len(y), 1)), np.zeros((len(expert), 1)))}
-    for name, where in videos.items():
-        f, f_test = (features(where, sets[k], picks[k], gap, imagine=imagine) for k in ("train", "test"))
+    if where is not None:
+        result["pixels"] = score(np.hstack([xb, pixels(sets["train"], picks["train"])]),
+                                 np.hstack([xb_test, pixels(sets["test"], picks["test"])]))
+        imagine = 0  # the scene is in the history; an imagined future adds nothing to find it
+    for name, at in videos.items():
+        f, f_test = (features(at, sets[k], picks[k], gap, imagine=imagine) for k in ("train", "test"))
         result[name] = {view: score(np.hstack([xb, f[view]]), np.hstack([xb_test, x])) for view, x in f_test.items()}
         if imagine:  # fitted on the true future, scored on the imagined one: how act_on "imagined" trains and acts
             result[name]["imagined_through_true"] = score(np.hstack([xb, f["future"]]),
                                                           np.hstack([xb_test, f_test["imagined"]]))
     return result
+
+
+def pixels(eps, picks, side: int = 24) -> np.ndarray:
+    """The frame at each sample's time, averaged down to ``side``², as one row of floats."""
+    frames = [eps.frames(i)[t].astype(np.float32) for i, t in picks]
+    k = frames[0].shape[0] // side
+    return np.stack([f[: side * k, : side * k].reshape(side, k, side, k, 3).mean((1, 3)).ravel() for f in frames])
 
 
 def main() -> None:
@@ -141,9 +170,11 @@ def main() -> None:
     ap.add_argument("--test", required=True, help="LeRobotDataset they are scored on")
     ap.add_argument("--video", action="append", required=True, help="NAME=DIR (or NAME=random:DIR); repeatable")
     ap.add_argument("--limit", type=int, default=400, help="training samples (default 400)")
+    ap.add_argument("--target", choices=tuple(TARGETS), default="action",
+                    help="what the probes predict (default action)")
     ap.add_argument("--out", required=True, help="JSON written here")
     a = ap.parse_args()
-    result = probe(a.train, a.test, dict(v.split("=", 1) for v in a.video), limit=a.limit)
+    result = probe(a.train, a.test, dict(v.split("=", 1) for v in a.video), limit=a.limit, target=a.target)
     Path(a.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 

@@ -29,3 +29,17 @@ def test_ridge_recovers_a_linear_map_and_falls_back_to_the_mean_on_noise():
     y = rng.normal(size=(300, 3))  # nothing to learn: the probe should predict about the mean
     pred = probe.fit_predict(rng.normal(size=(300, 50)), y, groups, rng.normal(size=(100, 50)))
     assert ((pred - y.mean(0)) ** 2).mean() < 0.05
+
+
+def test_pixels_average_the_frame_down_to_a_grid():
+    class Eps:  # a 96² frame, dark but for one 4x4 block at row 8, column 20 of the 24² grid
+        def frames(self, i):
+            f = np.zeros((3, 96, 96, 3), np.uint8)
+            f[1, 32:36, 80:84] = 200
+            return f
+
+    row = probe.pixels(Eps(), [(0, 1), (0, 0)], side=24)
+    assert row.shape == (2, 24 * 24 * 3)
+    grid = row[0].reshape(24, 24, 3)
+    assert np.argwhere(grid[..., 0] > 0).tolist() == [[8, 20]] and grid[8, 20, 0] == 200
+    assert row[1].max() == 0  # the other time's frame
