@@ -12,7 +12,7 @@ has to beat.
 ``--target goal`` / ``object`` probes where the task's goal / first object is (Meta-World's 39-d state at the
 history's last frame: 36:39 / 4:7; collect the datasets with ``--state full``), from agent_pos and the task beside
 the features, and from the frame's pixels (24², a linear floor for what the camera shows): does the video model
-see where the robot has to go? Scored as squared error over the training targets' variance, per coordinate.
+see where the robot has to go? Scored per task as squared error over the task's variance in training.
 
     python benchmarks/probe.py --train D5/demos/data --test D5/heldout/data \
         --video scratch=D5/A0x/vpdd/seed0/train/policy --video pretrained=D5/A20x/pretrain/run --out probe.json
@@ -124,10 +124,11 @@ def probe(train: str, test: str, videos: dict[str, str], every: int = 5, limit: 
         if where is not None and eps.states(0).shape[1] < 39:
             raise SystemExit(f"{(train, test)[name == 'test']}: --target {target} needs the 39-d state "
                              "(collect with --state full)")
+    def task(name):  # a one-hot of each sample's task
+        return np.stack([np.eye(len(tasks))[tasks.index(sets[name].episodes[i].task)] for i, _ in picks[name]])
     def base(name):  # the state the policy sees (agent_pos where the target is in the state) and the task
-        eps, dims = sets[name], slice(None) if where is None else slice(0, 4)
-        return np.stack([np.concatenate([eps.states(i)[t, dims], np.eye(len(tasks))[tasks.index(eps.episodes[i].task)]])
-                         for i, t in picks[name]])
+        dims = slice(None) if where is None else slice(0, 4)
+        return np.hstack([np.stack([sets[name].states(i)[t, dims] for i, t in picks[name]]), task(name)])
     def truth(name):
         eps = sets[name]
         if where is None:
@@ -135,15 +136,18 @@ def probe(train: str, test: str, videos: dict[str, str], every: int = 5, limit: 
         return np.stack([eps.states(i)[t, where] for i, t in picks[name]])
     y, expert = truth("train"), truth("test")
     groups = np.array([i for i, _ in picks["train"]])
-    var = sets["train"].action_variance() if where is None else y.var(0) + 1e-8
+    test_tasks = np.array([sets["test"].episodes[i].task for i, _ in picks["test"]])
+    train_tasks = np.array([sets["train"].episodes[i].task for i, _ in picks["train"]])
+    var = sets["train"].action_variance() if where is None else {t: y[train_tasks == t].var(0) for t in tasks}
     def score(x, x_test):
         pred = fit_predict(x, y.reshape(len(y), -1), groups, x_test).reshape(expert.shape)
         if where is not None:
-            return {"nmse": round(float((((pred - expert) ** 2).mean(0) / var).mean()), 4)}
+            return position_errors(pred, expert, test_tasks, var)
         return {k: round(v, 4) for k, v in action_errors(pred, expert, var).items()}
     xb, xb_test = base("train"), base("test")
     result = {"target": target, "samples": {k: len(v) for k, v in picks.items()}, "state_task": score(xb, xb_test),
-              "train_mean": score(np.zeros((len(y), 1)), np.zeros((len(expert), 1)))}
+              "train_mean": score(np.zeros((len(y), 1)), np.zeros((len(expert), 1))) if where is None else
+              score(task("train"), task("test"))}  # where the target is: the task's mean position
     if where is not None:
         result["pixels"] = score(np.hstack([xb, pixels(sets["train"], picks["train"])]),
                                  np.hstack([xb_test, pixels(sets["test"], picks["test"])]))
@@ -155,6 +159,17 @@ def probe(train: str, test: str, videos: dict[str, str], every: int = 5, limit: 
             result[name]["imagined_through_true"] = score(np.hstack([xb, f["future"]]),
                                                           np.hstack([xb_test, f_test["imagined"]]))
     return result
+
+
+def position_errors(pred: np.ndarray, truth: np.ndarray, tasks: np.ndarray, var: dict) -> dict:
+    """Squared error over each task's training variance (``var[task]``, per coordinate; those that never vary are
+    left out), per task and its mean over tasks."""
+    per_task = {}
+    for t, v in var.items():
+        rows, vary = tasks == t, v > 1e-6
+        if rows.any():
+            per_task[t] = round(float(((pred[rows] - truth[rows])[:, vary] ** 2 / v[vary]).mean()), 4)
+    return {"nmse": round(float(np.mean(list(per_task.values()))), 4), **per_task}
 
 
 def pixels(eps, picks, side: int = 24) -> np.ndarray:
@@ -170,11 +185,13 @@ def main() -> None:
     ap.add_argument("--test", required=True, help="LeRobotDataset they are scored on")
     ap.add_argument("--video", action="append", required=True, help="NAME=DIR (or NAME=random:DIR); repeatable")
     ap.add_argument("--limit", type=int, default=400, help="training samples (default 400)")
+    ap.add_argument("--test-limit", type=int, default=128, help="test samples (default 128)")
     ap.add_argument("--target", choices=tuple(TARGETS), default="action",
                     help="what the probes predict (default action)")
     ap.add_argument("--out", required=True, help="JSON written here")
     a = ap.parse_args()
-    result = probe(a.train, a.test, dict(v.split("=", 1) for v in a.video), limit=a.limit, target=a.target)
+    result = probe(a.train, a.test, dict(v.split("=", 1) for v in a.video), limit=a.limit,
+                   test_limit=a.test_limit, target=a.target)
     Path(a.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 

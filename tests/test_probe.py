@@ -43,3 +43,15 @@ def test_pixels_average_the_frame_down_to_a_grid():
     grid = row[0].reshape(24, 24, 3)
     assert np.argwhere(grid[..., 0] > 0).tolist() == [[8, 20]] and grid[8, 20, 0] == 200
     assert row[1].max() == 0  # the other time's frame
+
+
+def test_position_errors_are_per_task_over_that_tasks_variance():
+    truth = np.array([[0.0, 1.0], [2.0, 1.0], [10.0, 0.0], [30.0, 0.0]])
+    pred = truth + np.array([[1.0, 0.0], [-1.0, 0.0], [20.0, 5.0], [-20.0, 5.0]])
+    tasks = np.array(["a", "a", "b", "b"])
+    var = {"a": np.array([1.0, 0.0]), "b": np.array([100.0, 25.0]), "c": np.array([1.0, 1.0])}
+    got = probe.position_errors(pred, truth, tasks, var)
+    # a: error 1 on x over variance 1 (y never varies: left out); b: (400 / 100 + 25 / 25) / 2; c: no test sample
+    assert got == {"nmse": 1.75, "a": 1.0, "b": 2.5}
+    got = probe.position_errors(truth, truth, tasks, var)
+    assert got["nmse"] == 0.0
