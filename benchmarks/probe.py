@@ -163,11 +163,11 @@ def probe(train: str, test: str, videos: dict[str, str], every: int = 5, limit: 
 
 def position_errors(pred: np.ndarray, truth: np.ndarray, tasks: np.ndarray, var: dict) -> dict:
     """Squared error over each task's training variance (``var[task]``, per coordinate; those that never vary are
-    left out), per task and its mean over tasks."""
+    left out, and tasks where none does), per task and its mean over tasks."""
     per_task = {}
     for t, v in var.items():
         rows, vary = tasks == t, v > 1e-6
-        if rows.any():
+        if rows.any() and vary.any():
             per_task[t] = round(float(((pred[rows] - truth[rows])[:, vary] ** 2 / v[vary]).mean()), 4)
     return {"nmse": round(float(np.mean(list(per_task.values()))), 4), **per_task}
 

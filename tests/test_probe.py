@@ -46,12 +46,12 @@ def test_pixels_average_the_frame_down_to_a_grid():
 
 
 def test_position_errors_are_per_task_over_that_tasks_variance():
-    truth = np.array([[0.0, 1.0], [2.0, 1.0], [10.0, 0.0], [30.0, 0.0]])
-    pred = truth + np.array([[1.0, 0.0], [-1.0, 0.0], [20.0, 5.0], [-20.0, 5.0]])
-    tasks = np.array(["a", "a", "b", "b"])
-    var = {"a": np.array([1.0, 0.0]), "b": np.array([100.0, 25.0]), "c": np.array([1.0, 1.0])}
+    truth = np.array([[0.0, 1.0], [2.0, 1.0], [10.0, 0.0], [30.0, 0.0], [5.0, 5.0]])
+    pred = truth + np.array([[1.0, 0.0], [-1.0, 0.0], [20.0, 5.0], [-20.0, 5.0], [3.0, 3.0]])
+    tasks = np.array(["a", "a", "b", "b", "d"])
+    var = {"a": np.array([1.0, 0.0]), "b": np.array([100.0, 25.0]), "c": np.array([1.0, 1.0]), "d": np.zeros(2)}
     got = probe.position_errors(pred, truth, tasks, var)
-    # a: error 1 on x over variance 1 (y never varies: left out); b: (400 / 100 + 25 / 25) / 2; c: no test sample
+    # a: error 1 on x over variance 1 (y never varies: left out); b: (400 / 100 + 25 / 25) / 2; c: no test sample;
+    # d: its target never varies in training, so there is nothing to find: left out
     assert got == {"nmse": 1.75, "a": 1.0, "b": 2.5}
-    got = probe.position_errors(truth, truth, tasks, var)
-    assert got["nmse"] == 0.0
+    assert probe.position_errors(truth, truth, tasks, var)["nmse"] == 0.0
