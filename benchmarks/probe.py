@@ -124,8 +124,9 @@ def probe(train: str, test: str, videos: dict[str, str], every: int = 5, limit: 
         if where is not None and eps.states(0).shape[1] < 39:
             raise SystemExit(f"{(train, test)[name == 'test']}: --target {target} needs the 39-d state "
                              "(collect with --state full)")
+    labels = {name: np.array([sets[name].episodes[i].task for i, _ in picks[name]]) for name in sets}
     def task(name):  # a one-hot of each sample's task
-        return np.stack([np.eye(len(tasks))[tasks.index(sets[name].episodes[i].task)] for i, _ in picks[name]])
+        return (labels[name][:, None] == np.array(tasks)).astype(np.float64)
     def base(name):  # the state the policy sees (agent_pos where the target is in the state) and the task
         dims = slice(None) if where is None else slice(0, 4)
         return np.hstack([np.stack([sets[name].states(i)[t, dims] for i, t in picks[name]]), task(name)])
@@ -136,13 +137,11 @@ def probe(train: str, test: str, videos: dict[str, str], every: int = 5, limit: 
         return np.stack([eps.states(i)[t, where] for i, t in picks[name]])
     y, expert = truth("train"), truth("test")
     groups = np.array([i for i, _ in picks["train"]])
-    test_tasks = np.array([sets["test"].episodes[i].task for i, _ in picks["test"]])
-    train_tasks = np.array([sets["train"].episodes[i].task for i, _ in picks["train"]])
-    var = sets["train"].action_variance() if where is None else {t: y[train_tasks == t].var(0) for t in tasks}
+    var = sets["train"].action_variance() if where is None else {t: y[labels["train"] == t].var(0) for t in tasks}
     def score(x, x_test):
         pred = fit_predict(x, y.reshape(len(y), -1), groups, x_test).reshape(expert.shape)
         if where is not None:
-            return position_errors(pred, expert, test_tasks, var)
+            return position_errors(pred, expert, labels["test"], var)
         return {k: round(v, 4) for k, v in action_errors(pred, expert, var).items()}
     xb, xb_test = base("train"), base("test")
     result = {"target": target, "samples": {k: len(v) for k, v in picks.items()}, "state_task": score(xb, xb_test),

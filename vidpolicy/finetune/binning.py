@@ -14,6 +14,7 @@ from vidpolicy.common.io import write_json
 
 RULES = ("midpoint", "mean")  # where a bin decodes (see the module's docstring)
 
+
 class ActionBinner:
     def __init__(self, edges: list[list[float]], centers: list[list[float]], rule: str = "midpoint"):
         self.edges = [np.asarray(e, dtype=np.float64) for e in edges]  # inner edges, len = bins - 1
