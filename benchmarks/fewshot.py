@@ -31,6 +31,8 @@ from dataclasses import fields as fields_of
 from fnmatch import fnmatch
 from pathlib import Path
 
+from vidpolicy.envs.metaworld import SCENES
+
 from _common import cell_done, claim_cell, quiet, record_cells, restore_cells, run_cells
 
 TASKS = ("reach,drawer-close,window-open,"  # easy
@@ -209,7 +211,7 @@ def claim(root: Path, cell: Cell) -> Path:
 def settings(b: Budget, tasks: str, human: bool) -> dict:
     """What changes the result of a cell: a ledger holds the results of one grid's settings (its settings.json)."""
     adds_cells = ("demos", "multiples", "seeds", "variants", "variant_seeds")  # these only add or drop cells
-    return {"tasks": tasks, "human_videos": human,
+    return {"tasks": tasks, "human_videos": human, "scenes": SCENES,
             **{f.name: getattr(b, f.name) for f in fields_of(Budget) if f.name not in adds_cells}}
 
 

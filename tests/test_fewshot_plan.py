@@ -281,3 +281,6 @@ def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing
     assert fewshot.ledger_mismatch(ledger, fewshot.settings(fewshot.Budget(seeds=(0, 1, 2)), fewshot.TASKS, True)) == ""
     assert fewshot.ledger_mismatch(ledger, fewshot.settings(fewshot.Budget(train_steps=100), fewshot.TASKS, False)) == (
         "human_videos True (here False), train_steps 2000 (here 100)")
+    # a ledger from before scenes were recorded drew them otherwise (a fixed set of 50): never mixed in
+    (ledger / "settings.json").write_text(json.dumps({k: v for k, v in mine.items() if k != "scenes"}))
+    assert fewshot.ledger_mismatch(ledger, mine).startswith("scenes None (here seeded")

@@ -16,6 +16,8 @@ from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.envs.tasks import INSTRUCTIONS, resolve_tasks
 
 GL_BACKENDS = ("egl", "osmesa")
+# how reset(seed) places objects and goal; a recorded result names it, since another scheme gives other scenes
+SCENES = "seeded as LeRobot's (every seed its own scene)"
 _checked: dict[str, bool] = {}
 
 
