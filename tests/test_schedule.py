@@ -110,6 +110,23 @@ def test_respacing_and_truncation():
     assert (kept[:3] > 0.1).all() and kept[3] < 1e-20  # cumulative 0.5, 0.8 < 0.88 -> keep top 3
 
 
+def test_truncation_keeps_ties_whole_and_needs_no_full_sort_for_the_answer():
+    lp = torch.log(torch.tensor([[0.4, 0.2, 0.2, 0.2], [0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]]))
+    kept = (truncate(lp, 0.5) > -69).tolist()  # 0.4 < 0.5: the next class is kept, and its ties with it
+    assert kept == [[True] * 4, [True, True, True, True], [True, False, False, False]]
+    assert (truncate(lp, 0.0) > -69).sum(-1).tolist() == [1, 4, 1]  # r = 0: the top class and its ties
+    # rows whose mass lies past the first classes fall back to a full sort: the same answer as sorting every row
+    lp = torch.log_softmax(torch.randn(3, 50, 64, generator=torch.Generator().manual_seed(0)) * torch.tensor([0.3, 3.0, 10.0])[:, None, None], -1)
+    lp = lp.bfloat16().float()  # bf16 logits: many ties
+    for r in (0.0, 0.5, 0.88):
+        fast, full = truncate(lp, r, first=4), truncate(lp, r, first=64)
+        assert torch.equal(fast, full)
+    n = (truncate(lp, 0.88, first=4) > -69).sum(-1)
+    assert n[0].min() > 4 and n[2].min() < 4  # both paths were taken
+    marginal = truncate(lp, 0.88).exp().sum(-1)
+    assert (marginal >= 0.88 - 1e-5).all() and (marginal <= 1 + 1e-5).all()
+
+
 def test_loss_terms_zero_for_perfect_prediction():
     s = MaskReplaceScheduler(20)
     K = 6

@@ -13,15 +13,28 @@ import torch
 from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 
 
-def truncate(log_x0: torch.Tensor, r: float | None) -> torch.Tensor:
-    """Keep the most likely classes up to cumulative mass ``r`` (always the top one); the rest get log 1e-30."""
+def truncate(log_x0: torch.Tensor, r: float | None, first: int = 32) -> torch.Tensor:
+    """Keep the most likely classes up to cumulative mass ``r`` (always the top one), and every class as likely as the
+    last one kept (bf16 logits tie often; a tie is kept or dropped whole); the rest get log 1e-30. The threshold comes
+    from each row's ``first`` most likely classes, and from a full sort only for the rows that need more."""
     if r is None or r >= 1.0:
         return log_x0
-    sorted_lp, order = log_x0.sort(dim=-1, descending=True)
-    keep_sorted = torch.cat([torch.ones_like(sorted_lp[..., :1], dtype=torch.bool),
-                             sorted_lp.exp().cumsum(-1)[..., :-1] < r], dim=-1)
-    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    flat = log_x0.reshape(-1, log_x0.shape[-1])
+    top = flat.topk(min(first, flat.shape[-1]), dim=-1).values  # each row's classes, most likely first
+    kept = _kept(top, r)
+    wider = (kept == top.shape[-1]).nonzero().squeeze(-1) if top.shape[-1] < flat.shape[-1] else kept[:0]
+    threshold = top.gather(-1, kept[:, None] - 1)
+    if len(wider):  # rows whose mass r lies past their first classes
+        full = flat[wider].sort(dim=-1, descending=True).values
+        threshold[wider] = full.gather(-1, _kept(full, r)[:, None] - 1)
+    keep = (flat >= threshold).view_as(log_x0)
     return torch.where(keep, log_x0, torch.full_like(log_x0, -69.0))
+
+
+def _kept(sorted_lp: torch.Tensor, r: float) -> torch.Tensor:
+    """How many of each row's classes (log p, sorted descending) lie before cumulative mass ``r`` (at least one)."""
+    p = sorted_lp.exp()
+    return ((p.cumsum(-1) - p) < r).sum(-1).clamp(min=1)
 
 
 def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
