@@ -4,6 +4,7 @@ corpus, pre-training per corpus size, training each policy with its own trainer,
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,15 @@ BASELINES = {
 }
 SIZE = 96  # camera side of the demos and of every policy's evaluation
 SAVE_EVERY = 100  # training checkpoints: a worker killed with its session loses minutes, not most of an hour
+LEROBOT_SAVE_EVERY = 500  # lerobot-train's checkpoints hold ~185 MB (the optimizer's state with the weights)
+
+
+def prune_checkpoints(checkpoints: Path) -> None:
+    """Delete every lerobot-train checkpoint but the one ``last`` names: the rollout reads only that one."""
+    last = (checkpoints / "last").resolve()
+    for old in checkpoints.iterdir():
+        if old.is_dir() and not old.is_symlink() and old != last:
+            shutil.rmtree(old)
 
 
 class Runner:
@@ -116,13 +126,24 @@ class Runner:
                                     warmup_steps=self.b.train_steps // 10, lr=1e-3, execute=4, seed=cell.seed,
                                     save_every=SAVE_EVERY, **VARIANTS[cell.variant][1] if cell.variant else {}))
             return {"policy": str(where / "policy")}
-        exe = Path(sys.executable).with_name("lerobot-train")
-        subprocess.run([str(exe), *BASELINES[cell.policy], "--policy.push_to_hub=false", "--policy.device=cpu",
-                        "--dataset.repo_id=local/demos", f"--dataset.root={demos}", f"--steps={self.b.train_steps}",
-                        "--batch_size=8", f"--save_freq={self.b.train_steps}", "--num_workers=1",
-                        f"--seed={cell.seed}", "--wandb.enable=false", f"--output_dir={where / 'train'}"],
+        run = where / "train"
+        subprocess.run([str(Path(sys.executable).with_name("lerobot-train")), *self._lerobot_args(cell, run)],
                        check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        return {"policy": str(where / "train" / "checkpoints" / "last" / "pretrained_model")}
+        prune_checkpoints(run / "checkpoints")
+        return {"policy": str(run / "checkpoints" / "last" / "pretrained_model")}
+
+    def _lerobot_args(self, cell: Cell, run: Path) -> list[str]:
+        """lerobot-train's arguments: resuming a killed run at its last checkpoint (LeRobot restores the step, the
+        optimizer, the random state and the data order), or a fresh run in an empty ``run``."""
+        last = run / "checkpoints" / "last" / "pretrained_model" / "train_config.json"
+        if last.exists():
+            return [f"--config_path={last}", "--resume=true"]
+        shutil.rmtree(run, ignore_errors=True)  # lerobot-train refuses a directory it is not told to resume
+        demos = self.dir(Cell("demos", cell.demos)) / "data"
+        return [*BASELINES[cell.policy], "--policy.push_to_hub=false", "--policy.device=cpu",
+                "--dataset.repo_id=local/demos", f"--dataset.root={demos}", f"--steps={self.b.train_steps}",
+                "--batch_size=8", f"--save_freq={min(LEROBOT_SAVE_EVERY, self.b.train_steps)}", "--num_workers=1",
+                f"--seed={cell.seed}", "--wandb.enable=false", f"--output_dir={run}"]
 
     def rollout(self, cell: Cell, where: Path) -> dict:
         from vidpolicy.envs.rollout import RolloutConfig, rollout

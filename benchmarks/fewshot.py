@@ -201,11 +201,9 @@ def is_done(root: Path, cell: Cell) -> bool:
 
 def claim(root: Path, cell: Cell) -> Path:
     """The cell's directory. A cell whose command resumes keeps what a killed run left (`collect` adds the missing
-    episodes, vidpolicy's trainers resume from their checkpoints, `rollout` after its last journaled episode); any
-    other (lerobot-train, imagine) restarts empty."""
-    resumes = cell.stage in ("demos", "actionless", "others", "heldout", "rollout") or (
-        cell.stage in ("pretrain", "train") and cell.family in (None, "vpdd"))
-    return claim_cell(root, cell.name, keep=resumes)
+    episodes, every trainer resumes from its checkpoints, `rollout` after its last journaled episode); an imagine
+    cell restarts empty."""
+    return claim_cell(root, cell.name, keep=cell.stage != "imagine")
 
 
 def settings(b: Budget, tasks: str, human: bool) -> dict:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
+import torch
 from _util import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -62,7 +65,7 @@ def test_the_grid_runs_each_cell_after_the_cells_it_reads():
 
 
 def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_path):
-    cell = fewshot.Cell("train", 5, None, "act", 0)  # lerobot-train: restarts from nothing
+    cell = fewshot.Cell("imagine", 5, 0, "vpdd", 0)  # scores held-out clips: restarts from nothing
     where = fewshot.claim(tmp_path, cell)
     (where / "partial.bin").write_bytes(b"x")  # a run killed here leaves no done.json
     assert not fewshot.is_done(tmp_path, cell)
@@ -71,14 +74,65 @@ def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_p
     finish_cell(tmp_path, cell.name, {"steps": 3})
     assert fewshot.is_done(tmp_path, cell)
     assert "yes" in fewshot.plan_table([cell], fewshot.Budget(), 8, tmp_path).splitlines()[1]
-    # vidpolicy's own training resumes from its checkpoints, so a killed pre-training keeps them
-    pre = fewshot.Cell("pretrain", 5, 20)
-    (fewshot.claim(tmp_path, pre) / "run").mkdir()
-    assert (fewshot.claim(tmp_path, pre) / "run").is_dir()
-    # and so do a rollout, of any policy, from its journal of finished episodes, and collecting episodes
-    for cell in (fewshot.Cell("rollout", 5, None, "act", 0), fewshot.Cell("actionless", 5, 20)):
-        (fewshot.claim(tmp_path, cell) / "eval").mkdir()
-        assert (fewshot.claim(tmp_path, cell) / "eval").is_dir()
+    # every trainer resumes from its checkpoints, so a killed training keeps them; so does a rollout, of any
+    # policy, from its journal of finished episodes, and collecting episodes
+    for cell in (fewshot.Cell("pretrain", 5, 20), fewshot.Cell("train", 5, None, "act", 0),
+                 fewshot.Cell("rollout", 5, None, "act", 0), fewshot.Cell("actionless", 5, 20)):
+        (fewshot.claim(tmp_path, cell) / "run").mkdir()
+        assert (fewshot.claim(tmp_path, cell) / "run").is_dir()
+
+
+def test_a_killed_lerobot_train_resumes_at_its_last_checkpoint_and_a_checkpointless_one_starts_over(tmp_path):
+    from _fewshot_runner import LEROBOT_SAVE_EVERY, Runner
+
+    runner, cell = Runner(tmp_path, fewshot.Budget(), fewshot.TASKS, None), fewshot.Cell("train", 5, None, "act", 1)
+    run = fewshot.claim(tmp_path, cell) / "train"
+    (run / "checkpoints").mkdir(parents=True)  # killed before its first checkpoint
+    fresh = runner._lerobot_args(cell, run)
+    assert not run.exists()  # lerobot-train refuses a directory it does not resume
+    assert "--policy.type=act" in fresh and "--seed=1" in fresh and f"--output_dir={run}" in fresh
+    assert f"--save_freq={LEROBOT_SAVE_EVERY}" in fresh and LEROBOT_SAVE_EVERY < fewshot.Budget().train_steps
+    step = run / "checkpoints" / "000500"
+    (step / "pretrained_model").mkdir(parents=True)
+    (step / "pretrained_model" / "train_config.json").write_text("{}")
+    (run / "checkpoints" / "last").symlink_to("000500")
+    assert runner._lerobot_args(cell, run) == [
+        f"--config_path={run / 'checkpoints/last/pretrained_model/train_config.json'}", "--resume=true"]
+    assert step.is_dir()
+
+
+@pytest.mark.slow
+def test_a_killed_lerobot_train_goes_on_from_its_checkpoints_weights(tmp_path, monkeypatch):
+    """LeRobot's resume is not bit-exact (its data loader draws from the restored random state), so the check is
+    that the run goes on from the checkpoint: a mark put into step 2's weights is still there at step 4."""
+    import _fewshot_runner
+    from safetensors.torch import load_file, save_file
+
+    from vidpolicy.envs.collect import CollectConfig, collect
+
+    root = tmp_path / "grid"
+    collect(CollectConfig(tasks="reach", episodes=2, out=str(root / "D5/demos/data"), size=96, state="agent_pos"))
+    monkeypatch.setattr(_fewshot_runner, "LEROBOT_SAVE_EVERY", 2)
+    runner, cell = _fewshot_runner.Runner(root, fewshot.Budget(train_steps=4), "reach", None), fewshot.Cell(
+        "train", 5, None, "act", 0)
+    with monkeypatch.context() as m:  # as if killed after step 2's checkpoint: step 4's never written
+        m.setattr(_fewshot_runner, "prune_checkpoints", lambda checkpoints: None)
+        ckpts = Path(runner.run(cell)["policy"]).parents[1]
+    whole = load_file(ckpts / "000004/pretrained_model/model.safetensors")
+    shutil.rmtree(ckpts / "000004")
+    (ckpts / "last").unlink()
+    (ckpts / "last").symlink_to("000002")
+    at2 = ckpts / "000002/pretrained_model/model.safetensors"
+    marked = load_file(at2)
+    name = next(k for k, v in marked.items() if v.is_floating_point() and v.numel() > 100)
+    marked[name] = marked[name] + 1.0
+    save_file(marked, at2)
+    policy = Path(runner.run(cell)["policy"])
+    assert json.loads((policy.parent / "training_state/training_step.json").read_text())["step"] == 4
+    assert sorted(p.name for p in ckpts.iterdir()) == ["000004", "last"]  # the older one pruned
+    resumed = load_file(policy / "model.safetensors")
+    assert torch.allclose(resumed[name] - whole[name], torch.ones_like(whole[name]), atol=1e-3)
+    assert all(torch.allclose(resumed[k].float(), whole[k].float(), atol=1e-3) for k in whole if k != name)
 
 
 def test_each_vidpolicy_cell_trains_as_its_name_says(tmp_path, monkeypatch):
