@@ -116,7 +116,8 @@ def test_truncation_keeps_ties_whole_and_needs_no_full_sort_for_the_answer():
     assert kept == [[True] * 4, [True, True, True, True], [True, False, False, False]]
     assert (truncate(lp, 0.0) > -69).sum(-1).tolist() == [1, 4, 1]  # r = 0: the top class and its ties
     # rows whose mass lies past the first classes fall back to a full sort: the same answer as sorting every row
-    lp = torch.log_softmax(torch.randn(3, 50, 64, generator=torch.Generator().manual_seed(0)) * torch.tensor([0.3, 3.0, 10.0])[:, None, None], -1)
+    noise = torch.randn(3, 50, 64, generator=torch.Generator().manual_seed(0))
+    lp = torch.log_softmax(noise * torch.tensor([0.3, 3.0, 10.0])[:, None, None], -1)  # flat, peaked, sharp
     lp = lp.bfloat16().float()  # bf16 logits: many ties
     for r in (0.0, 0.5, 0.88):
         fast, full = truncate(lp, r, first=4), truncate(lp, r, first=64)
