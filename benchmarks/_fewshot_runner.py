@@ -114,11 +114,11 @@ class Runner:
         return {"videos": len(videos), "clips": dict(zip([d.name for d in token_dirs], clips)), "pretrain_steps": steps}
 
     def train(self, cell: Cell, where: Path) -> dict:
-        demos = self.dir(Cell("demos", cell.demos)) / "data"
         if cell.family == "vpdd":
             from vidpolicy.finetune.config import FinetuneConfig
             from vidpolicy.finetune.train import finetune
 
+            demos = self.dir(Cell("demos", cell.demos)) / "data"
             pre = self.dir(Cell("pretrain", cell.demos, cell.multiple)) / "run"
             finetune(FinetuneConfig(pretrained=str(pre), dataset=str(demos), out=str(where / "policy"),
                                     from_scratch=cell.multiple == 0, max_steps=self.b.train_steps,

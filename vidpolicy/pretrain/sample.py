@@ -22,9 +22,9 @@ def truncate(log_x0: torch.Tensor, r: float | None, first: int = 32) -> torch.Te
     flat = log_x0.reshape(-1, log_x0.shape[-1])
     top = flat.topk(min(first, flat.shape[-1]), dim=-1).values  # each row's classes, most likely first
     kept = _kept(top, r)
-    wider = (kept == top.shape[-1]).nonzero().squeeze(-1) if top.shape[-1] < flat.shape[-1] else kept[:0]
     threshold = top.gather(-1, kept[:, None] - 1)
-    if len(wider):  # rows whose mass r lies past their first classes
+    wider = (kept == top.shape[-1]).nonzero().squeeze(-1)  # rows whose mass r may lie past their first classes
+    if len(wider) and top.shape[-1] < flat.shape[-1]:
         full = flat[wider].sort(dim=-1, descending=True).values
         threshold[wider] = full.gather(-1, _kept(full, r)[:, None] - 1)
     keep = (flat >= threshold).view_as(log_x0)
