@@ -116,8 +116,9 @@ def test_rollout_runs_a_lerobot_act_policy(lerobot_demos, tmp_path):
                  "--wandb.enable=false", f"--output_dir={out}")
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = out / "checkpoints" / "last" / "pretrained_model"
+    _sees_frames_as_its_demos_video(ckpt, tmp_path)
     r = run_cli("rollout", "--policy", str(ckpt), "--view", "lerobot", "--tasks", "reach", "--episodes", "2",
-                "--max-steps", "8", "--out", str(tmp_path / "roll"))
+                "--max-steps", "8", "--no-yuv420", "--out", str(tmp_path / "roll"))  # lerobot-eval shows raw frames
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((tmp_path / "roll" / "results.json").read_text())
     assert res["reach-v3"]["episodes"] == 2 and res["reach-v3"]["seeds"] == [1000, 1001]
@@ -131,6 +132,33 @@ def test_rollout_runs_a_lerobot_act_policy(lerobot_demos, tmp_path):
     assert abs(theirs[0] - theirs[1]) > 1e-3  # two different episodes: the comparison can tell them apart
     r = run_cli("rollout", "--policy", str(ckpt), "--tasks", "reach", "--episodes", "1", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "observation.state has 4 dimension(s)" in r.stderr and "--view" in r.stderr
+
+
+def _sees_frames_as_its_demos_video(ckpt: Path, tmp_path: Path) -> None:
+    """A LeRobot policy trained on yuv420p video sees each live frame through yuv420p and back, as the demos showed
+    it; raw frames where the demos' format is not known (its dataset moved)."""
+    import shutil
+
+    from vidpolicy.common.media import yuv420_round_trip
+    from vidpolicy.envs.lerobot_policy import LeRobotPolicy, training_pix_fmt
+
+    seen, raw = LeRobotPolicy(ckpt, 4), LeRobotPolicy(ckpt, 4, yuv420=False)
+    assert training_pix_fmt(ckpt, seen.image_key) == "yuv420p" and seen.yuv420 and not raw.yuv420
+    frame = np.random.default_rng(0).integers(0, 256, (seen.image_size, seen.image_size, 3), dtype=np.uint8)
+    obs = {"image": frame, "state": np.zeros(4, np.float32), "instruction": "reach"}
+
+    def act(policy: LeRobotPolicy, o: dict) -> np.ndarray:
+        policy.reset()  # a fresh chunk each time, not the queue of the last one
+        return policy.select_action(o)
+
+    np.testing.assert_allclose(act(seen, obs), act(raw, {**obs, "image": yuv420_round_trip(frame)}), atol=1e-6)
+    assert np.abs(act(seen, obs) - act(raw, obs)).max() > 1e-4  # the round trip changed what the policy saw
+    moved = tmp_path / "moved"
+    shutil.copytree(ckpt, moved)
+    cfg = json.loads((moved / "train_config.json").read_text())
+    cfg["dataset"]["root"] = str(tmp_path / "gone")
+    (moved / "train_config.json").write_text(json.dumps(cfg))
+    assert training_pix_fmt(moved, seen.image_key) is None and not LeRobotPolicy(moved, 4).yuv420
 
 
 def test_mismatched_policy_files_and_directories_are_refused_by_name(lerobot_policy, tmp_path):

@@ -1,6 +1,8 @@
 """Any LeRobot policy directory (``lerobot-train`` output: Diffusion Policy, ACT, vpdd, ...) behind the interface
 `rollout` drives: ``reset()``, ``select_action(observation) -> action``. The policy's own processor pipelines
-prepare each observation, as in ``lerobot-eval``; the environment's camera feeds the policy's one camera input."""
+prepare each observation, as in ``lerobot-eval``; the environment's camera feeds the policy's one camera input,
+through the pixel format of the video it was trained on (yuv420p: chroma at half resolution), as vidpolicy's own
+policies see it."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidpolicy.common.device import resolve
 from vidpolicy.common.errors import VidpolicyError
+from vidpolicy.common.media import yuv420_round_trip
+from vidpolicy.policies.vpdd.processor_vpdd import halves_chroma
 
 
 def is_lerobot_policy(path: str | Path) -> bool:
@@ -21,8 +26,25 @@ def is_lerobot_policy(path: str | Path) -> bool:
         return False
 
 
+def training_pix_fmt(path: str | Path, image_key: str) -> str | None:
+    """The pixel format of ``image_key``'s video in the dataset ``lerobot-train`` trained the policy of ``path`` on
+    (its train_config.json names the dataset), or None where that is not known (no such file, dataset moved, images
+    stored as pictures)."""
+    from lerobot.utils.constants import HF_LEROBOT_HOME
+
+    try:
+        dataset = json.loads((Path(path) / "train_config.json").read_text())["dataset"]
+        root = Path(dataset["root"]) if dataset.get("root") else HF_LEROBOT_HOME / dataset["repo_id"]
+        info = json.loads((root / "meta" / "info.json").read_text())
+        return info["features"][image_key]["info"]["video.pix_fmt"]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        return None
+
+
 class LeRobotPolicy:
-    def __init__(self, path: str | Path, state_dim: int):
+    def __init__(self, path: str | Path, state_dim: int, yuv420: bool | None = None, device: str = "cpu"):
+        """``yuv420``: pass live frames through yuv420p and back (None: when the training video was yuv420p; a
+        vidpolicy policy's own processor does it itself)."""
         from lerobot.configs import PreTrainedConfig
         from lerobot.configs.types import FeatureType
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
@@ -31,12 +53,16 @@ class LeRobotPolicy:
         register_third_party_plugins()
         self.path = Path(path)
         config = PreTrainedConfig.from_pretrained(self.path)
-        config.device = "cpu"
+        config.device = str(resolve(device))
         images = [k for k, ft in config.input_features.items() if ft.type is FeatureType.VISUAL]
         if len(images) != 1:
             raise VidpolicyError(f"{path}: the policy reads {len(images)} cameras ({', '.join(images) or 'none'}); "
                                  f"Meta-World gives one")
         self.image_key, self.image_size = images[0], int(config.input_features[images[0]].shape[-1])
+        if yuv420 is None:
+            own = config.type == "vpdd"  # vidpolicy's processor matches the recording itself
+            yuv420 = not own and halves_chroma(training_pix_fmt(self.path, self.image_key))
+        self.yuv420 = yuv420
         state = config.input_features.get("observation.state")
         self.state = state is not None
         if state is not None and int(state.shape[0]) != state_dim:
@@ -44,7 +70,7 @@ class LeRobotPolicy:
                                  f"{state_dim} in this view of Meta-World; use the --view it was trained in")
         self.policy = get_policy_class(config.type).from_pretrained(self.path, config=config).eval()
         self.pre, self.post = make_pre_post_processors(config, pretrained_path=str(self.path), preprocessor_overrides={
-            "device_processor": {"device": "cpu"}})
+            "device_processor": {"device": config.device}})
         self.action_dim = int(config.output_features["action"].shape[0])
 
     def reset(self) -> None:
@@ -54,7 +80,9 @@ class LeRobotPolicy:
 
     @torch.no_grad()
     def select_action(self, observation: dict) -> np.ndarray:
-        image = torch.from_numpy(np.ascontiguousarray(observation["image"])).permute(2, 0, 1).float().div(255)
+        image = observation["image"]
+        image = yuv420_round_trip(image) if self.yuv420 else np.ascontiguousarray(image)
+        image = torch.from_numpy(image).permute(2, 0, 1).float().div(255)
         batch = {self.image_key: image[None], "task": [observation.get("instruction", "")]}
         if self.state:
             batch["observation.state"] = torch.as_tensor(observation["state"], dtype=torch.float32)[None]

@@ -56,7 +56,8 @@ class RolloutConfig:
     sampling_steps: int | None = opt(None, "override the policy's reverse-diffusion steps", advanced=True)
     execute: int | None = opt(None, "override the actions run per imagined chunk", advanced=True)
     guidance: float | None = opt(None, "override the policy's classifier-free guidance (1: off)", advanced=True)
-    yuv420: bool | None = opt(None, "override passing live frames through yuv420p chroma", advanced=True)
+    yuv420: bool | None = opt(None, "override passing live frames through yuv420p chroma (default: as the demos' video)",
+                              advanced=True)
     action_decode: str | None = opt(None, "override the token head's decoding: mode or mean", advanced=True)
     expert_labels: bool = opt(True, "score each action against the scripted expert's", advanced=True)
     device: str = opt("auto", "cpu, cuda[:N] or auto (cuda when there is one)")
@@ -128,7 +129,8 @@ def _policy_maker(cfg: RolloutConfig) -> tuple[Callable[[MetaWorldEnv], object],
                                             guidance=cfg.guidance, yuv420=cfg.yuv420, device=cfg.device,
                                             action_decode=cfg.action_decode)
     elif is_lerobot_policy(path):
-        shared = LeRobotPolicy(path, state_dim=STATES[state_kind(cfg.view, cfg.state)])
+        shared = LeRobotPolicy(path, state_dim=STATES[state_kind(cfg.view, cfg.state)], yuv420=cfg.yuv420,
+                               device=cfg.device)
     else:
         raise VidpolicyError(f"{path}: not a policy directory (no {CONFIG_NAME} of vidpolicy, no config.json with a "
                              f"LeRobot policy type)")
