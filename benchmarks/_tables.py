@@ -60,6 +60,8 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
 
 
 BASELINES = {"vpdd scratch": "vidpolicy from scratch", "diffusion": "Diffusion Policy", "act": "ACT"}
+# the sizes _fewshot_runner.BASELINES gives them (parameters counted in the grid's checkpoints)
+BASELINE_SIZES = "Diffusion Policy / ACT at CPU sizes: 16 M / 13 M parameters (defaults ~265 M / ~52 M)"
 
 
 def fewshot_table(f: dict) -> str:
@@ -85,6 +87,6 @@ def fewshot_table(f: dict) -> str:
     b, seeds = f["budget"], max(len(table[k]["seeds"]) for k in present)
     out.append(f"\nSuccess %, {d[1:]} demos per task, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
                f"of up to {b['max_steps']} steps, {seeds} of {len(b['seeds'])} seeds (range in brackets), "
-               f"{b['train_steps']:,} training steps each. vs pre-trained: episodes only pre-trained / only it "
-               f"solved, exact McNemar p. {cpu_name(f.get('cpu', ''))}, 2 cores, {f['commit']}.")
+               f"{b['train_steps']:,} training steps each; {BASELINE_SIZES}. vs pre-trained: episodes only "
+               f"pre-trained / only it solved, exact McNemar p. {cpu_name(f.get('cpu', ''))}, 2 cores, {f['commit']}.")
     return "\n".join(out) + "\n"

@@ -296,7 +296,7 @@ def test_the_readme_table_shows_seed_ranges_and_the_paired_test():
     assert lines[2] == "| vidpolicy pre-trained (20x D actionless) | 45 (40-50) | **45 (40-50)** |  |"
     assert lines[3] == "| ACT | 20 | **20** | 1 / 3, p = 0.62 |"  # no scratch row: it has no rollout yet
     assert not any("**90**" in line for line in lines)
-    assert "2 of 3 seeds" in lines[-1] and "abc1234" in lines[-1]
+    assert "2 of 3 seeds" in lines[-1] and "abc1234" in lines[-1] and "CPU sizes" in lines[-1]
 
 
 def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing(tmp_path):
