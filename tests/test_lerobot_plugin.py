@@ -106,7 +106,7 @@ def test_lerobot_train_checkpoint_acts_as_vidpolicy_does(policy, lerobot_demos, 
     assert json.loads((ckpt / "config.json").read_text())["type"] == "vpdd"
 
 
-def test_rollout_runs_a_lerobot_act_policy(lerobot_demos, tmp_path):
+def test_rollout_runs_a_lerobot_act_policy(lerobot_demos, tmp_path, capsys):
     out = tmp_path / "act"
     r = _lerobot("lerobot-train", "--policy.type=act", "--policy.pretrained_backbone_weights=null",
                  "--policy.dim_model=32", "--policy.n_encoder_layers=1", "--policy.n_decoder_layers=1",
@@ -116,7 +116,7 @@ def test_rollout_runs_a_lerobot_act_policy(lerobot_demos, tmp_path):
                  "--wandb.enable=false", f"--output_dir={out}")
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = out / "checkpoints" / "last" / "pretrained_model"
-    _sees_frames_as_its_demos_video(ckpt, tmp_path)
+    _sees_frames_as_its_demos_video(ckpt, tmp_path, capsys)
     r = run_cli("rollout", "--policy", str(ckpt), "--view", "lerobot", "--tasks", "reach", "--episodes", "2",
                 "--max-steps", "8", "--no-yuv420", "--out", str(tmp_path / "roll"))  # lerobot-eval shows raw frames
     assert r.returncode == 0, r.stderr[-2000:]
@@ -134,9 +134,9 @@ def test_rollout_runs_a_lerobot_act_policy(lerobot_demos, tmp_path):
     assert r.returncode == 2 and "observation.state has 4 dimension(s)" in r.stderr and "--view" in r.stderr
 
 
-def _sees_frames_as_its_demos_video(ckpt: Path, tmp_path: Path) -> None:
+def _sees_frames_as_its_demos_video(ckpt: Path, tmp_path: Path, capsys) -> None:
     """A LeRobot policy trained on yuv420p video sees each live frame through yuv420p and back, as the demos showed
-    it; raw frames where the demos' format is not known (its dataset moved)."""
+    it; raw frames, and a warning saying so, where the demos' format is not known (its dataset moved)."""
     import shutil
 
     from vidpolicy.common.media import yuv420_round_trip
@@ -158,7 +158,9 @@ def _sees_frames_as_its_demos_video(ckpt: Path, tmp_path: Path) -> None:
     cfg = json.loads((moved / "train_config.json").read_text())
     cfg["dataset"]["root"] = str(tmp_path / "gone")
     (moved / "train_config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
     assert training_pix_fmt(moved, seen.image_key) is None and not LeRobotPolicy(moved, 4).yuv420
+    assert "pixel format of its training video is unknown" in capsys.readouterr().err
 
 
 def test_mismatched_policy_files_and_directories_are_refused_by_name(lerobot_policy, tmp_path):

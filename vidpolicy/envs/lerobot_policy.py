@@ -7,6 +7,7 @@ policies see it."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +29,17 @@ def is_lerobot_policy(path: str | Path) -> bool:
 
 def training_pix_fmt(path: str | Path, image_key: str) -> str | None:
     """The pixel format of ``image_key``'s video in the dataset ``lerobot-train`` trained the policy of ``path`` on
-    (its train_config.json names the dataset), or None where that is not known (no such file, dataset moved, images
-    stored as pictures)."""
+    (its train_config.json names the dataset): "" where that camera is stored as pictures, None where the dataset
+    cannot be read (no such file, dataset moved)."""
     from lerobot.utils.constants import HF_LEROBOT_HOME
 
     try:
         dataset = json.loads((Path(path) / "train_config.json").read_text())["dataset"]
         root = Path(dataset["root"]) if dataset.get("root") else HF_LEROBOT_HOME / dataset["repo_id"]
-        info = json.loads((root / "meta" / "info.json").read_text())
-        return info["features"][image_key]["info"]["video.pix_fmt"]
+        feature = json.loads((root / "meta" / "info.json").read_text())["features"][image_key]
     except (OSError, KeyError, TypeError, json.JSONDecodeError):
         return None
+    return (feature.get("info") or {}).get("video.pix_fmt", "") if feature.get("dtype") == "video" else ""
 
 
 class LeRobotPolicy:
@@ -59,10 +60,14 @@ class LeRobotPolicy:
             raise VidpolicyError(f"{path}: the policy reads {len(images)} cameras ({', '.join(images) or 'none'}); "
                                  f"Meta-World gives one")
         self.image_key, self.image_size = images[0], int(config.input_features[images[0]].shape[-1])
-        if yuv420 is None:
-            own = config.type == "vpdd"  # vidpolicy's processor matches the recording itself
-            yuv420 = not own and halves_chroma(training_pix_fmt(self.path, self.image_key))
-        self.yuv420 = yuv420
+        if yuv420 is None and config.type != "vpdd":  # vidpolicy's own processor matches the recording itself
+            pix_fmt = training_pix_fmt(self.path, self.image_key)
+            if pix_fmt is None:
+                print(f"warning: {path}: the pixel format of its training video is unknown (the dataset in "
+                      f"train_config.json is gone); live frames go in raw (--yuv420 passes them through yuv420p)",
+                      file=sys.stderr)
+            yuv420 = halves_chroma(pix_fmt)
+        self.yuv420 = bool(yuv420)
         state = config.input_features.get("observation.state")
         self.state = state is not None
         if state is not None and int(state.shape[0]) != state_dim:

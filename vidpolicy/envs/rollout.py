@@ -56,7 +56,7 @@ class RolloutConfig:
     sampling_steps: int | None = opt(None, "override the policy's reverse-diffusion steps", advanced=True)
     execute: int | None = opt(None, "override the actions run per imagined chunk", advanced=True)
     guidance: float | None = opt(None, "override the policy's classifier-free guidance (1: off)", advanced=True)
-    yuv420: bool | None = opt(None, "override passing live frames through yuv420p chroma (default: as the demos' video)",
+    yuv420: bool | None = opt(None, "pass live frames through yuv420p chroma (default: as the demos' video)",
                               advanced=True)
     action_decode: str | None = opt(None, "override the token head's decoding: mode or mean", advanced=True)
     expert_labels: bool = opt(True, "score each action against the scripted expert's", advanced=True)
