@@ -26,6 +26,12 @@ class Episode:
     first_frame: int  # index of this episode's first frame inside ``video``
 
 
+def video_pix_fmt(feature: dict) -> str | None:
+    """How a camera feature of a LeRobotDataset's info.json stores pixels in its video (e.g. yuv420p: chroma at half
+    resolution); None when unrecorded or not a video."""
+    return (feature.get("info") or {}).get("video.pix_fmt")
+
+
 def _open_meta(dataset: str | Path):
     from lerobot.datasets.dataset_metadata import LeRobotDatasetMetadata
 
@@ -60,8 +66,7 @@ class RobotEpisodes:
         self.action_dim = int(meta.features[action_key]["shape"][0])
         self.state_key = "observation.state" if "observation.state" in meta.features else None
         self.frame_shape = tuple(meta.features[self.camera]["shape"])
-        # how the camera's video stores pixels (e.g. yuv420p: chroma at half resolution); None when unrecorded
-        self.pix_fmt = (meta.features[self.camera].get("info") or {}).get("video.pix_fmt")
+        self.pix_fmt = video_pix_fmt(meta.features[self.camera])
         self.episodes: list[Episode] = []
         eps = meta.episodes
         for i in range(len(eps)):

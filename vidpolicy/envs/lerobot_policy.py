@@ -16,6 +16,7 @@ import torch
 from vidpolicy.common.device import resolve
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.media import yuv420_round_trip
+from vidpolicy.datasets.robot import video_pix_fmt
 from vidpolicy.policies.vpdd.processor_vpdd import halves_chroma
 
 
@@ -39,7 +40,7 @@ def training_pix_fmt(path: str | Path, image_key: str) -> str | None:
         feature = json.loads((root / "meta" / "info.json").read_text())["features"][image_key]
     except (OSError, KeyError, TypeError, json.JSONDecodeError):
         return None
-    return (feature.get("info") or {}).get("video.pix_fmt", "") if feature.get("dtype") == "video" else ""
+    return video_pix_fmt(feature) or ""
 
 
 class LeRobotPolicy:
