@@ -3,6 +3,7 @@
     python benchmarks/run_all.py            # quick budgets (~20 min on 2 CPU cores)
     python benchmarks/run_all.py --full     # the issue budgets (several hours on 2 CPU cores)
     python benchmarks/run_all.py --collect  # only re-assemble the tables: benchmarks/out/*.json over results.json
+    python benchmarks/run_all.py --collect fewshot g1  # ... from these out files only
 """
 
 from __future__ import annotations
@@ -27,6 +28,33 @@ def run(script: str, *args: str) -> None:
     # the benchmark dies with this script: a killed run_all leaves nothing running
     subprocess.run([sys.executable, str(HERE / script), *args], check=True, cwd=HERE.parent,
                    preexec_fn=die_with_parent)
+
+
+def older(commit: str, than: str) -> bool:
+    """Whether commit ``commit`` is a strict ancestor of ``than`` (False when either is unknown to git)."""
+    if not commit or not than or commit == than:
+        return False
+    return subprocess.run(["git", "merge-base", "--is-ancestor", commit, than], cwd=HERE,
+                          capture_output=True).returncode == 0
+
+
+def gather(committed: dict, names: list[str] | None = None) -> dict:
+    """results.json's entries with benchmarks/out/*.json over them (only ``names`` when given); an out file older
+    than the committed entry it would replace is left out, with a line saying so."""
+    missing = sorted(set(names or ()) - {p.stem for p in OUT.glob("*.json")})
+    if missing:
+        raise SystemExit(f"{OUT}: no {', '.join(n + '.json' for n in missing)}")
+    results = dict(committed)
+    for p in sorted(OUT.glob("*.json")):
+        if names and p.stem not in names:
+            continue
+        new = json.loads(p.read_text())
+        old = committed.get(p.stem, {})
+        if older(new.get("commit", ""), old.get("commit", "")):
+            print(f"kept the committed {p.stem} ({old['commit']}): {p} is older ({new['commit']})")
+            continue
+        results[p.stem] = new
+    return dict(sorted(results.items()))
 
 
 def fmt(x, pct: bool = False) -> str:
@@ -262,10 +290,11 @@ def headline(r: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--full", action="store_true")
-    ap.add_argument("--collect", action="store_true")
+    ap.add_argument("--full", action="store_true", help="the issue budgets instead of the quick ones (hours)")
+    ap.add_argument("--collect", nargs="*", metavar="NAME",
+                    help="only re-assemble the tables from benchmarks/out (these NAME.json only, when named)")
     args = ap.parse_args()
-    if not args.collect:
+    if args.collect is None:
         quick = [] if args.full else ["--quick"]
         run("envs.py", *quick)
         run("pretrain.py", *quick)
@@ -276,9 +305,7 @@ def main() -> None:
         run("index_scale.py", *quick)
     # benchmarks/out/ holds what ran on this checkout; the others keep their committed results
     committed = HERE / "results.json"
-    results = json.loads(committed.read_text()) if committed.exists() else {}
-    results.update({p.stem: json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))})
-    results = dict(sorted(results.items()))
+    results = gather(json.loads(committed.read_text()) if committed.exists() else {}, args.collect)
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (HERE / "results.md").write_text(table)

@@ -338,3 +338,24 @@ def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing
     # a ledger from before scenes were recorded drew them otherwise (a fixed set of 50): never mixed in
     (ledger / "settings.json").write_text(json.dumps({k: v for k, v in mine.items() if k != "scenes"}))
     assert fewshot.ledger_mismatch(ledger, mine).startswith("scenes None (here seeded")
+
+
+def test_collect_keeps_a_newer_committed_result_and_merges_only_what_is_named(tmp_path, monkeypatch):
+    import subprocess
+
+    import run_all
+    head, parent = (subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True)
+                    .stdout.strip() for rev in ("HEAD", "HEAD~1"))
+    if not parent:
+        pytest.skip("a checkout without history")
+    monkeypatch.setattr(run_all, "OUT", tmp_path)
+    (tmp_path / "fewshot.json").write_text(json.dumps({"commit": parent, "v": "stale"}))
+    (tmp_path / "g1.json").write_text(json.dumps({"commit": head, "v": "new"}))
+    (tmp_path / "fewshot_quick.json").write_text(json.dumps({"commit": parent, "v": "quick"}))
+    committed = {"fewshot": {"commit": head, "v": "committed"}, "g1": {"commit": parent, "v": "old"}}
+    everything = run_all.gather(committed)
+    assert [everything[k]["v"] for k in ("fewshot", "g1", "fewshot_quick")] == ["committed", "new", "quick"]
+    named = run_all.gather(committed, ["g1"])
+    assert sorted(named) == ["fewshot", "g1"] and named["g1"]["v"] == "new"
+    with pytest.raises(SystemExit, match="no gpu.json"):
+        run_all.gather(committed, ["gpu"])
