@@ -128,6 +128,17 @@ def test_truncation_keeps_ties_whole_and_needs_no_full_sort_for_the_answer():
     assert (marginal >= 0.88 - 1e-5).all() and (marginal <= 1 + 1e-5).all()
 
 
+def test_truncation_stops_exactly_where_the_running_mass_reaches_r():
+    # r set to the mass before class k, as the running sum has it: classes 0..k-1 lie before r, class k does not
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(300, 8, generator=g).sort(dim=-1, descending=True).values
+    lp = torch.log(p / p.sum(-1, keepdim=True))
+    before = torch.cat([torch.zeros(300, 1), lp.exp().cumsum(-1)[:, :-1]], -1)
+    for k in range(1, 8):
+        counts = [int((truncate(lp[i:i + 1], before[i, k].item()) > -69).sum()) for i in range(300)]
+        assert counts == [k] * 300, (k, sorted(set(counts)))
+
+
 def test_loss_terms_zero_for_perfect_prediction():
     s = MaskReplaceScheduler(20)
     K = 6

@@ -33,8 +33,9 @@ def truncate(log_x0: torch.Tensor, r: float | None, first: int = 32) -> torch.Te
 
 def _kept(sorted_lp: torch.Tensor, r: float) -> torch.Tensor:
     """How many of each row's classes (log p, sorted descending) lie before cumulative mass ``r`` (at least one)."""
-    p = sorted_lp.exp()
-    return ((p.cumsum(-1) - p) < r).sum(-1).clamp(min=1)
+    mass = sorted_lp.exp().cumsum(-1)
+    before = torch.cat([torch.zeros_like(mass[:, :1]), mass[:, :-1]], -1)  # not mass - p: that rounds off r's edge
+    return (before < r).sum(-1).clamp(min=1)
 
 
 def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
