@@ -1,5 +1,5 @@
 """Helpers of benchmarks/gpu.py: device-synchronised timing, the largest-batch sweep, a policy built from fresh
-models (no training, no downloads) and synthetic videos for the tokenize section."""
+models (no training, no downloads), its fine-tuning loss, and synthetic videos for the tokenize section."""
 
 from __future__ import annotations
 
@@ -85,6 +85,29 @@ def fresh_policy(device: torch.device, smoke: bool):
     config = VPDDConfig(action_dim=4, state_dim=4)
     return VPDDPolicy(config, VideoTokenizer(), video, action, MaskReplaceScheduler(100),
                       VPDDProcessor(binner, None, config.image_size, False)).to(device)
+
+
+def finetune_loss(pol, device: torch.device) -> tuple[torch.nn.Module, Callable[[int], torch.Tensor]]:
+    """The modules `vidpolicy finetune` trains (video model frozen) and ``loss_of(b)``: its loss at batch ``b`` on
+    random clips' tokens, actions and states."""
+    from vidpolicy.finetune.objective import JointDenoiser, LossWeights, joint_loss
+    from vidpolicy.pretrain.timesteps import TimestepSampler
+
+    joint = JointDenoiser(pol.video, pol.action, train_video=False)
+    sampler = TimestepSampler(pol.scheduler.num_timesteps, importance=False).to(device)
+    K, n, cfg = pol.video.config.codebook_size, pol.video.tokens_per_clip, pol.config
+    binner = pol.processor.binner
+
+    def loss_of(b: int) -> torch.Tensor:
+        raw = np.random.default_rng(b).uniform(-1, 1, (b, cfg.horizon, cfg.action_dim))
+        hist, fut = (torch.randint(0, K, (b, n), device=device) for _ in range(2))
+        acts = torch.from_numpy(binner.encode(raw).reshape(b, -1)).to(device)
+        cont = torch.from_numpy(binner.normalize(raw).reshape(b, -1)).float().to(device)
+        parts = [hist, fut, acts, cont, torch.ones_like(acts, dtype=torch.bool),
+                 torch.zeros(b, cfg.state_dim, device=device), torch.randn(b, 384, device=device)]
+        return joint_loss(joint, pol.scheduler, sampler, parts, cfg.head == "regression", False, LossWeights())[0]
+
+    return joint, loss_of
 
 
 def synthetic_videos(root: Path, count: int, frames: int, size: int = 128) -> Path:

@@ -56,6 +56,11 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
         if isinstance(v, dict) and "tflops" in v:
             out.append(("gpu", f"denoiser {name} ({v['parameters_m']} M): batch / tokens/s / TFLOP/s / MFU",
                         f"{v['batch']} / {v['tokens_per_s']} / {v['tflops']:.0f} / {pct(v['mfu_measured_peak'])}"))
+    pol = gpu.get("policy", {})
+    if "robots16_chunk_ms" in pol and pol.get("finetune", {}).get("batch"):
+        out.append(("gpu", "policy: one chunk from camera frames for 1 / 16 robots (ms); fine-tuning batch / step s",
+                    f"{pol['robots1_chunk_ms']:.0f} / {pol['robots16_chunk_ms']:.0f}; "
+                    f"{pol['finetune']['batch']} / {pol['finetune']['step_s']:.3f}"))
     return out
 
 

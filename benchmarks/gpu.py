@@ -4,7 +4,8 @@ Sections, each time-boxed and saved as it finishes (a run cut short keeps what i
 bf16 matmul peak; for every preset, denoiser and tokenizer training throughput at the largest batch that fits
 (tokens or clips per second, TFLOP/s, MFU against the measured and the datasheet peak, peak memory); tokenize
 against decode-only with N decode workers; imagine latency (video + actions) at batch 1 and 64 for 10 and 25
-steps; a 2-process DDP run on the one device (parameters in sync, equal to one process at the same global batch).
+steps; the policy acting from camera frames and its fine-tuning step; a 2-process DDP run on the one device
+(parameters in sync, equal to one process at the same global batch).
 
     python benchmarks/gpu.py                      # on a GPU machine: about 8 minutes, writes out/gpu.json
     python benchmarks/gpu.py --smoke --out F.json # the same code at tiny sizes on the CPU (the test suite runs it)
@@ -26,7 +27,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gpu_parts import batch_sweep, fresh_policy, optimizer_step, synthetic_videos, timed  # noqa: E402
+from _gpu_parts import (batch_sweep, finetune_loss, fresh_policy, optimizer_step,  # noqa: E402
+                        synthetic_videos, timed)
 
 DATASHEET_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}  # dense
 PRESETS = ("tiny", "small", "base", "large")
@@ -214,6 +216,35 @@ def imagine(run: Run, deadline: float) -> dict:
     return out
 
 
+def policy(run: Run, deadline: float) -> dict:
+    """The policy on the device as `vidpolicy rollout` and `finetune` use it: a chunk from camera frames (tokenize,
+    imagine, actions) for 1 and 16 robots at once; the fine-tuning step at the largest batch that fits."""
+    t0, pol = time.time(), fresh_policy(run.device, smoke=run.smoke)
+    if run.smoke:
+        pol.config = pol.config.with_overrides(sampling_steps=2)
+    pol.text = lambda texts: torch.randn(len(texts), 384)  # the offline text encoder's wheel is not installed there
+    cfg, out = pol.config, {}
+    for b in (1, 2) if run.smoke else (1, 16):
+        frames = np.random.default_rng(b).integers(0, 256, (b, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
+
+        def chunk() -> np.ndarray:
+            pol.reset()
+            return pol.chunk(frames, [""] * b, torch.zeros(b, cfg.state_dim))
+        out[f"robots{b}_chunk_ms"] = round(1000 * timed(chunk, run.device, iters=1 if run.smoke else 3), 1)
+        actions = chunk()
+        out[f"robots{b}_actions_ok"] = actions.shape == (b, cfg.horizon, cfg.action_dim) and bool(
+            np.isfinite(actions).all())
+    joint, loss_of = finetune_loss(pol, run.device)
+    before = {k: v.detach().clone() for k, v in joint.state_dict().items()}
+    opt = torch.optim.AdamW([q for q in joint.parameters() if q.requires_grad], 1e-4)
+    out["finetune"] = batch_sweep(optimizer_step(run.device, opt, loss_of), run.device, first=2 if run.smoke else 8,
+                                  last=2 if run.smoke else 512, seconds=max(5.0, deadline - (time.time() - t0)))
+    moved = {k for k, v in joint.state_dict().items() if not torch.equal(v, before[k])}
+    out["video_model_frozen"] = not any(k.startswith("video.") for k in moved)
+    out["action_model_trained"] = any(k.startswith("action.") for k in moved)
+    return out
+
+
 def ddp(run: Run, deadline: float) -> dict:
     script = Path(__file__).resolve().parent / "_gpu_ddp.py"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), str(run.device)]
@@ -235,6 +266,7 @@ def main() -> None:
     run.section("denoiser", lambda s: denoiser(run, s), 0.45)
     run.section("tokenizer", lambda s: tokenizer(run, s), 0.35)
     run.section("imagine", lambda s: imagine(run, s), 0.3)
+    run.section("policy", lambda s: policy(run, s), 0.3)
     run.section("tokenize_vs_decode", lambda s: tokenize_vs_decode(run, s), 0.5)
     run.section("ddp", lambda s: ddp(run, s), 1.0)
     run.result["seconds"] = round(time.time() - run.t0, 1)

@@ -26,6 +26,9 @@ def test_the_gpu_check_runs_every_section_at_tiny_sizes(tmp_path):
     assert tiny["batch"] >= 2 and tiny["tokens_per_s"] > 0 and 0 < tiny["mfu_measured_peak"]
     assert s["tokenizer"]["tiny"]["clips_per_s"] > 0
     assert s["imagine"]["batch1_steps2_ms"] > 0 and s["imagine"]["cpu_generator"] == "ok"
+    pol = s["policy"]
+    assert pol["robots1_actions_ok"] and pol["robots2_actions_ok"] and pol["finetune"]["batch"] == 2
+    assert pol["video_model_frozen"] and pol["action_model_trained"]  # fine-tuning moves the action model only
     dec = s["tokenize_vs_decode"]["workers_1"]
     assert dec["clips"] == 4 * 8 and dec["tokenize_clips_per_s"] > 0  # 4 videos of 32 frames: 8 clips each
     ddp = s["ddp"]
