@@ -45,10 +45,12 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
     out: dict = {}
     for d in sorted({c.demos for c in cells if c.demos is not None}):
         runs: dict[str, dict[int, dict]] = {}
+        commits: dict[str, set[str]] = {}  # the code each policy's rollouts ran (cells run across commits)
         for c in cells:
             if c.stage == "rollout" and c.demos == d and is_done(root, c):
-                tasks = {t: v for t, v in cell_result(root, c.name).items() if isinstance(v, dict)}  # not wall_s
-                runs.setdefault(label(c), {})[c.seed] = tasks
+                result = cell_result(root, c.name)
+                runs.setdefault(label(c), {})[c.seed] = {t: v for t, v in result.items() if isinstance(v, dict)}
+                commits.setdefault(label(c), set()).add(result.get("commit", "unknown"))
         table = {}
         for name, seeds in runs.items():
             per_task = {t: [r[t]["successes"] / r[t]["episodes"] for r in seeds.values()] for t in next(
@@ -56,7 +58,8 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
             pooled = [sum(r[t]["successes"] for t in r) / sum(r[t]["episodes"] for t in r) for r in seeds.values()]
             table[name] = {"seeds": sorted(seeds), "mean": sum(pooled) / len(pooled), "min": min(pooled),
                            "max": max(pooled), "per_task": {t: {"mean": sum(v) / len(v), "min": min(v), "max": max(v)}
-                                                            for t, v in per_task.items()}}
+                                                            for t, v in per_task.items()},
+                           "commits": sorted(commits[name])}
             if size := magnitude([r[t] for r in seeds.values() for t in r]):
                 table[name]["expert_magnitude"] = size
         for c in cells:  # the video model's imagined future beside copying the present (the first seed)

@@ -90,8 +90,12 @@ def fewshot_table(f: dict) -> str:
         out.append(f"| {names[k]} | " + " | ".join(cell(t["per_task"][x]) for x in tasks)
                    + f" | **{cell(t)}** | {paired} |")
     b, seeds = f["budget"], max(len(table[k]["seeds"]) for k in present)
+    commits = sorted({c for k in present for c in table[k].get("commits", [])}) or [f["commit"]]
+    # a bounded line in the README; benchmarks/results.json lists each policy's commits
+    shown = ", ".join(commits) if len(commits) <= 4 else f"{', '.join(commits[:3])} and {len(commits) - 3} more"
     out.append(f"\nSuccess %, {d[1:]} demos per task, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
                f"of up to {b['max_steps']} steps, {seeds} of {len(b['seeds'])} seeds (range in brackets), "
                f"{b['train_steps']:,} training steps each; {BASELINE_SIZES}. vs pre-trained: episodes only "
-               f"pre-trained / only it solved, exact McNemar p. {cpu_name(f.get('cpu', ''))}, 2 cores, {f['commit']}.")
+               f"pre-trained / only it solved, exact McNemar p. {cpu_name(f.get('cpu', ''))}, 2 cores; rollouts at "
+               f"{shown}.")
     return "\n".join(out) + "\n"

@@ -297,6 +297,12 @@ def test_the_readme_table_shows_seed_ranges_and_the_paired_test():
     assert lines[3] == "| ACT | 20 | **20** | 1 / 3, p = 0.62 |"  # no scratch row: it has no rollout yet
     assert not any("**90**" in line for line in lines)
     assert "2 of 3 seeds" in lines[-1] and "abc1234" in lines[-1] and "CPU sizes" in lines[-1]
+    table["act"]["commits"], table["vpdd A=20xD"]["commits"] = ["c2"], ["c1", "c2"]  # the cells' own commits
+    assert fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234"}).splitlines()[-1].endswith(
+        "rollouts at c1, c2.")
+    table["act"]["commits"] = ["c3", "c4", "c5", "c6"]
+    assert fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234"}).splitlines()[-1].endswith(
+        "rollouts at c1, c2, c3 and 3 more.")
 
 
 def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing(tmp_path):
