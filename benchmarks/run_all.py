@@ -41,19 +41,20 @@ def older(commit: str, than: str) -> bool:
 def gather(committed: dict, names: list[str] | None = None) -> dict:
     """results.json's entries with benchmarks/out/*.json over them (only ``names`` when given); an out file older
     than the committed entry it would replace is left out, with a line saying so."""
-    missing = sorted(set(names or ()) - {p.stem for p in OUT.glob("*.json")})
+    found = {p.stem: p for p in sorted(OUT.glob("*.json"))}
+    missing = sorted(set(names or ()) - found.keys())
     if missing:
         raise SystemExit(f"{OUT}: no {', '.join(n + '.json' for n in missing)}")
     results = dict(committed)
-    for p in sorted(OUT.glob("*.json")):
-        if names and p.stem not in names:
+    for name, p in found.items():
+        if names and name not in names:
             continue
         new = json.loads(p.read_text())
-        old = committed.get(p.stem, {})
+        old = committed.get(name, {})
         if older(new.get("commit", ""), old.get("commit", "")):
-            print(f"kept the committed {p.stem} ({old['commit']}): {p} is older ({new['commit']})")
+            print(f"kept the committed {name} ({old['commit']}): {p} is older ({new['commit']})")
             continue
-        results[p.stem] = new
+        results[name] = new
     return dict(sorted(results.items()))
 
 
