@@ -14,6 +14,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from vidpolicy.common.text import TEXT_DIM
 from vidpolicy.pretrain.model import FutureDenoiser
 
 K, N, B, STEPS = 64, 16, 8, 3
@@ -33,7 +34,7 @@ def batches(device: torch.device) -> list[tuple[torch.Tensor, ...]]:
     for _ in range(STEPS):
         fut, hist = torch.randint(0, K, (B, N), generator=g), torch.randint(0, K, (B, N), generator=g)
         x_t = torch.where(torch.rand(B, N, generator=g) < 0.5, torch.full_like(fut, K), fut)
-        t, text = torch.randint(1, 100, (B,), generator=g), torch.randn(B, 384, generator=g)
+        t, text = torch.randint(1, 100, (B,), generator=g), torch.randn(B, TEXT_DIM, generator=g)
         out.append(tuple(v.to(device) for v in (x_t, t, hist, text, fut)))
     return out
 

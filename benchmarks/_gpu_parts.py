@@ -10,6 +10,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from vidpolicy.common.text import TEXT_DIM
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -101,10 +103,9 @@ def finetune_loss(pol, device: torch.device) -> tuple[torch.nn.Module, Callable[
     def loss_of(b: int) -> torch.Tensor:
         raw = np.random.default_rng(b).uniform(-1, 1, (b, cfg.horizon, cfg.action_dim))
         hist, fut = (torch.randint(0, K, (b, n), device=device) for _ in range(2))
-        acts = torch.from_numpy(binner.encode(raw).reshape(b, -1)).to(device)
-        cont = torch.from_numpy(binner.normalize(raw).reshape(b, -1)).float().to(device)
+        acts, cont = (t.to(device) for t in binner.targets(raw))
         parts = [hist, fut, acts, cont, torch.ones_like(acts, dtype=torch.bool),
-                 torch.zeros(b, cfg.state_dim, device=device), torch.randn(b, 384, device=device)]
+                 torch.zeros(b, cfg.state_dim, device=device), torch.randn(b, TEXT_DIM, device=device)]
         return joint_loss(joint, pol.scheduler, sampler, parts, cfg.head == "regression", False, LossWeights())[0]
 
     return joint, loss_of

@@ -26,6 +26,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from vidpolicy.common.text import TEXT_DIM
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gpu_parts import (batch_sweep, finetune_loss, fresh_policy, optimizer_step,  # noqa: E402
                         synthetic_videos, timed)
@@ -118,7 +120,7 @@ def denoiser(run: Run, deadline: float) -> dict:
 
         def loss_of(b: int) -> torch.Tensor:
             hist, fut = (torch.randint(0, K, (b, n), device=run.device) for _ in range(2))
-            text = torch.randn(b, 384, device=run.device)
+            text = torch.randn(b, TEXT_DIM, device=run.device)
             return diffusion_loss(model, K, sched, sampler, hist, fut, text, cfg)[0]
 
         step = optimizer_step(run.device, opt, loss_of)
@@ -201,7 +203,7 @@ def imagine(run: Run, deadline: float) -> dict:
     out = {}
     for b in (1, 2) if run.smoke else (1, 64):
         hist = torch.randint(0, pol.video.config.codebook_size, (b, pol.video.tokens_per_clip), device=run.device)
-        text = torch.randn(b, 384, device=run.device)
+        text = torch.randn(b, TEXT_DIM, device=run.device)
         state = torch.zeros(b, pol.config.state_dim, device=run.device)
         for steps in (2,) if run.smoke else (10, 25):
             g = torch.Generator(run.device).manual_seed(0)
@@ -222,7 +224,7 @@ def policy(run: Run, deadline: float) -> dict:
     t0, pol = time.time(), fresh_policy(run.device, smoke=run.smoke)
     if run.smoke:
         pol.config = pol.config.with_overrides(sampling_steps=2)
-    pol.text = lambda texts: torch.randn(len(texts), 384)  # the offline text encoder's wheel is not installed there
+    pol.text = lambda texts: torch.randn(len(texts), TEXT_DIM)  # the offline text encoder's wheel is not installed there
     cfg, out = pol.config, {}
     for b in (1, 2) if run.smoke else (1, 16):
         frames = np.random.default_rng(b).integers(0, 256, (b, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)

@@ -23,6 +23,7 @@ from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.pretrain.timesteps import TimestepSampler
 from vidpolicy.pretrain.train import diffusion_loss
 from vidpolicy.common.malloc import keep_freed_memory
+from vidpolicy.common.text import TEXT_DIM
 
 
 class _Cfg:
@@ -35,7 +36,7 @@ def train_speed(batch: int = 8, dtype=torch.bfloat16) -> dict:
     opt = torch.optim.AdamW(m.parameters(), 2e-4)
     sched, sampler = MaskReplaceScheduler(100), TimestepSampler(100, False)
     K, n = m.config.codebook_size, m.tokens_per_clip
-    hist, fut, text = torch.randint(0, K, (batch, n)), torch.randint(0, K, (batch, n)), torch.randn(batch, 384)
+    hist, fut, text = torch.randint(0, K, (batch, n)), torch.randint(0, K, (batch, n)), torch.randn(batch, TEXT_DIM)
 
     def step():
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):

@@ -43,6 +43,19 @@ def test_bins_decode_to_their_mean_keeping_saturated_actions_at_the_limit(tmp_pa
     assert back.rule == "mean" and np.array_equal(back.centers[0], mean.centers[0])
 
 
+def test_a_chunks_targets_are_time_major_bins_and_standardised_values():
+    """The LeRobot plugin and the GPU check hand the action model a chunk's targets flat: step h, dimension d at
+    column h * D + d, as `finetune`'s dataset lays them out."""
+    rng = np.random.default_rng(2)
+    b = ActionBinner.fit(rng.normal(0, 0.3, (2000, 3)), bins=16)
+    chunk = rng.normal(0, 0.3, (2, 5, 3))
+    bins, z = b.targets(chunk)
+    assert bins.shape == z.shape == (2, 15) and bins.dtype == torch.int64 and z.dtype == torch.float32
+    assert np.array_equal(bins.numpy().reshape(2, 5, 3), b.encode(chunk))
+    assert np.allclose(b.denormalize(z.numpy().reshape(2, 5, 3)), np.clip(chunk, b.decode(np.zeros((1, 3), int)),
+                                                                            b.decode(np.full((1, 3), 15))), atol=1e-5)
+
+
 def test_expected_bin_centres():
     b = ActionBinner([[0.0], [0.5, 1.5]], [[-1.0, 1.0], [0.0, 1.0, 2.0]])  # dims of 2 and 3 bins, K = 3
     probs = np.array([[[0.25, 0.75, 0.9], [0.2, 0.3, 0.5]]])  # dim 0's third class is padding: ignored

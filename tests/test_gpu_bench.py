@@ -41,10 +41,11 @@ def test_the_gpu_check_runs_every_section_at_tiny_sizes(tmp_path):
 def test_a_policy_plans_on_cuda_as_on_the_cpu():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from _gpu_parts import fresh_policy
+    from vidpolicy.common.text import TEXT_DIM
 
     pol = fresh_policy(torch.device("cpu"), smoke=True)
     hist = torch.randint(0, pol.video.config.codebook_size, (2, pol.video.tokens_per_clip))
-    text, state = torch.randn(2, 384), torch.zeros(2, 4)
+    text, state = torch.randn(2, TEXT_DIM), torch.zeros(2, 4)
     video, actions = pol.plan(hist, text, steps=2, generator=torch.Generator().manual_seed(0), state=state)
     pol.to("cuda")
     video_c, actions_c = pol.plan(hist, text, steps=2, generator=torch.Generator("cuda").manual_seed(0), state=state)

@@ -11,6 +11,7 @@ import torch
 from vidpolicy.common.cli_args import add_config_args, config_from_args
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.model_size import count_parameters, size_line
+from vidpolicy.common.text import TEXT_DIM
 from vidpolicy.finetune.config import FinetuneConfig
 from vidpolicy.finetune.model import ActionDenoiser
 from vidpolicy.pretrain.config import PretrainConfig
@@ -71,7 +72,7 @@ def test_the_size_line_counts_parameters_and_flops():
 
     ids = torch.zeros(1, 16, dtype=torch.long)
     with FlopCounterMode(display=False) as real:
-        m(ids, torch.zeros(1, dtype=torch.long), ids, torch.zeros(1, 384))
+        m(ids, torch.zeros(1, dtype=torch.long), ids, torch.zeros(1, TEXT_DIM))
     assert 0.8 * m.flops_per_sample(trains=False) <= real.get_total_flops() <= m.flops_per_sample(trains=False)
     assert m.flops_per_sample(trains=False) * 3 == m.flops_per_sample()
 
@@ -80,7 +81,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
     torch.manual_seed(0)
     m = FutureDenoiser(codebook_size=16, latent_shape=(1, 4, 4), width=32, depth=2, encoder_depth=1, heads=2)
     x, h = torch.randint(0, 17, (3, 16)), torch.randint(0, 16, (3, 16))
-    t, txt = torch.tensor([5, 50, 90]), torch.randn(3, 384)
+    t, txt = torch.tensor([5, 50, 90]), torch.randn(3, TEXT_DIM)
 
     def grads():
         m.zero_grad()
@@ -104,11 +105,11 @@ def test_every_model_runs_on_the_device_it_is_given():
         assert tok.decode(tok.encode(clip)).device.type == "meta"
         den = FutureDenoiser(codebook_size=64, width=32, depth=1, encoder_depth=1)
         ids = torch.zeros(2, 576, dtype=torch.long)
-        out = den(ids, torch.zeros(2, dtype=torch.long), ids, torch.zeros(2, 384))
+        out = den(ids, torch.zeros(2, dtype=torch.long), ids, torch.zeros(2, TEXT_DIM))
         assert out.device.type == "meta" and out.shape == (2, 576, 64)
         act = ActionDenoiser(width=32, depth=1, video_width=32, state_dim=4)
         a = act(torch.zeros(2, 16, dtype=torch.long), torch.zeros(2, dtype=torch.long), torch.zeros(2, 576, 32),
-                torch.zeros(2, 384), torch.zeros(2, 4))
+                torch.zeros(2, TEXT_DIM), torch.zeros(2, 4))
         assert a.device.type == "meta"
     for model in (tok, den, act):  # and every buffer moved with .to()
         assert {b.device.type for b in model.buffers()} <= {"meta"}

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from vidpolicy.common.io import write_json
 
@@ -102,6 +103,13 @@ class ActionBinner:
 
     def normalize(self, actions: np.ndarray) -> np.ndarray:
         return ((np.asarray(actions) - self.mean) / self.std).astype(np.float32)
+
+    def targets(self, chunk: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(b, H, D)`` action chunk -> the action model's two targets, each ``(b, H * D)``: bin indices (int64)
+        and standardised values (float32)."""
+        b = len(chunk)
+        return (torch.from_numpy(self.encode(chunk).reshape(b, -1)),
+                torch.from_numpy(self.normalize(chunk).reshape(b, -1)))
 
     def denormalize(self, z: np.ndarray) -> np.ndarray:
         lo = np.array([c[0] for c in self.centers])

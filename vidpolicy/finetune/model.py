@@ -16,6 +16,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
 from vidpolicy.common.model_size import forward_flops
+from vidpolicy.common.text import TEXT_DIM
 from vidpolicy.pretrain.model import DenoiserBlock, timestep_embedding
 
 
@@ -23,7 +24,7 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, action_dim: int = 4, horizon: int = 4, bins_per_dim: tuple[int, ...] = (48, 48, 48, 2),
                  width: int = 256, depth: int = 6, heads: int = 2, mlp_ratio: float = 4.0, video_width: int = 256,
-                 text_dim: int = 384, output: str = "tokens", state_dim: int = 0):
+                 text_dim: int = TEXT_DIM, output: str = "tokens", state_dim: int = 0):
         super().__init__()
         if output not in ("tokens", "regression"):
             raise ValueError(f"output must be 'tokens' or 'regression', got {output!r}")

@@ -8,7 +8,7 @@ import torch
 
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.sampling import my_share, step_generator
-from vidpolicy.common.text import TextEncoder
+from vidpolicy.common.text import TEXT_DIM, TextEncoder
 from vidpolicy.datasets.tokens import TokenDataset
 
 
@@ -40,7 +40,7 @@ class TokenPairs:
         self.weights = torch.tensor(w / w.sum())
         instructions = sorted({s for ds in self.sets for s in ds.instructions()})
         self.instructions = instructions
-        self.text_table = text(instructions) if instructions else torch.zeros(0, 384)
+        self.text_table = text(instructions) if instructions else torch.zeros(0, TEXT_DIM)
         position = {s: i for i, s in enumerate(instructions)}
         # per directory: its instruction ids -> rows of text_table
         self.text_of = [np.asarray([position[s] for s in ds.instructions()], dtype=np.int64) for ds in self.sets]

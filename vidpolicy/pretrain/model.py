@@ -19,6 +19,7 @@ from diffusers.configuration_utils import register_to_config
 from einops import rearrange
 
 from vidpolicy.common.model_size import forward_flops
+from vidpolicy.common.text import TEXT_DIM
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -103,7 +104,7 @@ class FutureDenoiser(ModelMixin, ConfigMixin):
         encoder_depth: int = 2,
         heads: int = 2,
         mlp_ratio: float = 4.0,
-        text_dim: int = 384,
+        text_dim: int = TEXT_DIM,
         num_timesteps: int = 100,
     ):
         super().__init__()

@@ -130,9 +130,7 @@ class VPDDPolicy(PreTrainedPolicy):
             fut = self.tokenizer.encode(clips[:, :, F:]).flatten(1)
         raw = batch[ACTION].float().cpu().numpy()
         b = len(raw)
-        binner = self.core.processor.binner
-        acts = torch.from_numpy(binner.encode(raw).reshape(b, -1))
-        cont = torch.from_numpy(binner.normalize(raw).reshape(b, -1)).float()
+        acts, cont = self.core.processor.binner.targets(raw)
         pad = batch.get(f"{ACTION}_is_pad")
         keep = ~pad.cpu() if pad is not None else torch.ones(raw.shape[:2], dtype=torch.bool)
         amask = keep[:, :, None].expand(raw.shape).reshape(b, -1)
