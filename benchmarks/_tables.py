@@ -69,6 +69,12 @@ BASELINES = {"vpdd scratch": "vidpolicy from scratch", "diffusion": "Diffusion P
 BASELINE_SIZES = "Diffusion Policy / ACT at CPU sizes: 16 M / 13 M parameters (defaults ~265 M / ~52 M)"
 
 
+def short(name: str) -> str:
+    """A policy's name without its parenthesis or the project's name: "vidpolicy pre-trained (20x D ...)" ->
+    "pre-trained"."""
+    return name.split(" (")[0].removeprefix("vidpolicy ")
+
+
 def fewshot_table(f: dict) -> str:
     """The README's results table for the grid's first demo count: success per policy and task (mean over the seeds
     done, their range when more than one), pooled, and the paired test against vidpolicy pre-trained."""
@@ -89,13 +95,15 @@ def fewshot_table(f: dict) -> str:
         paired = f"{vs['wins']} / {vs['losses']}, p = {vs['p_value']:.2g}" if vs else ""
         out.append(f"| {names[k]} | " + " | ".join(cell(t["per_task"][x]) for x in tasks)
                    + f" | **{cell(t)}** | {paired} |")
-    b, seeds = f["budget"], max(len(table[k]["seeds"]) for k in present)
+    b, counts = f["budget"], {k: len(table[k]["seeds"]) for k in present}
+    seeds = max(counts.values())
+    fewer = "".join(f"{short(names[k])}: {n}; " for k, n in counts.items() if n < seeds)  # a grid part-way
     commits = sorted({c for k in present for c in table[k].get("commits", [])}) or [f["commit"]]
     # a bounded line in the README; benchmarks/results.json lists each policy's commits
-    shown = ", ".join(commits) if len(commits) <= 4 else f"{', '.join(commits[:3])} and {len(commits) - 3} more"
+    shown = ", ".join(commits) if len(commits) <= 3 else f"{', '.join(commits[:2])} and {len(commits) - 2} more"
     out.append(f"\nSuccess %, {d[1:]} demos per task, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
-               f"of up to {b['max_steps']} steps, {seeds} of {len(b['seeds'])} seeds (range in brackets), "
+               f"of up to {b['max_steps']} steps, {seeds} of {len(b['seeds'])} seeds ({fewer}range in brackets), "
                f"{b['train_steps']:,} training steps each; {BASELINE_SIZES}. vs pre-trained: episodes only "
-               f"pre-trained / only it solved, exact McNemar p. {cpu_name(f.get('cpu', ''))}, 2 cores; rollouts at "
-               f"{shown}.")
+               f"pre-trained / only it solved on shared seeds, exact McNemar p. {cpu_name(f.get('cpu', ''))}, 2 cores; "
+               f"rollouts at {shown}.")
     return "\n".join(out) + "\n"

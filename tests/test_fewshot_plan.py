@@ -296,13 +296,15 @@ def test_the_readme_table_shows_seed_ranges_and_the_paired_test():
     assert lines[2] == "| vidpolicy pre-trained (20x D actionless) | 45 (40-50) | **45 (40-50)** |  |"
     assert lines[3] == "| ACT | 20 | **20** | 1 / 3, p = 0.62 |"  # no scratch row: it has no rollout yet
     assert not any("**90**" in line for line in lines)
-    assert "2 of 3 seeds" in lines[-1] and "abc1234" in lines[-1] and "CPU sizes" in lines[-1]
+    assert "2 of 3 seeds (range in brackets)" in lines[-1] and "abc1234" in lines[-1] and "CPU sizes" in lines[-1]
     table["act"]["commits"], table["vpdd A=20xD"]["commits"] = ["c2"], ["c1", "c2"]  # the cells' own commits
     assert fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234"}).splitlines()[-1].endswith(
         "rollouts at c1, c2.")
     table["act"]["commits"] = ["c3", "c4", "c5", "c6"]
-    assert fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234"}).splitlines()[-1].endswith(
-        "rollouts at c1, c2, c3 and 3 more.")
+    table["act"]["seeds"] = [0, 1, 2]  # a grid part-way: the policy with fewer seeds is named
+    last = fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234"}).splitlines()[-1]
+    assert last.endswith("rollouts at c1, c2 and 4 more.")
+    assert "3 of 3 seeds (pre-trained: 2; range in brackets)" in last
 
 
 def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing(tmp_path):
