@@ -224,7 +224,7 @@ def policy(run: Run, deadline: float) -> dict:
     t0, pol = time.time(), fresh_policy(run.device, smoke=run.smoke)
     if run.smoke:
         pol.config = pol.config.with_overrides(sampling_steps=2)
-    pol.text = lambda texts: torch.randn(len(texts), TEXT_DIM)  # the offline text encoder's wheel is not installed there
+    pol.text = lambda texts: torch.randn(len(texts), TEXT_DIM)  # no offline text encoder's wheel there
     cfg, out = pol.config, {}
     for b in (1, 2) if run.smoke else (1, 16):
         frames = np.random.default_rng(b).integers(0, 256, (b, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
