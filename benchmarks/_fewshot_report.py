@@ -81,9 +81,10 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
     return out
 
 
-def plot(summary: dict, path: Path, multiples: tuple[int, ...] = (0, 1, 5, 20)) -> None:
-    """Success (pooled over tasks) against the actionless corpus size, seed range as a band; baselines flat. One
-    panel per demo count with a rollout done."""
+def plot(summary: dict, path: Path, multiples: tuple[int, ...] = (0, 1, 5, 20)) -> dict:
+    """Success (pooled over tasks) against the actionless corpus size, seed range as a band; baselines flat, their
+    seed range a band too. One panel per demo count with a rollout done. Returns each panel's baseline bands,
+    ``{D: {label: (min, mean, max)}}`` in percent."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,6 +92,7 @@ def plot(summary: dict, path: Path, multiples: tuple[int, ...] = (0, 1, 5, 20)) 
 
     summary = {d: t for d, t in summary.items() if any("mean" in v for v in t.values())} or summary
     fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 3.5), squeeze=False)
+    bands: dict = {}
     for ax, (d, table) in zip(axes[0], summary.items()):
         ks = corpora(table)
         xs = [0] + ks
@@ -100,11 +102,15 @@ def plot(summary: dict, path: Path, multiples: tuple[int, ...] = (0, 1, 5, 20)) 
         ax.fill_between([x for x, _ in pts], [100 * r["min"] for _, r in pts], [100 * r["max"] for _, r in pts],
                         alpha=0.2)
         for name, label, color in (("diffusion", "Diffusion Policy", "C1"), ("act", "ACT", "C2")):
-            if "mean" in table.get(name, {}):
-                ax.axhline(100 * table[name]["mean"], ls="--", label=label, color=color)
+            if "mean" in (r := table.get(name, {})):
+                lo, mid, hi = (100 * r[k] for k in ("min", "mean", "max"))
+                ax.axhline(mid, ls="--", label=label, color=color)
+                ax.axhspan(lo, hi, color=color, alpha=0.1, lw=0)
+                bands.setdefault(d, {})[label] = (lo, mid, hi)
         ax.set(title=f"{d[1:]} demos per task", xlabel="actionless episodes per task / demos per task",
                ylabel="success %", ylim=(0, 100), xlim=(-1, max(multiples) + 1), xticks=list(multiples))
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return bands

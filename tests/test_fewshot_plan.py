@@ -277,7 +277,9 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     assert table["diffusion"]["expert_magnitude"] == [0.5, 0.5, None] and "expert_magnitude" not in table["act"]
     assert table["vpdd A=4xD, act on history"]["vs_pretrained"] == {"wins": 1, "losses": 0, "p_value": 1.0}
     assert _fewshot_report.corpora(table) == [4]  # the variant is its own row, not a point of the curve
-    _fewshot_report.plot({"D5": table}, tmp_path / "plot.png")
+    table["act"].update(min=0.5, mean=0.75)  # as if a second seed solved two of four
+    assert _fewshot_report.plot({"D5": table}, tmp_path / "plot.png") == {"D5": {
+        "Diffusion Policy": (0.0, 0.0, 0.0), "ACT": (50.0, 75.0, 100.0)}}
     assert (tmp_path / "plot.png").stat().st_size > 1000
 
 
