@@ -147,7 +147,8 @@ def run_cells(root: Path, names: list[str], needs: Callable[[str], list[str]], r
                     print(f"== {name}", flush=True)
                     t0 = time.time()
                     result = run(name)
-                    finish_cell(root, name, {**result, "wall_s": round(time.time() - t0, 1), "commit": commit()})
+                    finish_cell(root, name, {**result, "wall_s": round(time.time() - t0, 1), "commit": commit(),
+                                                "cpu": cpu_model()})
             finally:
                 os.close(fd)
             break

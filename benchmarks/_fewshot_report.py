@@ -46,11 +46,13 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
     for d in sorted({c.demos for c in cells if c.demos is not None}):
         runs: dict[str, dict[int, dict]] = {}
         commits: dict[str, set[str]] = {}  # the code each policy's rollouts ran (cells run across commits)
+        machines: dict[str, set[str]] = {}  # and the processors (cells run across machines)
         for c in cells:
             if c.stage == "rollout" and c.demos == d and is_done(root, c):
                 result = cell_result(root, c.name)
                 runs.setdefault(label(c), {})[c.seed] = {t: v for t, v in result.items() if isinstance(v, dict)}
                 commits.setdefault(label(c), set()).add(result.get("commit", "unknown"))
+                machines.setdefault(label(c), set()).add(result.get("cpu", "unknown"))
         table = {}
         for name, seeds in runs.items():
             per_task = {t: [r[t]["successes"] / r[t]["episodes"] for r in seeds.values()] for t in next(
@@ -59,7 +61,7 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
             table[name] = {"seeds": sorted(seeds), "mean": sum(pooled) / len(pooled), "min": min(pooled),
                            "max": max(pooled), "per_task": {t: {"mean": sum(v) / len(v), "min": min(v), "max": max(v)}
                                                             for t, v in per_task.items()},
-                           "commits": sorted(commits[name])}
+                           "commits": sorted(commits[name]), "machines": sorted(machines[name])}
             if size := magnitude([r[t] for r in seeds.values() for t in r]):
                 table[name]["expert_magnitude"] = size
         for c in cells:  # the video model's imagined future beside copying the present (the first seed)

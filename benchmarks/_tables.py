@@ -104,9 +104,10 @@ def fewshot_table(f: dict) -> str:
     commits = sorted({c for k in present for c in table[k].get("commits", [])}) or [f["commit"]]
     # a bounded line in the README; benchmarks/results.json lists each policy's commits
     shown = ", ".join(commits) if len(commits) <= 3 else f"{', '.join(commits[:2])} and {len(commits) - 2} more"
+    cpus = sorted({cpu_name(m) for k in present for m in table[k].get("machines", [])}) or [cpu_name(f.get("cpu", ""))]
     out.append(f"\nSuccess %, {d[1:]} demos per task, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
                f"of up to {b['max_steps']} steps, {seeds} of {len(b['seeds'])} seeds ({fewer}range in brackets), "
                f"{b['train_steps']:,} training steps each; {BASELINE_SIZES}. vs pre-trained: episodes only "
-               f"pre-trained / only it solved on shared seeds, exact McNemar p. {cpu_name(f.get('cpu', ''))}, 2 cores; "
+               f"pre-trained / only it solved on shared seeds, exact McNemar p. {' and '.join(cpus)}, 2 cores; "
                f"rollouts at {shown}.")
     return "\n".join(out) + "\n"

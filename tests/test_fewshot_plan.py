@@ -219,7 +219,7 @@ def test_workers_share_a_grid_each_cell_once_waiting_for_what_another_holds(tmp_
     worker.join(20)
     assert ran == ["c", "b"] and not worker.is_alive()
     done = json.loads((tmp_path / "b" / "done.json").read_text())
-    assert done["commit"] and done["wall_s"] >= 0  # which code ran the cell, and for how long
+    assert done["commit"] and done["wall_s"] >= 0 and done["cpu"]  # which code ran the cell, where, for how long
 
 
 def test_the_grid_puts_the_decisive_comparison_first():
@@ -261,7 +261,8 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     half = fewshot.Cell("rollout", 5, None, "diffusion", 0)  # half the expert's speed in x, y; gripper never moved
     fewshot.claim(tmp_path, half)
     finish_cell(tmp_path, half.name, {"reach-v3": {"successes": 0, "episodes": 2, "success_steps": [None, None],
-                                                 "expert_magnitude": [[0.4, 0.5, None], [0.6, 0.5, None]]}})
+                                                 "expert_magnitude": [[0.4, 0.5, None], [0.6, 0.5, None]]},
+                                     "cpu": "AMD EPYC"})
     rollout(fewshot.Cell("rollout", 5, 0, "vpdd", 0), [None, None, None, 40])  # only the last
     rollout(fewshot.Cell("rollout", 5, None, "act", 0), [10, 12, 9, 30])  # the same four
     rollout(fewshot.Cell("rollout", 5, 4, "vpdd-history", 0), [None, 12, 9, 30])
@@ -275,6 +276,7 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     assert table["vpdd scratch"]["vs_pretrained"] == {"wins": 3, "losses": 0, "p_value": 0.25}
     assert table["act"]["vs_pretrained"] == {"wins": 0, "losses": 0, "p_value": 1.0}
     assert table["diffusion"]["expert_magnitude"] == [0.5, 0.5, None] and "expert_magnitude" not in table["act"]
+    assert table["diffusion"]["machines"] == ["AMD EPYC"] and table["act"]["machines"] == ["unknown"]
     assert table["vpdd A=4xD, act on history"]["vs_pretrained"] == {"wins": 1, "losses": 0, "p_value": 1.0}
     assert _fewshot_report.corpora(table) == [4]  # the variant is its own row, not a point of the curve
     table["act"].update(min=0.5, mean=0.75)  # as if a second seed solved two of four
@@ -294,20 +296,24 @@ def test_the_readme_table_shows_seed_ranges_and_the_paired_test():
              "vpdd A=20xD, act on history": run(0.9, 0.9),  # a variant: benchmarks/results only
              "vpdd A=5xD": run(0.7, 0.7), "vpdd A=40xD": {"imagination": {}}}  # a smaller corpus: the plot's
     budget = {"eval_episodes": 10, "max_steps": 500, "seeds": [0, 1, 2], "train_steps": 2000}
-    lines = fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234"}).splitlines()
-    assert lines[0] == "| policy | reach | all | vs pre-trained |"
-    assert lines[2] == "| vidpolicy pre-trained (20x D actionless) | 45 (40-50) | **45 (40-50)** |  |"
-    assert lines[3] == "| ACT | 20 | **20** | 1 / 3, p = 0.62 |"  # no scratch row: it has no rollout yet
-    assert not any("**90**" in line or "**70**" in line for line in lines)
-    assert "2 of 3 seeds (range in brackets)" in lines[-1] and "abc1234" in lines[-1] and "CPU sizes" in lines[-1]
+
+    def lines():
+        return fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234",
+                              "cpu": "Intel(R) Xeon(R) Processor"}).splitlines()
+    first = lines()
+    assert first[0] == "| policy | reach | all | vs pre-trained |"
+    assert first[2] == "| vidpolicy pre-trained (20x D actionless) | 45 (40-50) | **45 (40-50)** |  |"
+    assert first[3] == "| ACT | 20 | **20** | 1 / 3, p = 0.62 |"  # no scratch row: it has no rollout yet
+    assert not any("**90**" in line or "**70**" in line for line in first)
+    assert "2 of 3 seeds (range in brackets)" in first[-1] and "abc1234" in first[-1] and "CPU sizes" in first[-1]
+    assert "p. Intel Xeon, 2 cores" in first[-1]  # no machine in the cells: the report's own
     table["act"]["commits"], table["vpdd A=20xD"]["commits"] = ["c2"], ["c1", "c2"]  # the cells' own commits
-    assert fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234"}).splitlines()[-1].endswith(
-        "rollouts at c1, c2.")
+    table["act"]["machines"] = ["AMD EPYC", "Intel(R) Xeon(R) Processor"]  # and their processors
+    assert lines()[-1].endswith("rollouts at c1, c2.") and "p. AMD EPYC and Intel Xeon, 2 cores" in lines()[-1]
     table["act"]["commits"] = ["c3", "c4", "c5", "c6"]
     table["act"]["seeds"] = [0, 1, 2]  # a grid part-way: the policy with fewer seeds is named
-    last = fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234"}).splitlines()[-1]
-    assert last.endswith("rollouts at c1, c2 and 4 more.")
-    assert "3 of 3 seeds (pre-trained: 2; range in brackets)" in last
+    assert lines()[-1].endswith("rollouts at c1, c2 and 4 more.")
+    assert "3 of 3 seeds (pre-trained: 2; range in brackets)" in lines()[-1]
 
 
 def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing(tmp_path):
