@@ -39,6 +39,20 @@ def commit() -> str:
     return found or os.environ.get("VIDPOLICY_COMMIT", "unknown")
 
 
+def oldest_first(commits: list[str]) -> list[str]:
+    """Short commit hashes (git's, 7+ digits) in the order they were made; others and those this checkout's history
+    lacks last, by name."""
+    try:
+        history = subprocess.run(["git", "rev-list", "--reverse", "HEAD"], capture_output=True, text=True,
+                                 cwd=OUT.parent).stdout.split()
+    except OSError:
+        history = []
+
+    def made(c: str) -> int:
+        return next((i for i, h in enumerate(history) if len(c) >= 7 and h.startswith(c)), len(history))
+    return sorted(commits, key=lambda c: (made(c), c))
+
+
 def cpu_model() -> str:
     """The processor's name (machines of one kind differ: bf16 matmul peaks of 407 and 874 GFLOP/s were measured)."""
     try:

@@ -3,6 +3,7 @@ at scale (index_scale) and the GPU check (gpu); run_all.py renders the other ben
 
 from __future__ import annotations
 
+from _common import oldest_first
 from _fewshot_report import corpora
 
 
@@ -101,9 +102,9 @@ def fewshot_table(f: dict) -> str:
     b, counts = f["budget"], {k: len(table[k]["seeds"]) for k in present}
     seeds = max(counts.values())
     fewer = "".join(f"{short(names[k])}: {n}; " for k, n in counts.items() if n < seeds)  # a grid part-way
-    commits = sorted({c for k in present for c in table[k].get("commits", [])}) or [f["commit"]]
+    commits = oldest_first(list({c for k in present for c in table[k].get("commits", [])})) or [f["commit"]]
     # a bounded line in the README; benchmarks/results.json lists each policy's commits
-    shown = ", ".join(commits) if len(commits) <= 3 else f"{', '.join(commits[:2])} and {len(commits) - 2} more"
+    shown = ", ".join(commits) if len(commits) <= 3 else f"{commits[0]} to {commits[-1]} ({len(commits)} commits)"
     cpus = sorted({cpu_name(m) for k in present for m in table[k].get("machines", [])}) or [cpu_name(f.get("cpu", ""))]
     out.append(f"\nSuccess %, {d[1:]} demos per task, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
                f"of up to {b['max_steps']} steps, {seeds} of {len(b['seeds'])} seeds ({fewer}range in brackets), "

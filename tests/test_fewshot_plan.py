@@ -312,7 +312,7 @@ def test_the_readme_table_shows_seed_ranges_and_the_paired_test():
     assert lines()[-1].endswith("rollouts at c1, c2.") and "p. AMD EPYC and Intel Xeon, 2 cores" in lines()[-1]
     table["act"]["commits"] = ["c3", "c4", "c5", "c6"]
     table["act"]["seeds"] = [0, 1, 2]  # a grid part-way: the policy with fewer seeds is named
-    assert lines()[-1].endswith("rollouts at c1, c2 and 4 more.")
+    assert lines()[-1].endswith("rollouts at c1 to c6 (6 commits).")  # none in this history: by name
     assert "3 of 3 seeds (pre-trained: 2; range in brackets)" in lines()[-1]
 
 
@@ -357,14 +357,26 @@ def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing
     assert fewshot.ledger_mismatch(ledger, mine).startswith("scenes None (here seeded")
 
 
-def test_collect_keeps_a_newer_committed_result_and_merges_only_what_is_named(tmp_path, monkeypatch):
+def head_and_parent() -> tuple[str, str]:
     import subprocess
 
-    import run_all
     head, parent = (subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True)
                     .stdout.strip() for rev in ("HEAD", "HEAD~1"))
     if not parent:
         pytest.skip("a checkout without history")
+    return head, parent
+
+
+def test_commits_are_listed_oldest_first_and_unknown_ones_last():
+    from _common import oldest_first
+
+    head, parent = head_and_parent()
+    assert oldest_first(["zz9", head, "aa1", parent]) == [parent, head, "aa1", "zz9"]
+
+
+def test_collect_keeps_a_newer_committed_result_and_merges_only_what_is_named(tmp_path, monkeypatch):
+    import run_all
+    head, parent = head_and_parent()
     monkeypatch.setattr(run_all, "OUT", tmp_path)
     (tmp_path / "fewshot.json").write_text(json.dumps({"commit": parent, "v": "stale"}))
     (tmp_path / "g1.json").write_text(json.dumps({"commit": head, "v": "new"}))
