@@ -286,8 +286,10 @@ def main() -> None:
 
     summary = summarize(root, cells)
     plot(summary, root / "success_vs_actionless.png", b.multiples)
+    ran_on = sorted({m for t in summary.values() for r in t.values() for m in r.get("machines", [])})
     save("fewshot_quick" if args.quick else "fewshot", {
         "tasks": args.tasks, "budget": asdict(b), "summary": summary,
+        **({"cpu": " and ".join(ran_on)} if ran_on else {}),  # the cells' processors, not this report's
         "cells_done": sum(is_done(root, c) for c in cells), "cells": len(cells),
         "plot": str(root / "success_vs_actionless.png")})
 
