@@ -159,10 +159,11 @@ def run_cells(root: Path, names: list[str], needs: Callable[[str], list[str]], r
             try:
                 if not cell_done(root, name):  # another process may have finished it since the scan
                     print(f"== {name}", flush=True)
+                    resumed = (root / name).is_dir() and any((root / name).iterdir())  # a killed run's leftovers
                     t0 = time.time()
                     result = run(name)
                     finish_cell(root, name, {**result, "wall_s": round(time.time() - t0, 1), "commit": commit(),
-                                                "cpu": cpu_model()})
+                                             "cpu": cpu_model(), "resumed": resumed})
             finally:
                 os.close(fd)
             break

@@ -39,12 +39,6 @@ TASKS = ("reach,drawer-close,window-open,"  # easy
          "coffee-push,sweep-into,hammer,"  # medium
          "push,pick-place")  # hard
 POLICIES = ("vpdd", "diffusion", "act")  # vpdd with k = 0 is vidpolicy from scratch; k > 0 pre-trained
-# rough CPU seconds on 2 cores, for --plan only: per demo episode collected, per optimizer step, per evaluated step
-COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "finetune_step": 1.7,
-        "diffusion_step": 1.0, "act_step": 0.5, "imagine_sample": 3.0,
-        # per simulated step, from the first default rollouts (sharing the cores, so rough)
-        "vpdd_rollout_step": 0.07, "vpdd_history_rollout_step": 0.035, "diffusion_rollout_step": 0.09,
-        "act_rollout_step": 0.02}
 LEAVES = ("rollout", "imagine")  # the cells whose results are the grid's; every other cell only feeds them
 LEDGER = Path(__file__).resolve().parent / "results" / "fewshot" / "default"  # the leaves' results, committed
 HELDOUT = 2  # expert episodes per task at the evaluation seeds (the imagine cells' data)
@@ -167,34 +161,6 @@ def select(cells: list[Cell], root: Path, patterns: tuple[str, ...] = ()) -> lis
     return [c for c in cells if c in want]
 
 
-def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
-    """A rough CPU time for ``cell`` (see COST)."""
-    if cell.stage == "demos":
-        return COST["collect_episode"] * n_tasks * cell.demos
-    if cell.stage == "actionless":
-        return COST["collect_episode"] * n_tasks * cell.demos * cell.multiple
-    if cell.stage == "others":
-        from vidpolicy.envs.tasks import MT50
-
-        return COST["collect_episode"] * min(len(MT50) - n_tasks, b.other_tasks or len(MT50)) * b.other_episodes
-    if cell.stage == "pretrain":
-        return COST["tokenizer_step"] * b.tokenizer_steps + COST["pretrain_step"] * b.pretrain_steps * (
-            cell.multiple > 0)
-    if cell.stage == "heldout":
-        return COST["collect_episode"] * n_tasks * HELDOUT
-    if cell.stage == "imagine":
-        return COST["imagine_sample"] * b.imagine_samples
-    if cell.stage == "train":
-        step = COST[f"{'finetune' if cell.family == 'vpdd' else cell.policy}_step"]
-        change = VARIANTS[cell.variant][1] if cell.variant else {}
-        if change.get("act_on", "joint") != "joint" and (cell.multiple == 0 or change.get("train_video")):
-            step *= 1.6  # two video passes while the video model trains (measured 1.5-1.8x)
-        return step * b.train_steps
-    episodes_steps = n_tasks * b.eval_episodes * b.max_steps * 0.8  # solved episodes end early; few are solved
-    own = f"{cell.policy.replace('-', '_')}_rollout_step"
-    return COST.get(own, COST[f"{cell.family}_rollout_step"]) * episodes_steps
-
-
 def is_done(root: Path, cell: Cell) -> bool:
     return cell_done(root, cell.name)
 
@@ -218,20 +184,6 @@ def ledger_mismatch(ledger: Path, mine: dict) -> str:
     path = ledger / "settings.json"
     theirs = json.loads(path.read_text()) if path.exists() else mine
     return ", ".join(f"{k} {theirs.get(k)} (here {v})" for k, v in mine.items() if theirs.get(k) != v)
-
-
-def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = None,
-               todo: list[Cell] | None = None) -> str:
-    """Each cell's estimate and state: done, to run, or "-" (not needed: every cell that reads it is done)."""
-    lines, total, left = [f"{'cell':<40} {'est. min':>8}  done"], 0.0, 0.0
-    for c in cells:
-        est, done = estimate_s(c, b, n_tasks), bool(root and is_done(root, c))
-        runs = not done and (todo is None or c in todo)
-        total += est
-        left += est if runs else 0
-        lines.append(f"{c.name:<40} {est / 60:>8.1f}  {'yes' if done else '' if runs else '-'}")
-    lines.append(f"{len(cells)} cells, ~{total / 3600:.1f} CPU-hours in all, ~{left / 3600:.1f} left")
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -265,6 +217,8 @@ def main() -> None:
     if ledger and (n := restore_cells(root, ledger / "cells")):
         print(f"restored {n} finished cells from {ledger}")
     todo = select(cells, root, tuple(args.only))
+    from _fewshot_plan import plan_table
+
     print(plan_table(cells, b, len(args.tasks.split(",")), root, todo))
     if args.plan:
         return

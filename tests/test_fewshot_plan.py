@@ -15,6 +15,7 @@ import torch
 from _util import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import _fewshot_plan  # noqa: E402
 import _fewshot_report  # noqa: E402
 import fewshot  # noqa: E402
 from _common import cell_done, finish_cell, lock_cell, run_cells  # noqa: E402
@@ -73,7 +74,7 @@ def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_p
     assert list(where.iterdir()) == []
     finish_cell(tmp_path, cell.name, {"steps": 3})
     assert fewshot.is_done(tmp_path, cell)
-    assert "yes" in fewshot.plan_table([cell], fewshot.Budget(), 8, tmp_path).splitlines()[1]
+    assert "yes" in _fewshot_plan.plan_table([cell], fewshot.Budget(), 8, tmp_path).splitlines()[1]
     # every trainer resumes from its checkpoints, so a killed training keeps them; so does a rollout, of any
     # policy, from its journal of finished episodes, and collecting episodes
     for cell in (fewshot.Cell("pretrain", 5, 20), fewshot.Cell("train", 5, None, "act", 0),
@@ -220,6 +221,39 @@ def test_workers_share_a_grid_each_cell_once_waiting_for_what_another_holds(tmp_
     assert ran == ["c", "b"] and not worker.is_alive()
     done = json.loads((tmp_path / "b" / "done.json").read_text())
     assert done["commit"] and done["wall_s"] >= 0 and done["cpu"]  # which code ran the cell, where, for how long
+    assert done["resumed"] is False
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "checkpoint").write_bytes(b"x")  # a killed run's leftovers: its wall_s is the last run's only
+    run_cells(tmp_path, ["d"], lambda n: [], lambda n: {})
+    assert json.loads((tmp_path / "d" / "done.json").read_text())["resumed"] is True
+
+
+def test_the_plan_scales_its_estimates_by_cells_finished_here_in_one_go(tmp_path):
+    from _common import cpu_model
+
+    b = fewshot.Budget(demos=(5,), multiples=(0,), seeds=(0, 1, 2), variants=())
+    cells = fewshot.grid(b)
+    train = [c for c in cells if c.stage == "train" and c.policy == "vpdd"]
+    ref = _fewshot_plan.estimate_s(train[0], b, 8)
+
+    def finish(cell, wall_s, **kw):
+        fewshot.claim(tmp_path, cell)
+        finish_cell(tmp_path, cell.name, {"wall_s": wall_s, "cpu": cpu_model(), "resumed": False, **kw})
+
+    def minutes(cell) -> float:
+        row = next(r for r in _fewshot_plan.plan_table(cells, b, 8, tmp_path).splitlines() if r.startswith(cell.name))
+        return float(row.split()[1])
+
+    assert minutes(train[2]) == round(ref / 60, 1) and "Intel Xeon" in _fewshot_plan.plan_table(cells, b, 8)
+    finish(train[0], ref / 4)
+    finish(train[1], ref / 2)  # median of 1/4 and 1/2: 3/8
+    finish(cells[0], 1e6, resumed=True)  # the demos, resumed: not a measure
+    finish(cells[1], 1e6, cpu="another processor")
+    assert minutes(train[2]) == round(ref * 3 / 8 / 60, 1)
+    # a stage none finished here goes by every stage's median
+    rollout = next(c for c in cells if c.stage == "rollout" and c.policy == "act")
+    assert minutes(rollout) == round(_fewshot_plan.estimate_s(rollout, b, 8) * 3 / 8 / 60, 1)
+    assert "train 0.38" in _fewshot_plan.plan_table(cells, b, 8, tmp_path).splitlines()[-1]
 
 
 def test_the_grid_puts_the_decisive_comparison_first():
@@ -237,13 +271,13 @@ def test_the_grid_puts_the_decisive_comparison_first():
 
 def test_the_quick_grid_fits_its_budget():
     b = fewshot.Budget.quick()
-    minutes = sum(fewshot.estimate_s(c, b, 8) for c in fewshot.grid(b)) / 60
+    minutes = sum(_fewshot_plan.estimate_s(c, b, 8) for c in fewshot.grid(b)) / 60
     assert minutes <= 15, minutes
 
 
 def test_the_plan_prices_a_second_video_pass_only_where_the_video_model_trains():
     def cost(k, policy):
-        return fewshot.estimate_s(fewshot.Cell("train", 5, k, policy, 0), fewshot.Budget(), 8)
+        return _fewshot_plan.estimate_s(fewshot.Cell("train", 5, k, policy, 0), fewshot.Budget(), 8)
 
     assert cost(0, "vpdd-history") > cost(0, "vpdd") == cost(20, "vpdd-history") == cost(20, "vpdd-tuned")
 
@@ -343,7 +377,7 @@ def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing
     only = fewshot.select(cells, new, ("D5/A20x/vpdd/seed0/rollout",))
     assert [c.name for c in only] == ["D5/demos", "others", "D5/A20x/actionless", "D5/A20x/pretrain",
                                       "D5/A20x/vpdd/seed0/train", "D5/A20x/vpdd/seed0/rollout"]
-    plan = fewshot.plan_table(cells, b, 8, new, only)
+    plan = _fewshot_plan.plan_table(cells, b, 8, new, only)
     assert "D5/A0x/vpdd/seed0/rollout" in plan and plan.count("  yes") == 2  # restored rollout, imagine
     # a ledger belongs to one grid's settings: more seeds may join it, other training budgets may not
     mine = fewshot.settings(b, fewshot.TASKS, human=True)

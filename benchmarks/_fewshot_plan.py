@@ -1,0 +1,78 @@
+"""The head-to-head grid's plan (benchmarks/fewshot.py --plan): each cell's estimated CPU time, from reference costs
+scaled by what the cells already finished on this processor took."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from statistics import median
+
+from _common import cell_result, cpu_model
+from fewshot import HELDOUT, VARIANTS, Budget, Cell, is_done
+
+# rough CPU seconds on 2 cores of the Intel Xeon of sessions 29-35: per demo episode collected, per optimizer step,
+# per evaluated step
+COST = {"collect_episode": 1.5, "tokenizer_step": 0.25, "pretrain_step": 1.1, "finetune_step": 1.7,
+        "diffusion_step": 1.0, "act_step": 0.5, "imagine_sample": 3.0,
+        # per simulated step, from the first default rollouts (sharing the cores, so rough)
+        "vpdd_rollout_step": 0.07, "vpdd_history_rollout_step": 0.035, "diffusion_rollout_step": 0.09,
+        "act_rollout_step": 0.02}
+
+
+def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
+    """A rough CPU time for ``cell`` on the reference machine (see COST)."""
+    if cell.stage == "demos":
+        return COST["collect_episode"] * n_tasks * cell.demos
+    if cell.stage == "actionless":
+        return COST["collect_episode"] * n_tasks * cell.demos * cell.multiple
+    if cell.stage == "others":
+        from vidpolicy.envs.tasks import MT50
+
+        return COST["collect_episode"] * min(len(MT50) - n_tasks, b.other_tasks or len(MT50)) * b.other_episodes
+    if cell.stage == "pretrain":
+        return COST["tokenizer_step"] * b.tokenizer_steps + COST["pretrain_step"] * b.pretrain_steps * (
+            cell.multiple > 0)
+    if cell.stage == "heldout":
+        return COST["collect_episode"] * n_tasks * HELDOUT
+    if cell.stage == "imagine":
+        return COST["imagine_sample"] * b.imagine_samples
+    if cell.stage == "train":
+        step = COST[f"{'finetune' if cell.family == 'vpdd' else cell.policy}_step"]
+        change = VARIANTS[cell.variant][1] if cell.variant else {}
+        if change.get("act_on", "joint") != "joint" and (cell.multiple == 0 or change.get("train_video")):
+            step *= 1.6  # two video passes while the video model trains (measured 1.5-1.8x)
+        return step * b.train_steps
+    episodes_steps = n_tasks * b.eval_episodes * b.max_steps * 0.8  # solved episodes end early; few are solved
+    own = f"{cell.policy.replace('-', '_')}_rollout_step"
+    return COST.get(own, COST[f"{cell.family}_rollout_step"]) * episodes_steps
+
+
+def speed(cells: list[Cell], b: Budget, n_tasks: int, root: Path, cpu: str) -> dict[str, float]:
+    """Per stage, the median of measured over estimated time of the cells finished on processor ``cpu`` in one
+    go ("resumed" false: a resumed cell's wall_s counts its last run only); "all": over every such cell."""
+    ratios: dict[str, list[float]] = {}
+    for c in (c for c in cells if is_done(root, c)):
+        r = cell_result(root, c.name)
+        if r.get("cpu") == cpu and r.get("resumed") is False and r.get("wall_s") and (est := estimate_s(c, b, n_tasks)):
+            ratios.setdefault(c.stage, []).append(r["wall_s"] / est)
+    every = [x for v in ratios.values() for x in v]
+    return {**{s: median(v) for s, v in ratios.items()}, **({"all": median(every)} if every else {})}
+
+
+def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = None,
+               todo: list[Cell] | None = None) -> str:
+    """Each cell's estimate and state: done, to run, or "-" (not needed: every cell that reads it is done)."""
+    cpu = cpu_model()
+    scale = speed(cells, b, n_tasks, root, cpu) if root else {}
+    lines, total, left = [f"{'cell':<40} {'est. min':>8}  done"], 0.0, 0.0
+    for c in cells:
+        est = estimate_s(c, b, n_tasks) * scale.get(c.stage, scale.get("all", 1.0))
+        done = bool(root and is_done(root, c))
+        runs = not done and (todo is None or c in todo)
+        total += est
+        left += est if runs else 0
+        lines.append(f"{c.name:<40} {est / 60:>8.1f}  {'yes' if done else '' if runs else '-'}")
+    lines.append(f"{len(cells)} cells, ~{total / 3600:.1f} CPU-hours in all, ~{left / 3600:.1f} left")
+    lines.append(f"estimates scaled to {cpu} by the cells it finished (stage: measured / reference): " + ", ".join(
+        f"{s} {x:.2f}" for s, x in scale.items()) if scale else "estimates for 2 cores of an Intel Xeon (no cell "
+        "finished on this processor in one go yet)")
+    return "\n".join(lines)
