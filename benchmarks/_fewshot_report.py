@@ -39,9 +39,16 @@ def magnitude(rows: list[dict]) -> list[float | None]:
     return [(sum(v) / len(v) if (v := [x for x in d if x is not None]) else None) for d in per_dim]
 
 
+def outcomes(seeds: dict[int, dict]) -> dict[tuple, bool]:
+    """Each episode of a policy's rollouts, keyed by (seed, task, episode): solved or not."""
+    return {(s, t, i): step is not None for s, r in seeds.items() for t in r
+            for i, step in enumerate(r[t]["success_steps"])}
+
+
 def summarize(root: Path, cells: list[Cell]) -> dict:
     """Per D and policy: success per task (mean and spread over seeds) and pooled; each policy against vidpolicy
-    pre-trained on the largest corpus, episode by episode (exact McNemar over tasks x seeds x episodes)."""
+    pre-trained on the largest corpus, episode by episode (exact McNemar over tasks x seeds x episodes), and each
+    other vidpolicy against vidpolicy from scratch (``vs_scratch``)."""
     out: dict = {}
     for d in sorted({c.demos for c in cells if c.demos is not None}):
         runs: dict[str, dict[int, dict]] = {}
@@ -68,17 +75,15 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
             if c.stage == "imagine" and c.demos == d and is_done(root, c):
                 table.setdefault(label(c), {})["imagination"] = cell_result(root, c.name)
         best = max((c.multiple for c in cells if c.policy == "vpdd" and c.multiple), default=None)
-        ref = runs.get(f"vpdd A={best}xD") if best else None
-        if ref:
-            def outcomes(seeds):
-                return {(s, t, i): step is not None for s, r in seeds.items() for t in r
-                        for i, step in enumerate(r[t]["success_steps"])}
-            mine = outcomes(ref)
-            for name, seeds in runs.items():
-                theirs = outcomes(seeds)
-                common = mine.keys() & theirs.keys()
-                if name != f"vpdd A={best}xD" and common:
-                    table[name]["vs_pretrained"] = paired({k: mine[k] for k in common}, {k: theirs[k] for k in common})
+        # each policy against pre-trained on the largest corpus (wins: only pre-trained solved); each other vidpolicy
+        # against scratch (wins: only it solved), the gap at its corpus size
+        for ref, key, names in ((f"vpdd A={best}xD", "vs_pretrained", list(runs)),
+                                ("vpdd scratch", "vs_scratch", [n for n in runs if n.startswith("vpdd ")])):
+            for name in (n for n in names if ref in runs and n != ref):
+                a, b = outcomes(runs[ref]), outcomes(runs[name])
+                if common := sorted(a.keys() & b.keys()):
+                    a, b = {k: a[k] for k in common}, {k: b[k] for k in common}
+                    table[name][key] = paired(a, b) if key == "vs_pretrained" else paired(b, a)
         out[f"D{d}"] = table
     return out
 

@@ -30,6 +30,9 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
                                 + (f"; {ONLY}" if vs else ""),
                                 f"{pct(v['mean'])} ({pct(v['min'])}-{pct(v['max'])})"
                                 + (f"; {vs['wins']} / {vs['losses']} (p = {vs['p_value']:.2g})" if vs else "")))
+                if vs := v.get("vs_scratch"):
+                    out.append((key, f"{d}, {name}: episodes only it / only vidpolicy from scratch solved, on the "
+                                f"seeds both ran", f"{vs['wins']} / {vs['losses']} (p = {vs['p_value']:.2g})"))
                 if "imagination" in v:
                     im = v["imagination"]
                     out.append((key, f"{d}, {name}: imagined future vs copying the present, token accuracy / PSNR",

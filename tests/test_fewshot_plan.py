@@ -19,6 +19,7 @@ import _fewshot_plan  # noqa: E402
 import _fewshot_report  # noqa: E402
 import fewshot  # noqa: E402
 from _common import cell_done, finish_cell, lock_cell, run_cells  # noqa: E402
+from _tables import rows  # noqa: E402
 
 
 def test_the_grid_runs_each_cell_after_the_cells_it_reads():
@@ -302,7 +303,8 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     rollout(fewshot.Cell("rollout", 5, 4, "vpdd-history", 0), [None, 12, 9, 30])
     imagine = fewshot.Cell("imagine", 5, 4, "vpdd", 0)
     fewshot.claim(tmp_path, imagine)
-    finish_cell(tmp_path, imagine.name, {"imagined": {"token_accuracy": 0.5}, "copy_history": {"token_accuracy": 0.4}})
+    finish_cell(tmp_path, imagine.name, {"imagined": {"token_accuracy": 0.5, "psnr": 20.0},
+                                         "copy_history": {"token_accuracy": 0.4, "psnr": 19.0}})
     table = _fewshot_report.summarize(tmp_path, cells)["D5"]
     assert table["vpdd A=4xD"]["imagination"]["copy_history"]["token_accuracy"] == 0.4
     assert table["vpdd A=4xD"]["mean"] == 1.0 and table["vpdd scratch"]["mean"] == 0.25
@@ -312,6 +314,11 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     assert table["diffusion"]["expert_magnitude"] == [0.5, 0.5, None] and "expert_magnitude" not in table["act"]
     assert table["diffusion"]["machines"] == ["AMD EPYC"] and table["act"]["machines"] == ["unknown"]
     assert table["vpdd A=4xD, act on history"]["vs_pretrained"] == {"wins": 1, "losses": 0, "p_value": 1.0}
+    # every other vidpolicy against scratch, wins its own: the gap at its corpus size
+    assert table["vpdd A=4xD"]["vs_scratch"] == {"wins": 3, "losses": 0, "p_value": 0.25}
+    assert table["vpdd A=4xD, act on history"]["vs_scratch"]["wins"] == 2 and "vs_scratch" not in table["act"]
+    assert ("fewshot", "D5, vpdd A=4xD: episodes only it / only vidpolicy from scratch solved, on the seeds both "
+            "ran", "3 / 0 (p = 0.25)") in rows({"fewshot": {"summary": {"D5": table}}})
     assert _fewshot_report.corpora(table) == [4]  # the variant is its own row, not a point of the curve
     table["act"].update(min=0.5, mean=0.75)  # as if a second seed solved two of four
     assert _fewshot_report.plot({"D5": table}, tmp_path / "plot.png") == {"D5": {
