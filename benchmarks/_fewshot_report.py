@@ -88,6 +88,13 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
     return out
 
 
+def seed_notes(points: list[tuple[int, dict]]) -> list[tuple[int, float, str]]:
+    """The curve's points on fewer seeds than the most any has, as (x, success %, "n seeds") labels."""
+    most = max((len(r["seeds"]) for _, r in points), default=0)
+    return [(x, 100 * r["mean"], f"{len(r['seeds'])} seed{'s' * (len(r['seeds']) > 1)}") for x, r in points
+            if len(r["seeds"]) < most]
+
+
 def plot(summary: dict, path: Path, multiples: tuple[int, ...] = (0, 1, 5, 20)) -> dict:
     """Success (pooled over tasks) against the actionless corpus size, seed range as a band; baselines flat, their
     seed range a band too. One panel per demo count with a rollout done. Returns each panel's baseline bands,
@@ -108,6 +115,8 @@ def plot(summary: dict, path: Path, multiples: tuple[int, ...] = (0, 1, 5, 20)) 
         ax.plot([x for x, _ in pts], [100 * r["mean"] for _, r in pts], "o-", label="vidpolicy")
         ax.fill_between([x for x, _ in pts], [100 * r["min"] for _, r in pts], [100 * r["max"] for _, r in pts],
                         alpha=0.2)
+        for x, y, note in seed_notes(pts):
+            ax.annotate(note, (x, y), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8)
         for name, label, color in (("diffusion", "Diffusion Policy", "C1"), ("act", "ACT", "C2")):
             if "mean" in (r := table.get(name, {})):
                 lo, mid, hi = (100 * r[k] for k in ("min", "mean", "max"))

@@ -321,6 +321,9 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
             "ran", "3 / 0 (p = 0.25)") in rows({"fewshot": {"summary": {"D5": table}}})
     assert _fewshot_report.corpora(table) == [4]  # the variant is its own row, not a point of the curve
     table["act"].update(min=0.5, mean=0.75)  # as if a second seed solved two of four
+    table["vpdd scratch"]["seeds"] = [0, 1]  # the curve's pre-trained point has fewer seeds: it says so
+    points = [(0, table["vpdd scratch"]), (4, table["vpdd A=4xD"])]
+    assert _fewshot_report.seed_notes(points) == [(4, 100.0, "1 seed")]
     assert _fewshot_report.plot({"D5": table}, tmp_path / "plot.png") == {"D5": {
         "Diffusion Policy": (0.0, 0.0, 0.0), "ACT": (50.0, 75.0, 100.0)}}
     assert (tmp_path / "plot.png").stat().st_size > 1000
