@@ -48,14 +48,13 @@ def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
 
 def speed(cells: list[Cell], b: Budget, n_tasks: int, root: Path, cpu: str) -> dict[str, float]:
     """Per stage, the median of measured over estimated time of the cells finished on processor ``cpu`` in one
-    go ("resumed" false: a resumed cell's wall_s counts its last run only); "all": over every such cell."""
+    go ("resumed" false: a resumed cell's wall_s counts its last run only). Stages differ too much to share one."""
     ratios: dict[str, list[float]] = {}
     for c in (c for c in cells if is_done(root, c)):
         r = cell_result(root, c.name)
         if r.get("cpu") == cpu and r.get("resumed") is False and r.get("wall_s") and (est := estimate_s(c, b, n_tasks)):
             ratios.setdefault(c.stage, []).append(r["wall_s"] / est)
-    every = [x for v in ratios.values() for x in v]
-    return {**{s: median(v) for s, v in ratios.items()}, **({"all": median(every)} if every else {})}
+    return {s: median(v) for s, v in ratios.items()}
 
 
 def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = None,
@@ -65,14 +64,14 @@ def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = N
     scale = speed(cells, b, n_tasks, root, cpu) if root else {}
     lines, total, left = [f"{'cell':<40} {'est. min':>8}  done"], 0.0, 0.0
     for c in cells:
-        est = estimate_s(c, b, n_tasks) * scale.get(c.stage, scale.get("all", 1.0))
+        est = estimate_s(c, b, n_tasks) * scale.get(c.stage, 1.0)
         done = bool(root and is_done(root, c))
         runs = not done and (todo is None or c in todo)
         total += est
         left += est if runs else 0
         lines.append(f"{c.name:<40} {est / 60:>8.1f}  {'yes' if done else '' if runs else '-'}")
     lines.append(f"{len(cells)} cells, ~{total / 3600:.1f} CPU-hours in all, ~{left / 3600:.1f} left")
-    lines.append(f"estimates scaled to {cpu} by the cells it finished (stage: measured / reference): " + ", ".join(
-        f"{s} {x:.2f}" for s, x in scale.items()) if scale else "estimates for 2 cores of an Intel Xeon (no cell "
-        "finished on this processor in one go yet)")
+    lines.append("estimates for 2 cores of an Intel Xeon" + (f"; scaled to {cpu} by the cells it finished in one go "
+                 "(stage: measured / reference): " + ", ".join(f"{s} {x:.2f}" for s, x in scale.items()) if scale
+                 else ""))
     return "\n".join(lines)
