@@ -77,13 +77,14 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
         best = max((c.multiple for c in cells if c.policy == "vpdd" and c.multiple), default=None)
         # each policy against pre-trained on the largest corpus (wins: only pre-trained solved); each other vidpolicy
         # against scratch (wins: only it solved), the gap at its corpus size
-        for ref, key, names in ((f"vpdd A={best}xD", "vs_pretrained", list(runs)),
-                                ("vpdd scratch", "vs_scratch", [n for n in runs if n.startswith("vpdd ")])):
-            for name in (n for n in names if ref in runs and n != ref):
+        for ref, key, names, ref_wins in ((f"vpdd A={best}xD", "vs_pretrained", list(runs), True),
+                                          ("vpdd scratch", "vs_scratch", [n for n in runs if n.startswith("vpdd ")],
+                                           False)):
+            for name in (n for n in names if n != ref) if ref in runs else ():
                 a, b = outcomes(runs[ref]), outcomes(runs[name])
                 if common := sorted(a.keys() & b.keys()):
                     a, b = {k: a[k] for k in common}, {k: b[k] for k in common}
-                    table[name][key] = paired(a, b) if key == "vs_pretrained" else paired(b, a)
+                    table[name][key] = paired(a, b) if ref_wins else paired(b, a)
         out[f"D{d}"] = table
     return out
 
