@@ -103,6 +103,12 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
     return 2 * n**3 / t / 1e9
 
 
+def sharing() -> dict:
+    """How a cell's wall time was made: this process's threads, the machine's cores, and the 15-minute load average
+    at its end (about how many busy processes shared those cores)."""
+    return {"threads": torch.get_num_threads(), "cores": os.cpu_count(), "load_15m": round(os.getloadavg()[2], 2)}
+
+
 # A long benchmark is a list of cells, each its own directory under a root, complete when it holds done.json
 # (written last, atomically). A cell without it restarts empty, unless it resumes from checkpoints of its own.
 def cell_done(root: Path, name: str) -> bool:
@@ -163,7 +169,7 @@ def run_cells(root: Path, names: list[str], needs: Callable[[str], list[str]], r
                     t0 = time.time()
                     result = run(name)
                     finish_cell(root, name, {**result, "wall_s": round(time.time() - t0, 1), "commit": commit(),
-                                             "cpu": cpu_model(), "resumed": resumed})
+                                             "cpu": cpu_model(), "resumed": resumed, **sharing()})
             finally:
                 os.close(fd)
             break

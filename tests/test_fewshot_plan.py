@@ -223,6 +223,7 @@ def test_workers_share_a_grid_each_cell_once_waiting_for_what_another_holds(tmp_
     done = json.loads((tmp_path / "b" / "done.json").read_text())
     assert done["commit"] and done["wall_s"] >= 0 and done["cpu"]  # which code ran the cell, where, for how long
     assert done["resumed"] is False
+    assert done["threads"] == torch.get_num_threads() and done["cores"] == os.cpu_count() and done["load_15m"] >= 0
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "checkpoint").write_bytes(b"x")  # a killed run's leftovers: its wall_s is the last run's only
     run_cells(tmp_path, ["d"], lambda n: [], lambda n: {})
