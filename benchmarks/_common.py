@@ -166,9 +166,9 @@ def run_cells(root: Path, names: list[str], needs: Callable[[str], list[str]], r
                 if not cell_done(root, name):  # another process may have finished it since the scan
                     print(f"== {name}", flush=True)
                     resumed = (root / name).is_dir() and any((root / name).iterdir())  # a killed run's leftovers
-                    t0 = time.time()
+                    t0, code = time.time(), commit()  # the code that ran it: the checkout may move meanwhile
                     result = run(name)
-                    finish_cell(root, name, {**result, "wall_s": round(time.time() - t0, 1), "commit": commit(),
+                    finish_cell(root, name, {**result, "wall_s": round(time.time() - t0, 1), "commit": code,
                                              "cpu": cpu_model(), "resumed": resumed, **sharing()})
             finally:
                 os.close(fd)

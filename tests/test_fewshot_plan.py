@@ -230,6 +230,20 @@ def test_workers_share_a_grid_each_cell_once_waiting_for_what_another_holds(tmp_
     assert json.loads((tmp_path / "d" / "done.json").read_text())["resumed"] is True
 
 
+def test_a_cell_records_the_commit_that_started_it(tmp_path, monkeypatch):
+    import _common
+
+    checkout = {"head": "aaaaaaa"}
+    monkeypatch.setattr(_common, "commit", lambda: checkout["head"])
+
+    def run(name):
+        (tmp_path / name).mkdir()
+        checkout["head"] = "bbbbbbb"  # pulled while the cell ran
+        return {}
+    run_cells(tmp_path, ["x"], lambda n: [], run)
+    assert json.loads((tmp_path / "x" / "done.json").read_text())["commit"] == "aaaaaaa"
+
+
 def test_the_plan_scales_its_estimates_by_cells_finished_here_in_one_go(tmp_path):
     from _common import cpu_model
 
