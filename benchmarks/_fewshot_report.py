@@ -80,7 +80,9 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
         for ref, key, names, ref_wins in ((f"vpdd A={best}xD", "vs_pretrained", list(runs), True),
                                           ("vpdd scratch", "vs_scratch", [n for n in runs if n.startswith("vpdd ")],
                                            False)):
-            for name in (n for n in names if n != ref) if ref in runs else ():
+            if ref not in runs:
+                continue
+            for name in (n for n in names if n != ref):
                 a, b = outcomes(runs[ref]), outcomes(runs[name])
                 if common := sorted(a.keys() & b.keys()):
                     a, b = {k: a[k] for k in common}, {k: b[k] for k in common}
