@@ -82,7 +82,7 @@ def _act_on_policy(policy, out, act_on: str):
                 "--act-on", act_on)
     assert r.returncode == 0, r.stderr[-2000:]
     p = VPDDPolicy.from_pretrained(out)
-    assert p.config.act_on == act_on
+    assert p.config.act_on == act_on and p.config.video_frozen  # pre-trained, no --train-video: the paper's recipe
     read: list[torch.Tensor] = []
     action_forward = p.action.forward
     p.action.forward = lambda a_t, t, feats, *args: read.append(feats) or action_forward(a_t, t, feats, *args)

@@ -229,3 +229,10 @@ def test_a_policy_redecoded_by_the_other_bin_rule_keeps_its_tokens(policy, tmp_p
     assert (mine.rule, theirs.rule) == ("midpoint", "mean")
     assert all(np.array_equal(a, b) for a, b in zip(mine.edges, theirs.edges))
     assert any(not np.allclose(a, b) for a, b in zip(mine.centers, theirs.centers))
+
+
+def test_the_video_model_trains_from_scratch_or_when_asked():
+    from vidpolicy.finetune.config import FinetuneConfig
+
+    trains = {(s, t): FinetuneConfig(from_scratch=s, train_video=t).trains_video for s in (0, 1) for t in (0, 1)}
+    assert trains == {(0, 0): False, (0, 1): True, (1, 0): True, (1, 1): True}

@@ -56,3 +56,8 @@ class FinetuneConfig:
         "base": dict(width=512, depth=6, heads=8),
         "large": dict(width=1024, depth=8, heads=16),
     }
+
+    @property
+    def trains_video(self) -> bool:
+        """Whether the video model's weights move: always from scratch, else only with --train-video."""
+        return self.from_scratch or self.train_video

@@ -52,7 +52,7 @@ def policy_config(cfg: FinetuneConfig, pre_cfg: PretrainConfig, eps: RobotEpisod
         text_encoder=pre_cfg.text_encoder, image_size=tokenizer.config.size,
         frames=tokenizer.config.frames, gap=cfg.gap, observation_pix_fmt=eps.pix_fmt or "",
         yuv420=halves_chroma(eps.pix_fmt),
-        video_frozen=not (cfg.from_scratch or cfg.train_video))
+        video_frozen=not cfg.trains_video)
 
 
 RUN_CONFIG = "finetune_config.json"  # config.json is LeRobot's, in a policy directory
@@ -92,7 +92,7 @@ def finetune(cfg: FinetuneConfig, overwrite: bool = False) -> dict:
     text_table = text(instructions)
     data = RobotTokenSamples(eps, tokens, binner, cfg.gap, cfg.horizon, text_table, train_eps, state_norm)
     torch.manual_seed(cfg.seed)
-    train_video = cfg.train_video or cfg.from_scratch
+    train_video = cfg.trains_video
     if cfg.from_scratch:
         video = FutureDenoiser.from_config(video.config)
     action = ActionDenoiser(action_dim=eps.action_dim, horizon=cfg.horizon, bins_per_dim=tuple(binner.bins_per_dim),
