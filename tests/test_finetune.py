@@ -234,5 +234,6 @@ def test_a_policy_redecoded_by_the_other_bin_rule_keeps_its_tokens(policy, tmp_p
 def test_the_video_model_trains_from_scratch_or_when_asked():
     from vidpolicy.finetune.config import FinetuneConfig
 
-    trains = {(s, t): FinetuneConfig(from_scratch=s, train_video=t).trains_video for s in (0, 1) for t in (0, 1)}
-    assert trains == {(0, 0): False, (0, 1): True, (1, 0): True, (1, 1): True}
+    trains = {(s, t): FinetuneConfig(from_scratch=s, train_video=t).trains_video for s in (False, True)
+              for t in (False, True)}
+    assert trains == {(False, False): False, (False, True): True, (True, False): True, (True, True): True}
