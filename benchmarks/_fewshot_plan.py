@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from statistics import median
 
+from vidpolicy.finetune.config import FinetuneConfig
+
 from _common import cell_result, cpu_model
 from fewshot import HELDOUT, VARIANTS, Budget, Cell, is_done
 
@@ -41,7 +43,7 @@ def estimate_s(cell: Cell, b: Budget, n_tasks: int) -> float:
     if cell.stage == "train":
         step = COST[f"{'finetune' if cell.family == 'vpdd' else cell.policy}_step"]
         change = VARIANTS[cell.variant][1] if cell.variant else {}
-        if cell.family == "vpdd" and not (cell.multiple == 0 or change.get("train_video")):
+        if cell.family == "vpdd" and not FinetuneConfig(from_scratch=cell.multiple == 0, **change).trains_video:
             step *= FROZEN
         elif change.get("act_on", "joint") != "joint":
             step *= 1.6  # two video passes while the video model trains (measured 1.5-1.8x)
