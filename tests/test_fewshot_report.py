@@ -1,0 +1,126 @@
+"""The head-to-head grid's report (benchmarks/fewshot.py --report): the paired statistic, the README table, the plot
+and how results are collected."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from _util import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _fewshot_report  # noqa: E402
+import fewshot  # noqa: E402
+from _common import finish_cell  # noqa: E402
+from _tables import rows  # noqa: E402
+
+
+def test_the_paired_comparison_on_a_constructed_example(tmp_path):
+    b = fewshot.Budget(demos=(5,), multiples=(0, 4), seeds=(0,), eval_episodes=4)
+    cells = fewshot.grid(b)
+
+    def rollout(cell, steps):  # steps per episode: None = failed
+        fewshot.claim(tmp_path, cell)
+        finish_cell(tmp_path, cell.name, {"reach-v3": {"successes": sum(s is not None for s in steps), "episodes": 4,
+                                                     "success_steps": steps}, "wall_s": 12.5})
+
+    rollout(fewshot.Cell("rollout", 5, 4, "vpdd", 0), [10, 12, 9, 30])  # solves all four
+    half = fewshot.Cell("rollout", 5, None, "diffusion", 0)  # half the expert's speed in x, y; gripper never moved
+    fewshot.claim(tmp_path, half)
+    finish_cell(tmp_path, half.name, {"reach-v3": {"successes": 0, "episodes": 2, "success_steps": [None, None],
+                                                 "expert_magnitude": [[0.4, 0.5, None], [0.6, 0.5, None]]},
+                                     "cpu": "AMD EPYC"})
+    rollout(fewshot.Cell("rollout", 5, 0, "vpdd", 0), [None, None, None, 40])  # only the last
+    rollout(fewshot.Cell("rollout", 5, None, "act", 0), [10, 12, 9, 30])  # the same four
+    rollout(fewshot.Cell("rollout", 5, 4, "vpdd-history", 0), [None, 12, 9, 30])
+    imagine = fewshot.Cell("imagine", 5, 4, "vpdd", 0)
+    fewshot.claim(tmp_path, imagine)
+    finish_cell(tmp_path, imagine.name, {"imagined": {"token_accuracy": 0.5, "psnr": 20.0},
+                                         "copy_history": {"token_accuracy": 0.4, "psnr": 19.0}})
+    table = _fewshot_report.summarize(tmp_path, cells)["D5"]
+    assert table["vpdd A=4xD"]["imagination"]["copy_history"]["token_accuracy"] == 0.4
+    assert table["vpdd A=4xD"]["mean"] == 1.0 and table["vpdd scratch"]["mean"] == 0.25
+    # 3 episodes only the pre-trained policy solved, none the other way: exact two-sided p = 2 / 2**3
+    assert table["vpdd scratch"]["vs_pretrained"] == {"wins": 3, "losses": 0, "p_value": 0.25}
+    assert table["act"]["vs_pretrained"] == {"wins": 0, "losses": 0, "p_value": 1.0}
+    assert table["diffusion"]["expert_magnitude"] == [0.5, 0.5, None] and "expert_magnitude" not in table["act"]
+    assert table["diffusion"]["machines"] == ["AMD EPYC"] and table["act"]["machines"] == ["unknown"]
+    assert table["vpdd A=4xD, act on history"]["vs_pretrained"] == {"wins": 1, "losses": 0, "p_value": 1.0}
+    # every other vidpolicy against scratch, wins its own: the gap at its corpus size
+    assert table["vpdd A=4xD"]["vs_scratch"] == {"wins": 3, "losses": 0, "p_value": 0.25}
+    assert table["vpdd A=4xD, act on history"]["vs_scratch"]["wins"] == 2 and "vs_scratch" not in table["act"]
+    assert ("fewshot", "D5, vpdd A=4xD: episodes only it / only vidpolicy from scratch solved, on the seeds both "
+            "ran", "3 / 0 (p = 0.25)") in rows({"fewshot": {"summary": {"D5": table}}})
+    assert _fewshot_report.corpora(table) == [4]  # the variant is its own row, not a point of the curve
+    table["act"].update(min=0.5, mean=0.75)  # as if a second seed solved two of four
+    table["vpdd scratch"]["seeds"] = [0, 1]  # the curve's pre-trained point has fewer seeds: it says so
+    points = [(0, table["vpdd scratch"]), (4, table["vpdd A=4xD"])]
+    assert _fewshot_report.seed_notes(points) == [(4, 100.0, "1 seed")]
+    assert _fewshot_report.plot({"D5": table}, tmp_path / "plot.png") == {"D5": {
+        "Diffusion Policy": (0.0, 0.0, 0.0), "ACT": (50.0, 75.0, 100.0)}}
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_the_readme_table_shows_seed_ranges_and_the_paired_test():
+    from _tables import fewshot_table
+
+    def run(lo, hi):
+        return {"seeds": [0, 1], "mean": (lo + hi) / 2, "min": lo, "max": hi,
+                "per_task": {"reach-v3": {"mean": (lo + hi) / 2, "min": lo, "max": hi}}}
+    table = {"act": {**run(0.2, 0.2), "vs_pretrained": {"wins": 1, "losses": 3, "p_value": 0.625}},
+             "vpdd A=20xD": run(0.4, 0.5), "vpdd scratch": {"imagination": {}},
+             "vpdd A=20xD, act on history": run(0.9, 0.9),  # a variant: benchmarks/results only
+             "vpdd A=5xD": run(0.7, 0.7), "vpdd A=40xD": {"imagination": {}}}  # a smaller corpus: the plot's
+    budget = {"eval_episodes": 10, "max_steps": 500, "seeds": [0, 1, 2], "train_steps": 2000}
+
+    def lines():
+        return fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234",
+                              "cpu": "Intel(R) Xeon(R) Processor"}).splitlines()
+    first = lines()
+    assert first[0] == "| policy | reach | all | vs pre-trained |"
+    assert first[2] == "| vidpolicy pre-trained (20x D actionless) | 45 (40-50) | **45 (40-50)** |  |"
+    assert first[3] == "| ACT | 20 | **20** | 1 / 3, p = 0.62 |"  # no scratch row: it has no rollout yet
+    assert not any("**90**" in line or "**70**" in line for line in first)
+    assert "2 of 3 seeds (range in brackets)" in first[-1] and "abc1234" in first[-1] and "CPU sizes" in first[-1]
+    assert "p. Intel Xeon, 2 cores" in first[-1]  # no machine in the cells: the report's own
+    table["act"]["commits"], table["vpdd A=20xD"]["commits"] = ["c2"], ["c1", "c2"]  # the cells' own commits
+    table["act"]["machines"] = ["AMD EPYC", "Intel(R) Xeon(R) Processor"]  # and their processors
+    assert lines()[-1].endswith("rollouts at c1, c2.") and "p. AMD EPYC and Intel Xeon, 2 cores" in lines()[-1]
+    table["act"]["commits"] = ["c3", "c4", "c5", "c6"]
+    table["act"]["seeds"] = [0, 1, 2]  # a grid part-way: the policy with fewer seeds is named
+    assert lines()[-1].endswith("rollouts at c1 to c6 (6 commits).")  # none in this history: by name
+    assert "3 of 3 seeds (pre-trained: 2; range in brackets)" in lines()[-1]
+
+
+def head_and_parent() -> tuple[str, str]:
+    import subprocess
+
+    head, parent = (subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True)
+                    .stdout.strip() for rev in ("HEAD", "HEAD~1"))
+    if not parent:
+        pytest.skip("a checkout without history")
+    return head, parent
+
+
+def test_commits_are_listed_oldest_first_and_unknown_ones_last():
+    from _common import oldest_first
+
+    head, parent = head_and_parent()
+    assert oldest_first(["zz9", head, "aa1", parent]) == [parent, head, "aa1", "zz9"]
+
+
+def test_collect_keeps_a_newer_committed_result_and_merges_only_what_is_named(tmp_path, monkeypatch):
+    import run_all
+    head, parent = head_and_parent()
+    monkeypatch.setattr(run_all, "OUT", tmp_path)
+    (tmp_path / "fewshot.json").write_text(json.dumps({"commit": parent, "v": "stale"}))
+    (tmp_path / "g1.json").write_text(json.dumps({"commit": head, "v": "new"}))
+    (tmp_path / "fewshot_quick.json").write_text(json.dumps({"commit": parent, "v": "quick"}))
+    committed = {"fewshot": {"commit": head, "v": "committed"}, "g1": {"commit": parent, "v": "old"}}
+    everything = run_all.gather(committed)
+    assert [everything[k]["v"] for k in ("fewshot", "g1", "fewshot_quick")] == ["committed", "new", "quick"]
+    named = run_all.gather(committed, ["g1"])
+    assert sorted(named) == ["fewshot", "g1"] and named["g1"]["v"] == "new"
+    with pytest.raises(SystemExit, match="no gpu.json"):
+        run_all.gather(committed, ["gpu"])
