@@ -1,5 +1,5 @@
 """Rows of benchmarks/results.md for the head-to-head grid (fewshot), the G1 offline check (g1), the token index
-at scale (index_scale) and the GPU check (gpu); run_all.py renders the other benchmarks itself."""
+at scale (index_scale) and the GPU check (gpu); _results_md.py renders the other benchmarks."""
 
 from __future__ import annotations
 
