@@ -6,8 +6,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from _blind import split_by_blind
 from _common import cell_result
 from fewshot import VARIANTS, Cell, is_done
+
+
+BLIND = "blind replay"  # the summary's row for the grid's blind cell (see _blind.py)
 
 
 def paired(a: dict, b: dict) -> dict:
@@ -48,7 +52,9 @@ def outcomes(seeds: dict[int, dict]) -> dict[tuple, bool]:
 def summarize(root: Path, cells: list[Cell]) -> dict:
     """Per D and policy: success per task (mean and spread over seeds) and pooled; each policy against vidpolicy
     pre-trained on the largest corpus, episode by episode (exact McNemar over tasks x seeds x episodes), and each
-    other vidpolicy against vidpolicy from scratch (``vs_scratch``)."""
+    other vidpolicy against vidpolicy from scratch (``vs_scratch``); where the blind cell is done, its replay
+    (``BLIND``: per task, a random demo's success and the share of scenes some demo solves) and each policy's
+    success split by it (``blind_split``)."""
     out: dict = {}
     for d in sorted({c.demos for c in cells if c.demos is not None}):
         runs: dict[str, dict[int, dict]] = {}
@@ -71,6 +77,11 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
                            "commits": sorted(commits[name]), "machines": sorted(machines[name])}
             if size := magnitude([r[t] for r in seeds.values() for t in r]):
                 table[name]["expert_magnitude"] = size
+        if is_done(root, blind := Cell("blind", d)):  # the floor: the demos replayed open loop, no camera
+            scores = cell_result(root, blind.name)
+            table[BLIND] = {k: scores[k] for k in ("replay", "best_demo")}
+            for name, seeds in runs.items():
+                table[name]["blind_split"] = split_by_blind(scores["scenes"], seeds)
         for c in cells:  # the video model's imagined future beside copying the present (the first seed)
             if c.stage == "imagine" and c.demos == d and is_done(root, c):
                 table.setdefault(label(c), {})["imagination"] = cell_result(root, c.name)
@@ -126,6 +137,11 @@ def plot(summary: dict, path: Path, multiples: tuple[int, ...] = (0, 1, 5, 20)) 
                 ax.axhline(mid, ls="--", label=label, color=color)
                 ax.axhspan(lo, hi, color=color, alpha=0.1, lw=0)
                 bands.setdefault(d, {})[label] = (lo, mid, hi)
+        if BLIND in table:
+            replay = table[BLIND]["replay"]
+            blind = 100 * sum(replay.values()) / len(replay)
+            ax.axhline(blind, ls=":", color="gray", label="a demo replayed blind")
+            bands.setdefault(d, {})["blind replay"] = (blind, blind, blind)
         ax.set(title=f"{d[1:]} demos per task", xlabel="actionless episodes per task / demos per task",
                ylabel="success %", ylim=(0, 100), xlim=(-1, max(multiples) + 1), xticks=list(multiples))
         ax.legend()

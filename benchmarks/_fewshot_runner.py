@@ -22,6 +22,7 @@ BASELINES = {
 }
 SIZE = 96  # camera side of the demos and of every policy's evaluation
 SAVE_EVERY = 100  # training checkpoints: a worker killed with its session loses minutes, not most of an hour
+EVAL_SEED = 1000  # the first evaluation scene (rollout's default, lerobot-eval's too); demos use 0.., corpora 500..
 LEROBOT_SAVE_EVERY = 500  # lerobot-train's checkpoints hold ~185 MB (the optimizer's state with the weights)
 
 
@@ -54,6 +55,12 @@ class Runner:
     def demos(self, cell: Cell, where: Path) -> dict:
         return self._collect(where / "data", cell.demos, seed=0)
 
+    def blind(self, cell: Cell, where: Path) -> dict:  # the demos replayed open loop in the evaluation scenes
+        from _blind import blind_scores
+
+        return blind_scores(self.dir(Cell("demos", cell.demos)) / "data", self.b.eval_episodes, EVAL_SEED,
+                            self.b.max_steps)
+
     def actionless(self, cell: Cell, where: Path) -> dict:
         return self._collect(where / "data", cell.demos * cell.multiple, seed=500)  # actions never read
 
@@ -65,7 +72,7 @@ class Runner:
         return self._collect(where / "data", self.b.other_episodes, seed=500, tasks=",".join(others))
 
     def heldout(self, cell: Cell, where: Path) -> dict:
-        return self._collect(where / "data", HELDOUT, seed=1000)  # the evaluation seeds: no policy trained on them
+        return self._collect(where / "data", HELDOUT, seed=EVAL_SEED)  # no policy trained on these
 
     def imagine(self, cell: Cell, where: Path) -> dict:
         from _imagination import imagination_scores
@@ -150,7 +157,7 @@ class Runner:
 
         policy = self.result(Cell("train", cell.demos, cell.multiple, cell.policy, cell.seed))["policy"]
         report = rollout(RolloutConfig(policy=policy, tasks=self.tasks, episodes=self.b.eval_episodes,
-                                       out=str(where / "eval"), seed=1000, max_steps=self.b.max_steps,
+                                       out=str(where / "eval"), seed=EVAL_SEED, max_steps=self.b.max_steps,
                                        state="agent_pos", size=SIZE, videos=False))
         keep = ("successes", "episodes", "success_steps", "returns", "expert_magnitude")
         return {task: {k: r[k] for k in keep if k in r} for task, r in report.items() if isinstance(r, dict)}

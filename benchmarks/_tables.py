@@ -4,7 +4,7 @@ at scale (index_scale) and the GPU check (gpu); _results_md.py renders the other
 from __future__ import annotations
 
 from _common import oldest_first
-from _fewshot_report import corpora
+from _fewshot_report import BLIND, corpora
 
 
 def cpu_name(cpu: str) -> str:
@@ -14,6 +14,10 @@ def cpu_name(cpu: str) -> str:
 
 def pct(x: float) -> str:
     return f"{100 * x:.0f}%"
+
+
+def mean(per_task: dict[str, float]) -> float:
+    return sum(per_task.values()) / len(per_task)
 
 
 ONLY = "episodes only vidpolicy on the largest corpus / only this one solved"
@@ -30,9 +34,17 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
                                 + (f"; {ONLY}" if vs else ""),
                                 f"{pct(v['mean'])} ({pct(v['min'])}-{pct(v['max'])})"
                                 + (f"; {vs['wins']} / {vs['losses']} (p = {vs['p_value']:.2g})" if vs else "")))
+                if split := v.get("blind_split"):
+                    (a, n), (b, m) = split["blind"], split["not_blind"]
+                    out.append((key, f"{d}, {name}: success in the scenes some demo's blind replay solves / in the "
+                                "others (pooled over seeds)", f"{pct(a / n)} of {n} / {pct(b / m)} of {m}"))
                 if vs := v.get("vs_scratch"):
                     out.append((key, f"{d}, {name}: episodes only it / only vidpolicy from scratch solved, on the "
                                 f"seeds both ran", f"{vs['wins']} / {vs['losses']} (p = {vs['p_value']:.2g})"))
+                if name == BLIND:
+                    out.append((key, f"{d}, {BLIND}: each demo's actions open loop in each scene, no observation: "
+                                "success of a random demo / scenes some demo solves",
+                                f"{pct(mean(v['replay']))} / {pct(mean(v['best_demo']))}"))
                 if "imagination" in v:
                     im = v["imagination"]
                     out.append((key, f"{d}, {name}: imagined future vs copying the present, token accuracy / PSNR",
@@ -102,6 +114,10 @@ def fewshot_table(f: dict) -> str:
         paired = f"{vs['wins']} / {vs['losses']}, p = {vs['p_value']:.2g}" if vs else ""
         out.append(f"| {names[k]} | " + " | ".join(cell(t["per_task"][x]) for x in tasks)
                    + f" | **{cell(t)}** | {paired} |")
+    if BLIND in table:  # the floor: no policy, no camera
+        replay = table[BLIND]["replay"]
+        out.append("| a demo replayed blind | " + " | ".join(f"{100 * replay[x]:.0f}" for x in tasks)
+                   + f" | **{100 * mean(replay):.0f}** |  |")
     b, counts = f["budget"], {k: len(table[k]["seeds"]) for k in present}
     seeds = max(counts.values())
     fewer = "".join(f"{short(names[k])}: {n}; " for k, n in counts.items() if n < seeds)  # a grid part-way
@@ -111,7 +127,8 @@ def fewshot_table(f: dict) -> str:
     cpus = sorted({cpu_name(m) for k in present for m in table[k].get("machines", [])}) or [cpu_name(f.get("cpu", ""))]
     out.append(f"\nSuccess %, {d[1:]} demos per task, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
                f"of up to {b['max_steps']} steps, {seeds} of {len(b['seeds'])} seeds ({fewer}range in brackets), "
-               f"{b['train_steps']:,} training steps each; {BASELINE_SIZES}. vs pre-trained: episodes only "
-               f"pre-trained / only it solved on shared seeds, exact McNemar p. {' and '.join(cpus)}, 2 cores; "
-               f"rollouts at {shown}.")
+               f"{b['train_steps']:,} training steps each; {BASELINE_SIZES}. "
+               + ("Blind: each demo's actions open loop in each scene, no observation. " if BLIND in table else "")
+               + "vs pre-trained: episodes only pre-trained / only it solved on shared seeds, exact McNemar p. "
+               f"{' and '.join(cpus)}, 2 cores; rollouts at {shown}.")
     return "\n".join(out) + "\n"

@@ -39,7 +39,7 @@ TASKS = ("reach,drawer-close,window-open,"  # easy
          "coffee-push,sweep-into,hammer,"  # medium
          "push,pick-place")  # hard
 POLICIES = ("vpdd", "diffusion", "act")  # vpdd with k = 0 is vidpolicy from scratch; k > 0 pre-trained
-LEAVES = ("rollout", "imagine")  # the cells whose results are the grid's; every other cell only feeds them
+LEAVES = ("rollout", "imagine", "blind")  # the cells whose results are the grid's; every other only feeds them
 LEDGER = Path(__file__).resolve().parent / "results" / "fewshot" / "default"  # the leaves' results, committed
 HELDOUT = 2  # expert episodes per task at the evaluation seeds (the imagine cells' data)
 # vidpolicy beside the paper's recipe (policy "vpdd-NAME"): its label and what it changes in `finetune`. Each runs
@@ -80,7 +80,8 @@ class Budget:
 
 @dataclass(frozen=True)
 class Cell:
-    stage: str  # demos, actionless, others, pretrain, train (a policy), rollout, heldout, imagine
+    stage: str  # demos, blind (its replay), actionless, others, pretrain, train (a policy), rollout, heldout,
+    # imagine
     demos: int | None = None  # None: the stage does not depend on D (others)
     multiple: int | None = None  # None: the stage does not depend on the actionless corpus
     policy: str | None = None  # vpdd, diffusion, act, or vpdd-NAME: vidpolicy's variant NAME (see VARIANTS)
@@ -125,7 +126,7 @@ def grid(b: Budget, policies: tuple[str, ...] = POLICIES) -> list[Cell]:
     ends = [k for k in dict.fromkeys((lo, hi)) if k is not None]
     variants = [(f"vpdd-{v}", k) for v in b.variants for k in ends if k or "train_video" not in VARIANTS[v][1]]
     cells = [c for d in b.demos for c in [
-        Cell("demos", d), *shared(d, [lo] if lo is not None else []), *runs(d, cheap, first),
+        Cell("demos", d), Cell("blind", d), *shared(d, [lo] if lo is not None else []), *runs(d, cheap, first),
         *shared(d, [k for k in (hi,) if big]), *runs(d, big, first), *([Cell("heldout", d)] if ends else []),
         *imagine(d, ends), *runs(d, cheap + big, rest), *runs(d, variants, b.seeds[:b.variant_seeds])]]
     cells += [c for d in b.demos for c in [*shared(d, middle), *runs(d, [("vpdd", k) for k in middle], b.seeds),
@@ -139,6 +140,8 @@ def needs(cell: Cell) -> list[Cell]:
     d, k = cell.demos, cell.multiple
     if cell.stage == "pretrain":
         return [Cell("demos", d)] + ([Cell("actionless", d, k), Cell("others")] if k else [])
+    if cell.stage == "blind":
+        return [Cell("demos", d)]
     if cell.stage == "train":
         return [Cell("demos", d)] + ([Cell("pretrain", d, k)] if cell.family == "vpdd" else [])
     if cell.stage in ("rollout", "imagine"):

@@ -28,6 +28,9 @@ def test_the_grid_runs_each_cell_after_the_cells_it_reads():
         if c.stage == "imagine":
             assert pos[fewshot.Cell("heldout", c.demos)] < pos[c]
         assert all(pos[d] < pos[c] for d in fewshot.needs(c))  # what the workers wait for
+    # the floor: each D's demos replayed blind in the evaluation scenes, once, as soon as the demos are there
+    assert [c.name for c in cells if c.stage == "blind"] == ["D5/blind", "D10/blind"]
+    assert fewshot.needs(fewshot.Cell("blind", 5)) == [fewshot.Cell("demos", 5)] and "blind" in fewshot.LEAVES
     assert fewshot.needs(fewshot.Cell("imagine", 5, 1, "vpdd", 0)) == [fewshot.Cell("train", 5, 1, "vpdd", 0),
                                                                       fewshot.Cell("heldout", 5)]
     # vidpolicy at every corpus size (0: from scratch), the LeRobot baselines once per D (they never read it)

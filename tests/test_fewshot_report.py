@@ -34,6 +34,10 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     rollout(fewshot.Cell("rollout", 5, 0, "vpdd", 0), [None, None, None, 40])  # only the last
     rollout(fewshot.Cell("rollout", 5, None, "act", 0), [10, 12, 9, 30])  # the same four
     rollout(fewshot.Cell("rollout", 5, 4, "vpdd-history", 0), [None, 12, 9, 30])
+    blind = fewshot.Cell("blind", 5)  # a demo's blind replay solves scenes 0 and 3 only
+    fewshot.claim(tmp_path, blind)
+    finish_cell(tmp_path, blind.name, {"scenes": {"reach-v3": [0.5, 0.0, 0.0, 1.0]}, "replay": {"reach-v3": 0.375},
+                                       "best_demo": {"reach-v3": 0.5}})
     imagine = fewshot.Cell("imagine", 5, 4, "vpdd", 0)
     fewshot.claim(tmp_path, imagine)
     finish_cell(tmp_path, imagine.name, {"imagined": {"token_accuracy": 0.5, "psnr": 20.0},
@@ -52,13 +56,18 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     assert table["vpdd A=4xD, act on history"]["vs_scratch"]["wins"] == 2 and "vs_scratch" not in table["act"]
     assert ("fewshot", "D5, vpdd A=4xD: episodes only it / only vidpolicy from scratch solved, on the seeds both "
             "ran", "3 / 0 (p = 0.25)") in rows({"fewshot": {"summary": {"D5": table}}})
+    # every policy's success where some demo's blind replay solves the scene, and where none does
+    assert table["vpdd A=4xD"]["blind_split"] == {"blind": [2, 2], "not_blind": [2, 2]}
+    assert table["vpdd scratch"]["blind_split"] == {"blind": [1, 2], "not_blind": [0, 2]}
+    assert ("fewshot", "D5, blind replay: each demo's actions open loop in each scene, no observation: success of a "
+            "random demo / scenes some demo solves", "38% / 50%") in rows({"fewshot": {"summary": {"D5": table}}})
     assert _fewshot_report.corpora(table) == [4]  # the variant is its own row, not a point of the curve
     table["act"].update(min=0.5, mean=0.75)  # as if a second seed solved two of four
     table["vpdd scratch"]["seeds"] = [0, 1]  # the curve's pre-trained point has fewer seeds: it says so
     points = [(0, table["vpdd scratch"]), (4, table["vpdd A=4xD"])]
     assert _fewshot_report.seed_notes(points) == [(4, 100.0, "1 seed")]
     assert _fewshot_report.plot({"D5": table}, tmp_path / "plot.png") == {"D5": {
-        "Diffusion Policy": (0.0, 0.0, 0.0), "ACT": (50.0, 75.0, 100.0)}}
+        "Diffusion Policy": (0.0, 0.0, 0.0), "ACT": (50.0, 75.0, 100.0), "blind replay": (37.5, 37.5, 37.5)}}
     assert (tmp_path / "plot.png").stat().st_size > 1000
 
 
@@ -82,6 +91,9 @@ def test_the_readme_table_shows_seed_ranges_and_the_paired_test():
     assert first[2] == "| vidpolicy pre-trained (20x D actionless) | 45 (40-50) | **45 (40-50)** |  |"
     assert first[3] == "| ACT | 20 | **20** | 1 / 3, p = 0.62 |"  # no scratch row: it has no rollout yet
     assert not any("**90**" in line or "**70**" in line for line in first)
+    assert "Blind:" not in first[-1]
+    table["blind replay"] = {"replay": {"reach-v3": 0.125}, "best_demo": {"reach-v3": 0.5}}
+    assert lines()[4] == "| a demo replayed blind | 12 | **12** |  |" and "Blind: each demo's actions" in lines()[-1]
     assert "2 of 3 seeds (range in brackets)" in first[-1] and "abc1234" in first[-1] and "CPU sizes" in first[-1]
     assert "p. Intel Xeon, 2 cores" in first[-1]  # no machine in the cells: the report's own
     table["act"]["commits"], table["vpdd A=20xD"]["commits"] = ["c2"], ["c1", "c2"]  # the cells' own commits

@@ -1,0 +1,70 @@
+"""Blind replay, the head-to-head grid's floor: each demo's recorded actions replayed open loop, no observation read,
+in each of the grid's evaluation scenes. A policy that solves only the scenes some demo's replay solves has learned
+the demos' motion, not to look where things are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def demo_actions(data: Path) -> dict[str, list[np.ndarray]]:
+    """A dataset from `vidpolicy collect`: each task's episodes' actions, in episode order."""
+    import pandas as pd
+
+    episodes = json.loads((data / "meta" / "vidpolicy_collect.json").read_text())["episodes"]
+    frames = pd.concat(pd.read_parquet(p, columns=["episode_index", "frame_index", "action"])
+                       for p in sorted((data / "data").rglob("*.parquet")))
+    out: dict[str, list[np.ndarray]] = {}
+    for e in episodes:
+        rows = frames[frames.episode_index == e["episode_index"]].sort_values("frame_index")
+        out.setdefault(e["task"], []).append(np.stack(rows.action.to_numpy()).astype(np.float32))
+    return out
+
+
+def replay(env, actions: np.ndarray, seed: int, max_steps: int = 500) -> bool:
+    """Whether ``actions``, executed open loop in scene ``seed`` of ``env`` (a MetaWorldEnv), succeed at any step.
+    The simulator's own step: no frame is rendered, none is read."""
+    env.reset(seed)
+    for a in actions[:max_steps]:
+        *_, info = env._sim.step(env.clip_action(a))
+        if info.get("success", 0.0):
+            return True
+    return False
+
+
+def blind_scores(data: Path, episodes: int, seed: int, max_steps: int) -> dict:
+    """Per task, each evaluation scene's share of the demos whose replay solves it (scenes ``seed``, ``seed`` + 1,
+    ..., as `rollout` evaluates), with each task's mean (a policy replaying a demo at random) and share of scenes
+    some demo solves (one picking the right demo per scene, which no blind policy can know)."""
+    from tqdm import tqdm
+
+    from vidpolicy.envs.metaworld import MetaWorldEnv
+
+    demos = demo_actions(data)
+    scenes = {}
+    with tqdm(total=sum(map(len, demos.values())) * episodes, desc="blind replay", unit="ep") as bar:
+        for task, actions in demos.items():
+            env = MetaWorldEnv(task, size=16, max_steps=max_steps)  # renders only at reset
+            scenes[task] = []
+            for k in range(episodes):
+                scenes[task].append(float(np.mean([replay(env, a, seed + k, max_steps) for a in actions])))
+                bar.update(len(actions))
+            env.close()
+    return {"scenes": scenes, "replay": {t: float(np.mean(v)) for t, v in scenes.items()},
+            "best_demo": {t: float(np.mean([s > 0 for s in v])) for t, v in scenes.items()}}
+
+
+def split_by_blind(scenes: dict[str, list[float]], seeds: dict[int, dict]) -> dict:
+    """A policy's rollouts (seed -> task -> report), pooled over seeds: [solved, episodes] in the scenes some demo's
+    replay solves ("blind") and in those none does ("not_blind")."""
+    out = {"blind": [0, 0], "not_blind": [0, 0]}
+    for report in seeds.values():
+        for task, shares in scenes.items():
+            for share, step in zip(shares, report.get(task, {}).get("success_steps", [])):
+                side = out["blind" if share > 0 else "not_blind"]
+                side[0] += step is not None
+                side[1] += 1
+    return out

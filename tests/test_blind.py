@@ -1,0 +1,38 @@
+"""The head-to-head grid's floor (benchmarks/_blind.py): demos replayed open loop, no observation read."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+from _util import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _blind import blind_scores, demo_actions, replay, split_by_blind  # noqa: E402
+
+
+def test_a_demo_replayed_blind_solves_its_own_scene_and_standing_still_none(tmp_path):
+    from vidpolicy.envs.collect import CollectConfig, collect
+    from vidpolicy.envs.metaworld import MetaWorldEnv
+
+    data = tmp_path / "demos"
+    collect(CollectConfig(tasks="reach", episodes=2, out=str(data), size=32, state="agent_pos"))
+    recorded = json.loads((data / "meta" / "vidpolicy_collect.json").read_text())["episodes"]
+    (actions,) = demo_actions(data).values()
+    assert [len(a) for a in actions] == [e["length"] for e in recorded] and actions[0].shape[1] == 4
+    env = MetaWorldEnv("reach", size=16)
+    for a, e in zip(actions, recorded):  # the simulator is deterministic: the demo's own scene, solved again
+        assert replay(env, a, e["seed"])
+        assert not replay(env, np.zeros_like(a), e["seed"])
+        assert not replay(env, a[: e["success_step"]], e["seed"])  # solved at its recorded step, not before
+    first = recorded[0]["seed"]
+    scores = blind_scores(data, episodes=1, seed=first, max_steps=500)  # scene 0: demo 0's, solved by it
+    assert scores["scenes"]["reach-v3"][0] in (0.5, 1.0) and scores["best_demo"]["reach-v3"] == 1.0
+
+
+def test_success_splits_by_the_scenes_a_blind_replay_solves():
+    scenes = {"a": [1.0, 0.0], "b": [0.0, 0.5]}
+    seeds = {0: {"a": {"success_steps": [3, 9]}, "b": {"success_steps": [None, None]}},
+             1: {"a": {"success_steps": [None, None]}, "b": {"success_steps": [None, 4]}}}
+    assert split_by_blind(scenes, seeds) == {"blind": [2, 4], "not_blind": [1, 4]}
