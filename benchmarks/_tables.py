@@ -92,43 +92,55 @@ def short(name: str) -> str:
 
 
 def fewshot_table(f: dict) -> str:
-    """The README's results table for the grid's first demo count: success per policy and task (mean over the seeds
-    done, their range when more than one), pooled, and the paired test against vidpolicy pre-trained on the largest
-    corpus."""
-    d, table = next(iter(f["summary"].items()))
-    ks = [k for k in corpora(table) if "mean" in table[f"vpdd A={k}xD"]]
-    # the paper's recipe on the largest corpus and the baselines; the smaller corpora are the plot's, variants stay
-    # in benchmarks/results
-    names = {**{f"vpdd A={k}xD": f"vidpolicy pre-trained ({k}x D actionless)" for k in ks[-1:]}, **BASELINES}
-    present = [k for k in names if "mean" in table.get(k, {})]
-    tasks = list(table[present[0]]["per_task"])
-
-    def cell(v: dict) -> str:
-        mid = f"{100 * v['mean']:.0f}"
-        return mid if v["min"] == v["max"] else f"{mid} ({100 * v['min']:.0f}-{100 * v['max']:.0f})"
-
-    out = ["| policy | " + " | ".join(t.removesuffix("-v3") for t in tasks) + " | all | vs pre-trained |",
-           "| --- " * (len(tasks) + 3) + "|"]
-    for k in present:
-        t, vs = table[k], table[k].get("vs_pretrained")
-        paired = f"{vs['wins']} / {vs['losses']}, p = {vs['p_value']:.2g}" if vs else ""
-        out.append(f"| {names[k]} | " + " | ".join(cell(t["per_task"][x]) for x in tasks)
-                   + f" | **{cell(t)}** | {paired} |")
-    if BLIND in table:  # the floor: no policy, no camera
-        replay = table[BLIND]["replay"]
-        out.append("| a demo replayed blind | " + " | ".join(f"{100 * replay[x]:.0f}" for x in tasks)
-                   + f" | **{100 * mean(replay):.0f}** |  |")
-    b, counts = f["budget"], {k: len(table[k]["seeds"]) for k in present}
-    seeds = max(counts.values())
-    fewer = "".join(f"{short(names[k])}: {n}; " for k, n in counts.items() if n < seeds)  # a grid part-way
-    commits = oldest_first(list({c for k in present for c in table[k].get("commits", [])})) or [f["commit"]]
+    """The README's results table, one block of rows per demo count with a rollout done (a first column names it when
+    there are several): success per policy and task (mean over the seeds done, their range when more than one),
+    pooled, the paired test against vidpolicy pre-trained on the largest corpus, and the blind floor."""
+    done = {d: t for d, t in f["summary"].items() if any("mean" in v for v in t.values())}
+    several = len(done) > 1
+    out, seed_notes, commits, cpus, n_seeds = [], [], set(), set(), len(f["budget"]["seeds"])
+    for d, table in done.items():
+        ks = [k for k in corpora(table) if "mean" in table[f"vpdd A={k}xD"]]
+        # the paper's recipe on the largest corpus and the baselines; the smaller corpora are the plot's, variants
+        # stay in benchmarks/results
+        names = {**{f"vpdd A={k}xD": f"vidpolicy pre-trained ({k}x D actionless)" for k in ks[-1:]}, **BASELINES}
+        present = [k for k in names if "mean" in table.get(k, {})]
+        tasks = list(table[present[0]]["per_task"])
+        lead = f"| {d[1:]} " if several else ""
+        if not out:
+            out = [("| demos " if several else "") + "| policy | " + " | ".join(t.removesuffix("-v3") for t in tasks)
+                   + " | all | vs pre-trained |", "| --- " * (len(tasks) + 3 + several) + "|"]
+        for k in present:
+            t, vs = table[k], table[k].get("vs_pretrained")
+            paired = f"{vs['wins']} / {vs['losses']}, p = {vs['p_value']:.2g}" if vs else ""
+            out.append(f"{lead}| {names[k]} | " + " | ".join(_success(t["per_task"][x]) for x in tasks)
+                       + f" | **{_success(t)}** | {paired} |")
+        if BLIND in table:  # the floor: no policy, no camera
+            replay = table[BLIND]["replay"]
+            out.append(f"{lead}| a demo replayed blind | " + " | ".join(f"{100 * replay[x]:.0f}" for x in tasks)
+                       + f" | **{100 * mean(replay):.0f}** |  |")
+        counts = {k: len(table[k]["seeds"]) for k in present}
+        seeds = max(counts.values())
+        fewer = "".join(f"{short(names[k])}: {n}; " for k, n in counts.items() if n < seeds)  # a grid part-way
+        seed_notes.append((f"{seeds} of {n_seeds} seeds" + (f" at {d[1:]} demos" if several else ""), fewer))
+        commits |= {c for k in present for c in table[k].get("commits", [])}
+        cpus |= {cpu_name(m) for k in present for m in table[k].get("machines", [])}
+    commits = oldest_first(list(commits)) or [f["commit"]]
     # a bounded line in the README; benchmarks/results.json lists each policy's commits
     shown = ", ".join(commits) if len(commits) <= 3 else f"{commits[0]} to {commits[-1]} ({len(commits)} commits)"
-    cpus = sorted({cpu_name(m) for k in present for m in table[k].get("machines", [])}) or [cpu_name(f.get("cpu", ""))]
-    out.append(f"\nSuccess %, {d[1:]} demos per task, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
-               f"of up to {b['max_steps']} steps, {seeds} of {len(b['seeds'])} seeds ({fewer}range in brackets), "
-               f"{b['train_steps']:,} training steps each; {BASELINE_SIZES}. "
-               + ("Blind: each demo's actions open loop in each scene, no observation. " if BLIND in table else "")
+    b, blind = f["budget"], any(BLIND in t for t in done.values())
+    demos = " or ".join(d[1:] for d in done) + " demos per task" + (" (first column)" if several else "")
+    seeds = ", ".join(f"{n} ({fewer.removesuffix('; ')})" if several and fewer else n for n, fewer in seed_notes)
+    fewer = "" if several else seed_notes[0][1]
+    out.append(f"\nSuccess %, {demos}, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
+               f"of up to {b['max_steps']} steps, {seeds} ({fewer}range in brackets), {b['train_steps']:,} training "
+               f"steps each; {BASELINE_SIZES}. "
+               + ("Blind: each demo's actions open loop in each scene, no observation. " if blind else "")
                + "vs pre-trained: episodes only pre-trained / only it solved on shared seeds, exact McNemar p. "
-               f"{' and '.join(cpus)}, 2 cores; rollouts at {shown}.")
+               f"{' and '.join(sorted(cpus) or [cpu_name(f.get('cpu', ''))])}, 2 cores; rollouts at {shown}.")
     return "\n".join(out) + "\n"
+
+
+def _success(v: dict) -> str:
+    """A success cell: the mean over seeds, in percent, and its range when the seeds differ."""
+    mid = f"{100 * v['mean']:.0f}"
+    return mid if v["min"] == v["max"] else f"{mid} ({100 * v['min']:.0f}-{100 * v['max']:.0f})"

@@ -103,6 +103,15 @@ def test_the_readme_table_shows_seed_ranges_and_the_paired_test():
     table["act"]["seeds"] = [0, 1, 2]  # a grid part-way: the policy with fewer seeds is named
     assert lines()[-1].endswith("rollouts at c1 to c6 (6 commits).")  # none in this history: by name
     assert "3 of 3 seeds (pre-trained: 2; range in brackets)" in lines()[-1]
+    # a second demo count with rollouts: a block of rows each, named in a first column; one without any, none
+    more = {"vpdd scratch": {**run(0.3, 0.3), "seeds": [0]}, "blind replay": {"replay": {"reach-v3": 0.25}}}
+    two = fewshot_table({"summary": {"D5": table, "D10": more, "D20": {"blind replay": {"replay": {"reach-v3": 0}}}},
+                         "budget": budget, "commit": "abc1234"}).splitlines()
+    assert two[:2] == ["| demos | policy | reach | all | vs pre-trained |", "| --- | --- | --- | --- | --- |"]
+    assert two[3:5] == ["| 5 | ACT | 20 | **20** | 1 / 3, p = 0.62 |", "| 5 | a demo replayed blind | 12 | **12** |  |"]
+    assert two[5:7] == ["| 10 | vidpolicy from scratch | 30 | **30** |  |", "| 10 | a demo replayed blind | 25 | **25** |  |"]
+    assert len(two) == 9 and "5 or 10 demos per task (first column)" in two[-1]
+    assert "3 of 3 seeds at 5 demos (pre-trained: 2), 1 of 3 seeds at 10 demos (range in brackets)" in two[-1]
 
 
 def head_and_parent() -> tuple[str, str]:
