@@ -14,8 +14,7 @@ from fewshot import HELDOUT, VARIANTS, Budget, Cell, is_done
 # rough CPU seconds on 2 cores of the Intel Xeon of sessions 29-35: per demo episode collected or replayed blind,
 # per optimizer step (vidpolicy's with its video model training, as from scratch), per evaluated step
 COST = {"collect_episode": 1.5, "replay_episode": 0.25, "tokenizer_step": 0.25, "pretrain_step": 1.1,
-        "finetune_step": 1.7,
-        "diffusion_step": 1.0, "act_step": 0.5, "imagine_sample": 3.0,
+        "finetune_step": 1.7, "diffusion_step": 1.0, "act_step": 0.5, "imagine_sample": 3.0,
         # per simulated step, from the first default rollouts (sharing the cores, so rough)
         "vpdd_rollout_step": 0.07, "vpdd_history_rollout_step": 0.035, "diffusion_rollout_step": 0.09,
         "act_rollout_step": 0.02}

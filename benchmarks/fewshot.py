@@ -8,7 +8,8 @@ left half-written resumes where its command does (collecting, vidpolicy training
 The results of the leaf cells (rollouts, imagination scores) are copied into a committed ledger
 (benchmarks/results/fewshot/default: cells/, and the settings that made them), which a fresh checkout restores:
 only what is missing runs again.
-Shared stages (demos per D, actionless corpus and pre-training per (D, k)) are cells of their own. Every policy
+Shared stages (demos per D, actionless corpus and pre-training per (D, k)) are cells of their own; so is each D's
+floor (``blind``: its demos' actions replayed open loop in the evaluation scenes, no observation read). Every policy
 is scored by ``vidpolicy rollout`` in the fast view with the 4-d state, on seeds 1000+ (the demos use 0.., the
 actionless corpus 500..). vidpolicy with k = 0 is the from-scratch baseline: its tokenizer and
 video model never see actionless video.
@@ -80,8 +81,7 @@ class Budget:
 
 @dataclass(frozen=True)
 class Cell:
-    stage: str  # demos, blind (its replay), actionless, others, pretrain, train (a policy), rollout, heldout,
-    # imagine
+    stage: str  # demos, blind, actionless, others, pretrain, train (a policy), rollout, heldout, imagine
     demos: int | None = None  # None: the stage does not depend on D (others)
     multiple: int | None = None  # None: the stage does not depend on the actionless corpus
     policy: str | None = None  # vpdd, diffusion, act, or vpdd-NAME: vidpolicy's variant NAME (see VARIANTS)
