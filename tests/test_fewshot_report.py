@@ -109,7 +109,8 @@ def test_the_readme_table_shows_seed_ranges_and_the_paired_test():
                          "budget": budget, "commit": "abc1234"}).splitlines()
     assert two[:2] == ["| demos | policy | reach | all | vs pre-trained |", "| --- | --- | --- | --- | --- |"]
     assert two[3:5] == ["| 5 | ACT | 20 | **20** | 1 / 3, p = 0.62 |", "| 5 | a demo replayed blind | 12 | **12** |  |"]
-    assert two[5:7] == ["| 10 | vidpolicy from scratch | 30 | **30** |  |", "| 10 | a demo replayed blind | 25 | **25** |  |"]
+    assert two[5:7] == ["| 10 | vidpolicy from scratch | 30 | **30** |  |",
+                        "| 10 | a demo replayed blind | 25 | **25** |  |"]
     assert len(two) == 9 and "5 or 10 demos per task (first column)" in two[-1]
     assert "3 of 3 seeds at 5 demos (pre-trained: 2), 1 of 3 seeds at 10 demos (range in brackets)" in two[-1]
 
