@@ -6,12 +6,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from _blind import split_by_blind
 from _common import cell_result
 from fewshot import VARIANTS, Cell, is_done
 
-
-BLIND = "blind replay"  # the summary's row for the grid's blind cell (see _blind.py)
+BLIND = "blind replay"  # the summary's row for the grid's blind cell (see vidpolicy.envs.replay)
 
 
 def paired(a: dict, b: dict) -> dict:
@@ -47,6 +45,19 @@ def outcomes(seeds: dict[int, dict]) -> dict[tuple, bool]:
     """Each episode of a policy's rollouts, keyed by (seed, task, episode): solved or not."""
     return {(s, t, i): step is not None for s, r in seeds.items() for t in r
             for i, step in enumerate(r[t]["success_steps"])}
+
+
+def split_by_blind(scenes: dict[str, list[float]], seeds: dict[int, dict]) -> dict:
+    """A policy's rollouts (seed -> task -> report), pooled over seeds: [solved, episodes] in the scenes some demo's
+    replay solves ("blind") and in those none does ("not_blind")."""
+    out = {"blind": [0, 0], "not_blind": [0, 0]}
+    for report in seeds.values():
+        for task, shares in scenes.items():
+            for share, step in zip(shares, report.get(task, {}).get("success_steps", [])):
+                side = out["blind" if share > 0 else "not_blind"]
+                side[0] += step is not None
+                side[1] += 1
+    return out
 
 
 def summarize(root: Path, cells: list[Cell]) -> dict:

@@ -56,7 +56,7 @@ class Runner:
         return self._collect(where / "data", cell.demos, seed=0)
 
     def blind(self, cell: Cell, where: Path) -> dict:  # the demos replayed open loop in the evaluation scenes
-        from _blind import blind_scores
+        from vidpolicy.envs.replay import blind_scores
 
         return blind_scores(self.dir(Cell("demos", cell.demos)) / "data", self.b.eval_episodes, EVAL_SEED,
                             self.b.max_steps)

@@ -1,4 +1,5 @@
-"""The head-to-head grid's floor (benchmarks/_blind.py): demos replayed open loop, no observation read."""
+"""Blind replay (vidpolicy.envs.replay), the floor a policy has to clear: demos replayed open loop, no observation
+read; and the grid's report splitting success by it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 from _util import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _blind import blind_scores, demo_actions, replay, split_by_blind  # noqa: E402
+from _fewshot_report import split_by_blind  # noqa: E402
+
+from vidpolicy.envs.replay import blind_scores, demo_actions, replay  # noqa: E402
 
 
 def test_a_demo_replayed_blind_solves_its_own_scene_and_standing_still_none(tmp_path):

@@ -21,7 +21,9 @@ def test_demo_quick_runs_every_stage(tmp_path):
     assert set(s["success"]) == {"reach-v3"}
     for p in [s["outputs"]["success_plot"], s["outputs"]["imagine_sheet"], *s["outputs"]["loss_plots"]]:
         assert (tmp_path / "demo").joinpath(p).exists(), p
-    assert "mean success" in r.stdout
+    assert "mean success" in r.stdout and "replaying a demo blind instead" in r.stdout
+    # the floor: the 2 demos replayed blind in the rollout's scene, a share of them
+    assert set(s["blind_replay_success"]) == {"reach-v3"} and s["mean_blind_replay_success"] in (0, 0.5, 1)
     # quiet by default: our bars and summary only (VIDPOLICY_VERBOSE=1 brings FFmpeg's and the libraries' back)
     out = r.stdout + r.stderr
     assert out.count("\n") <= 60 and "libx264" not in out and "@ 0x" not in out and "Warning" not in out, out[-3000:]

@@ -52,6 +52,8 @@ def format_summary(s: dict) -> str:
         rows.append(("  copying the history instead", f"{s['copy_history_token_accuracy']:.3f}"))
     rows += [(f"success {t}", f"{100 * r:.0f}%") for t, r in s["success"].items()]
     rows.append(("mean success", f"{100 * s['mean_success_rate']:.0f}%"))
+    if s.get("mean_blind_replay_success") is not None:  # the bar the policy has to clear
+        rows.append(("  replaying a demo blind instead", f"{100 * s['mean_blind_replay_success']:.0f}%"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     lines += ["", "wrote:"] + [f"  {v}" if isinstance(v, str) else "  " + "\n  ".join(v) for v in s["outputs"].values()]

@@ -18,10 +18,12 @@ from vidpolicy.datasets.video import find_videos
 def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_videos: str | None = None,
                  overwrite: bool = False, compare_scratch: bool = False, eval_seed: int = 1000,
                  compare_joint: bool = False) -> dict:
-    """collect -> tokenizer -> tokenize -> pretrain -> imagine -> finetune -> rollout. The policy keeps the
-    pre-trained video model frozen (the paper); ``compare_scratch`` adds the same architecture from scratch (video
-    model trained with the actions), ``compare_joint`` the pre-trained one trained jointly the same way."""
+    """collect -> tokenizer -> tokenize -> pretrain -> imagine -> finetune -> rollout, then the demos replayed blind
+    in the rollout's scenes (the floor its success has to clear). The policy keeps the pre-trained video model frozen
+    (the paper); ``compare_scratch`` adds the same architecture from scratch (video model trained with the actions),
+    ``compare_joint`` the pre-trained one trained jointly the same way."""
     from vidpolicy.envs.collect import CollectConfig, collect
+    from vidpolicy.envs.replay import blind_scores
     from vidpolicy.tokenizer.config import TokenizeConfig, TokenizerTrainConfig
     from vidpolicy.tokenizer.tokenize import tokenize
     from vidpolicy.tokenizer.train import train_tokenizer
@@ -85,6 +87,9 @@ def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_vi
         stage(f"rollout:{name}")
         results[name] = rollout_variant(out, s, tasks, name, eval_seed)
         done(f"rollout:{name}")
+    stage("blind replay")  # the floor: the demos' actions replayed open loop in the same scenes, nothing observed
+    blind = blind_scores(out / "robot_demos", s["episodes"], eval_seed, s["max_steps"])["replay"]
+    done("blind replay")
     res = results["policy"]
     return {
         "tokenizer_psnr_db": tok.get("heldout", {}).get("psnr"),
@@ -92,6 +97,7 @@ def run_pipeline(out: Path, s: dict, tasks: str, actionless_tasks: str, human_vi
         "copy_history_token_accuracy": imagined.get("copy_history", {}).get("token_accuracy"),
         "success": {t: r["success_rate"] for t, r in res.items() if isinstance(r, dict)},
         "mean_success_rate": res["mean_success_rate"],
+        "blind_replay_success": blind, "mean_blind_replay_success": sum(blind.values()) / len(blind),
         "variants": {k: {"mean_success_rate": v["mean_success_rate"],
                          "success": {t: r["success_rate"] for t, r in v.items() if isinstance(r, dict)}}
                      for k, v in results.items()},

@@ -1,6 +1,6 @@
-"""Blind replay, the head-to-head grid's floor: each demo's recorded actions replayed open loop, no observation read,
-in each of the grid's evaluation scenes. A policy that solves only the scenes some demo's replay solves has learned
-the demos' motion, not to look where things are."""
+"""Blind replay: each demo's recorded actions executed open loop, no observation read, in other scenes. It is the
+floor a policy learned from those demos has to clear: one that solves only what some demo's replay solves has
+learned the demos' motion, not to look where things are."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
+from vidpolicy.envs.collect import SIDE_CAR
+from vidpolicy.envs.metaworld import MetaWorldEnv
+
 
 def demo_actions(data: Path) -> dict[str, list[np.ndarray]]:
     """A dataset from `vidpolicy collect`: each task's episodes' actions, in episode order."""
     import pandas as pd
 
-    episodes = json.loads((data / "meta" / "vidpolicy_collect.json").read_text())["episodes"]
+    episodes = json.loads((data / SIDE_CAR).read_text())["episodes"]
     frames = pd.concat(pd.read_parquet(p, columns=["episode_index", "frame_index", "action"])
                        for p in sorted((data / "data").rglob("*.parquet")))
     out: dict[str, list[np.ndarray]] = {}
@@ -35,13 +38,11 @@ def replay(env, actions: np.ndarray, seed: int, max_steps: int = 500) -> bool:
     return False
 
 
-def blind_scores(data: Path, episodes: int, seed: int, max_steps: int) -> dict:
+def blind_scores(data: Path, episodes: int, seed: int = 1000, max_steps: int = 500) -> dict:
     """Per task, each evaluation scene's share of the demos whose replay solves it (scenes ``seed``, ``seed`` + 1,
     ..., as `rollout` evaluates), with each task's mean (a policy replaying a demo at random) and share of scenes
     some demo solves (one picking the right demo per scene, which no blind policy can know)."""
     from tqdm import tqdm
-
-    from vidpolicy.envs.metaworld import MetaWorldEnv
 
     demos = demo_actions(data)
     scenes = {}
@@ -55,16 +56,3 @@ def blind_scores(data: Path, episodes: int, seed: int, max_steps: int) -> dict:
             env.close()
     return {"scenes": scenes, "replay": {t: float(np.mean(v)) for t, v in scenes.items()},
             "best_demo": {t: float(np.mean([s > 0 for s in v])) for t, v in scenes.items()}}
-
-
-def split_by_blind(scenes: dict[str, list[float]], seeds: dict[int, dict]) -> dict:
-    """A policy's rollouts (seed -> task -> report), pooled over seeds: [solved, episodes] in the scenes some demo's
-    replay solves ("blind") and in those none does ("not_blind")."""
-    out = {"blind": [0, 0], "not_blind": [0, 0]}
-    for report in seeds.values():
-        for task, shares in scenes.items():
-            for share, step in zip(shares, report.get(task, {}).get("success_steps", [])):
-                side = out["blind" if share > 0 else "not_blind"]
-                side[0] += step is not None
-                side[1] += 1
-    return out
