@@ -7,6 +7,7 @@ import json
 import sys
 
 import numpy as np
+import pytest
 from _util import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -32,6 +33,13 @@ def test_a_demo_replayed_blind_solves_its_own_scene_and_standing_still_none(tmp_
     first = recorded[0]["seed"]
     scores = blind_scores(data, episodes=1, seed=first, max_steps=500)  # scene 0: demo 0's, solved by it
     assert scores["scenes"]["reach-v3"][0] in (0.5, 1.0) and scores["best_demo"]["reach-v3"] == 1.0
+
+
+def test_demos_without_collects_record_get_a_one_line_error(tmp_path):
+    from vidpolicy.common.errors import VidpolicyError
+
+    with pytest.raises(VidpolicyError, match=r"vidpolicy_collect.json: missing"):
+        demo_actions(tmp_path)
 
 
 def test_success_splits_by_the_scenes_a_blind_replay_solves():

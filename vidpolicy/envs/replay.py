@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.envs.collect import SIDE_CAR
 from vidpolicy.envs.metaworld import MetaWorldEnv
 
@@ -17,6 +18,8 @@ def demo_actions(data: Path) -> dict[str, list[np.ndarray]]:
     """A dataset from `vidpolicy collect`: each task's episodes' actions, in episode order."""
     import pandas as pd
 
+    if not (data / SIDE_CAR).is_file():
+        raise VidpolicyError(f"{data / SIDE_CAR}: missing; blind replay reads demos recorded by `vidpolicy collect`")
     episodes = json.loads((data / SIDE_CAR).read_text())["episodes"]
     frames = pd.concat(pd.read_parquet(p, columns=["episode_index", "frame_index", "action"])
                        for p in sorted((data / "data").rglob("*.parquet")))
