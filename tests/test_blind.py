@@ -14,6 +14,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _fewshot_report import split_by_blind  # noqa: E402
 
 from vidpolicy.envs.replay import blind_scores, demo_actions, replay  # noqa: E402
+from vidpolicy.envs.rollout import format_table  # noqa: E402
+
+
+def report_rows(report: dict) -> dict:
+    return {k: v for k, v in report.items() if isinstance(v, dict)}
 
 
 def test_a_demo_replayed_blind_solves_its_own_scene_and_standing_still_none(tmp_path):
@@ -33,6 +38,14 @@ def test_a_demo_replayed_blind_solves_its_own_scene_and_standing_still_none(tmp_
     first = recorded[0]["seed"]
     scores = blind_scores(data, episodes=1, seed=first, max_steps=500)  # scene 0: demo 0's, solved by it
     assert scores["scenes"]["reach-v3"][0] in (0.5, 1.0) and scores["best_demo"]["reach-v3"] == 1.0
+    # `rollout --blind-floor`: the same floor beside the policy's success, in its scenes; none for a task without demos
+    from vidpolicy.envs.rollout import RolloutConfig, rollout
+
+    report = rollout(RolloutConfig(policy="expert", tasks="reach,push", episodes=1, seed=first, max_steps=150,
+                                   out=str(tmp_path / "eval"), videos=False, blind_floor=str(data)))
+    assert report["reach-v3"]["blind_replay_rate"] == scores["replay"]["reach-v3"]
+    assert report["push-v3"]["blind_replay_rate"] is None and report["reach-v3"]["successes"] == 1
+    assert format_table(report_rows(report)).splitlines()[0].split() == ["task", "success", "rate", "blind"]
 
 
 def test_demos_without_collects_record_get_a_one_line_error(tmp_path):

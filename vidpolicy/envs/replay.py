@@ -41,13 +41,15 @@ def replay(env, actions: np.ndarray, seed: int, max_steps: int = 500) -> bool:
     return False
 
 
-def blind_scores(data: Path, episodes: int, seed: int = 1000, max_steps: int = 500) -> dict:
-    """Per task, each evaluation scene's share of the demos whose replay solves it (scenes ``seed``, ``seed`` + 1,
-    ..., as `rollout` evaluates), with each task's mean (a policy replaying a demo at random) and share of scenes
-    some demo solves (one picking the right demo per scene, which no blind policy can know)."""
+def blind_scores(data: Path, episodes: int, seed: int = 1000, max_steps: int = 500,
+                 tasks: list[str] | None = None) -> dict:
+    """Per task (those of ``tasks`` the demos hold; default all), each evaluation scene's share of the demos whose
+    replay solves it (scenes ``seed``, ``seed`` + 1, ..., as `rollout` evaluates), with each task's mean (a policy
+    replaying a demo at random) and share of scenes some demo solves (one picking the right demo per scene, which no
+    blind policy can know)."""
     from tqdm import tqdm
 
-    demos = demo_actions(data)
+    demos = {t: a for t, a in demo_actions(data).items() if tasks is None or t in tasks}
     scenes = {}
     with tqdm(total=sum(map(len, demos.values())) * episodes, desc="blind replay", unit="ep") as bar:
         for task, actions in demos.items():

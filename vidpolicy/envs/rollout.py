@@ -61,6 +61,7 @@ class RolloutConfig:
     action_decode: str | None = opt(None, "override the token head's decoding: mode or mean", advanced=True)
     expert_labels: bool = opt(True, "score each action against the scripted expert's", advanced=True)
     device: str = opt("auto", "cpu, cuda[:N] or auto (cuda when there is one)")
+    blind_floor: str | None = opt(None, "a `collect` dataset whose demos are also replayed blind in the same scenes")
 
 
 class ExpertPolicy:
@@ -152,6 +153,11 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
         make_policy, size = _policy_maker(cfg)
     journal = out / EPISODES
     done = {(r["task"], r["seed"]): r for r in read_jsonl(journal)} if resuming else {}
+    floor = {}
+    if cfg.blind_floor:  # first (seconds): the floor the policy has to clear, in the same scenes
+        from vidpolicy.envs.replay import blind_scores
+
+        floor = blind_scores(Path(cfg.blind_floor), cfg.episodes, cfg.seed, cfg.max_steps, tasks)["replay"]
     results: dict = {}
     bar = tqdm(total=len(tasks) * cfg.episodes, desc="rollout", unit="ep")
     t0 = time.time()
@@ -183,6 +189,8 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
             bar.update(1)
         env.close()
         row["success_rate"] = row["successes"] / max(row["episodes"], 1)
+        if cfg.blind_floor:
+            row["blind_replay_rate"] = floor.get(task)  # None: the dataset has no demo of the task
         results[task] = row
     bar.close()
     rates = {t: r["success_rate"] for t, r in results.items()}
@@ -195,9 +203,18 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'task':<28} {'success':>9} {'rate':>6}"]
+    """Success per task and the mean; a "blind" column where the demos' blind replay was scored beside it."""
+    blind = any("blind_replay_rate" in r for r in results.values())
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.0f}%"
+
+    lines = [f"{'task':<28} {'success':>9} {'rate':>6}" + (f" {'blind':>6}" if blind else "")]
     for task, r in results.items():
-        lines.append(f"{task:<28} {r['successes']:>4}/{r['episodes']:<4} {100 * r['success_rate']:>5.0f}%")
+        lines.append(f"{task:<28} {r['successes']:>4}/{r['episodes']:<4} {pct(r['success_rate']):>6}"
+                     + (f" {pct(r.get('blind_replay_rate')):>6}" if blind else ""))
     mean = np.mean([r["success_rate"] for r in results.values()]) if results else 0.0
-    lines.append(f"{'mean':<28} {'':>9} {100 * mean:>5.0f}%")
+    floors = [r["blind_replay_rate"] for r in results.values() if r.get("blind_replay_rate") is not None]
+    lines.append(f"{'mean':<28} {'':>9} {pct(mean):>6}" + (f" {pct(np.mean(floors) if floors else None):>6}"
+                                                           if blind else ""))
     return "\n".join(lines)
