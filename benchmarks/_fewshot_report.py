@@ -51,13 +51,17 @@ def split_by_blind(scenes: dict[str, list[float]], seeds: dict[int, dict]) -> di
     """A policy's rollouts (seed -> task -> report), pooled over seeds: [solved, episodes] in the scenes some demo's
     replay solves ("blind") and in those none does ("not_blind")."""
     out = {"blind": [0, 0], "not_blind": [0, 0]}
-    for report in seeds.values():
-        for task, shares in scenes.items():
-            for share, step in zip(shares, report.get(task, {}).get("success_steps", [])):
-                side = out["blind" if share > 0 else "not_blind"]
-                side[0] += step is not None
-                side[1] += 1
+    for (_, task, i), solved in outcomes(seeds).items():
+        if i < len(scenes.get(task, [])):
+            side = out["blind" if scenes[task][i] > 0 else "not_blind"]
+            side[0] += solved
+            side[1] += 1
     return out
+
+
+def pooled(per_task: dict[str, float]) -> float:
+    """A per-task rate pooled over tasks (each task has the same number of episodes)."""
+    return sum(per_task.values()) / len(per_task)
 
 
 def summarize(root: Path, cells: list[Cell]) -> dict:
@@ -149,8 +153,7 @@ def plot(summary: dict, path: Path, multiples: tuple[int, ...] = (0, 1, 5, 20)) 
                 ax.axhspan(lo, hi, color=color, alpha=0.1, lw=0)
                 bands.setdefault(d, {})[label] = (lo, mid, hi)
         if BLIND in table:
-            replay = table[BLIND]["replay"]
-            blind = 100 * sum(replay.values()) / len(replay)
+            blind = 100 * pooled(table[BLIND]["replay"])
             ax.axhline(blind, ls=":", color="gray", label="a demo replayed blind")
             bands.setdefault(d, {})["blind replay"] = (blind, blind, blind)
         ax.set(title=f"{d[1:]} demos per task", xlabel="actionless episodes per task / demos per task",

@@ -4,7 +4,7 @@ at scale (index_scale) and the GPU check (gpu); _results_md.py renders the other
 from __future__ import annotations
 
 from _common import oldest_first
-from _fewshot_report import BLIND, corpora
+from _fewshot_report import BLIND, corpora, pooled
 
 
 def cpu_name(cpu: str) -> str:
@@ -14,10 +14,6 @@ def cpu_name(cpu: str) -> str:
 
 def pct(x: float) -> str:
     return f"{100 * x:.0f}%"
-
-
-def mean(per_task: dict[str, float]) -> float:
-    return sum(per_task.values()) / len(per_task)
 
 
 ONLY = "episodes only vidpolicy on the largest corpus / only this one solved"
@@ -44,7 +40,7 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
                 if name == BLIND:
                     out.append((key, f"{d}, {BLIND}: each demo's actions open loop in each scene, no observation: "
                                 "success of a random demo / scenes some demo solves",
-                                f"{pct(mean(v['replay']))} / {pct(mean(v['best_demo']))}"))
+                                f"{pct(pooled(v['replay']))} / {pct(pooled(v['best_demo']))}"))
                 if "imagination" in v:
                     im = v["imagination"]
                     out.append((key, f"{d}, {name}: imagined future vs copying the present, token accuracy / PSNR",
@@ -117,7 +113,7 @@ def fewshot_table(f: dict) -> str:
         if BLIND in table:  # the floor: no policy, no camera
             replay = table[BLIND]["replay"]
             out.append(f"{lead}| a demo replayed blind | " + " | ".join(f"{100 * replay[x]:.0f}" for x in tasks)
-                       + f" | **{100 * mean(replay):.0f}** |  |")
+                       + f" | **{100 * pooled(replay):.0f}** |  |")
         counts = {k: len(table[k]["seeds"]) for k in present}
         seeds = max(counts.values())
         fewer = "".join(f"{short(names[k])}: {n}; " for k, n in counts.items() if n < seeds)  # a grid part-way
@@ -129,7 +125,7 @@ def fewshot_table(f: dict) -> str:
     shown = ", ".join(commits) if len(commits) <= 3 else f"{commits[0]} to {commits[-1]} ({len(commits)} commits)"
     b, blind = f["budget"], any(BLIND in t for t in done.values())
     demos = " or ".join(d[1:] for d in done) + " demos per task" + (" (first column)" if several else "")
-    seeds = ", ".join(f"{n} ({fewer.removesuffix('; ')})" if several and fewer else n for n, fewer in seed_notes)
+    seeds = ", ".join(f"{n} ({few.removesuffix('; ')})" if several and few else n for n, few in seed_notes)
     fewer = "" if several else seed_notes[0][1]
     out.append(f"\nSuccess %, {demos}, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
                f"of up to {b['max_steps']} steps, {seeds} ({fewer}range in brackets), {b['train_steps']:,} training "
