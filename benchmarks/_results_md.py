@@ -1,11 +1,11 @@
 """benchmarks/results.md: every benchmark's rows (the head-to-head grid's, G1's, the index's and the GPU check's come
-from _tables.py) and the commits and machines they were measured at."""
+from _tables.py), the commits and machines they were measured at, and the grid's full per-task table."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from _tables import rows
+from _tables import fewshot_table, rows
 
 
 def fmt(x, pct: bool = False) -> str:
@@ -189,4 +189,7 @@ def markdown(r: dict) -> str:
     cpus = ", ".join(f"{k} on {v['cpu']}" for k, v in r.items() if "cpu" in v)
     older = [k for k, v in r.items() if "cpu" not in v]  # measured before the JSON named the processor
     where = f"; {cpus}" + (f"; {', '.join(older)} on an earlier machine" if older else "") if cpus else ""
-    return "\n".join(lines) + f"\n\nCommits measured: {', '.join(commits)}; 2-core CPU machines, no GPU{where}.\n"
+    grid = r.get("fewshot", {})  # the head-to-head grid per task: every policy, each task's range over seeds
+    per_task = f"\n**fewshot, per task** (success %)\n\n{fewshot_table(grid, full=True)}" if grid.get("summary") else ""
+    return ("\n".join(lines) + f"\n\nCommits measured: {', '.join(commits)}; 2-core CPU machines, no GPU{where}.\n"
+            + per_task)

@@ -87,18 +87,21 @@ def short(name: str) -> str:
     return name.split(" (")[0].removeprefix("vidpolicy ")
 
 
-def fewshot_table(f: dict) -> str:
-    """The README's results table, one block of rows per demo count with a rollout done (a first column names it when
-    there are several): success per policy and task (mean over the seeds done, their range when more than one),
-    pooled, the paired test against vidpolicy pre-trained on the largest corpus, and the blind floor."""
+def fewshot_table(f: dict, full: bool = False) -> str:
+    """The grid's table, one block of rows per demo count with a rollout done (a first column names it when there
+    are several): success per policy and task (mean over the seeds done), pooled with its range over seeds, the
+    paired test against vidpolicy pre-trained on the largest corpus, and the blind floor. The README's (default):
+    the paper's recipe on the largest corpus and the baselines; ``full`` (benchmarks/results.md): every policy, each
+    task's range too."""
     done = {d: t for d, t in f["summary"].items() if any("mean" in v for v in t.values())}
     several = len(done) > 1
     out, seed_notes, commits, cpus, n_seeds = [], [], set(), set(), len(f["budget"]["seeds"])
     for d, table in done.items():
         ks = [k for k in corpora(table) if "mean" in table[f"vpdd A={k}xD"]]
-        # the paper's recipe on the largest corpus and the baselines; the smaller corpora are the plot's, variants
-        # stay in benchmarks/results
-        names = {**{f"vpdd A={k}xD": f"vidpolicy pre-trained ({k}x D actionless)" for k in ks[-1:]}, **BASELINES}
+        names = {**{f"vpdd A={k}xD": f"vidpolicy pre-trained ({k}x D actionless)" for k in (ks if full else ks[-1:])},
+                 **BASELINES}
+        if full:  # the variants too, by their grid names
+            names |= {k: "vidpolicy " + k.removeprefix("vpdd ") for k in table if k not in names and k != BLIND}
         present = [k for k in names if "mean" in table.get(k, {})]
         tasks = list(table[present[0]]["per_task"])
         lead = f"| {d[1:]} " if several else ""
@@ -108,7 +111,7 @@ def fewshot_table(f: dict) -> str:
         for k in present:
             t, vs = table[k], table[k].get("vs_pretrained")
             paired = f"{vs['wins']} / {vs['losses']}, p = {vs['p_value']:.2g}" if vs else ""
-            out.append(f"{lead}| {names[k]} | " + " | ".join(_success(t["per_task"][x]) for x in tasks)
+            out.append(f"{lead}| {names[k]} | " + " | ".join(_success(t["per_task"][x], full) for x in tasks)
                        + f" | **{_success(t)}** | {paired} |")
         if BLIND in table:  # the floor: no policy, no camera
             replay = table[BLIND]["replay"]
@@ -127,8 +130,9 @@ def fewshot_table(f: dict) -> str:
     demos = " or ".join(d[1:] for d in done) + " demos per task" + (" (first column)" if several else "")
     seeds = ", ".join(f"{n} ({few.removesuffix('; ')})" if several and few else n for n, few in seed_notes)
     fewer = "" if several else seed_notes[0][1]
+    spread = "range in brackets" if full else "all: range in brackets"
     out.append(f"\nSuccess %, {demos}, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
-               f"of up to {b['max_steps']} steps, {seeds} ({fewer}range in brackets), {b['train_steps']:,} training "
+               f"of up to {b['max_steps']} steps, {seeds} ({fewer}{spread}), {b['train_steps']:,} training "
                f"steps each; {BASELINE_SIZES}. "
                + ("Blind: each demo's actions open loop in each scene, no observation. " if blind else "")
                + "vs pre-trained: episodes only pre-trained / only it solved on shared seeds, exact McNemar p. "
@@ -136,7 +140,7 @@ def fewshot_table(f: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def _success(v: dict) -> str:
-    """A success cell: the mean over seeds, in percent, and its range when the seeds differ."""
+def _success(v: dict, spread: bool = True) -> str:
+    """A success cell: the mean over seeds, in percent, and (``spread``) its range when the seeds differ."""
     mid = f"{100 * v['mean']:.0f}"
-    return mid if v["min"] == v["max"] else f"{mid} ({100 * v['min']:.0f}-{100 * v['max']:.0f})"
+    return mid if v["min"] == v["max"] or not spread else f"{mid} ({100 * v['min']:.0f}-{100 * v['max']:.0f})"
