@@ -21,7 +21,7 @@ def report_rows(report: dict) -> dict:
     return {k: v for k, v in report.items() if isinstance(v, dict)}
 
 
-def test_a_demo_replayed_blind_solves_its_own_scene_and_standing_still_none(tmp_path):
+def test_a_demo_replayed_blind_solves_its_own_scene_and_standing_still_none(tmp_path, monkeypatch):
     from vidpolicy.envs.collect import CollectConfig, collect
     from vidpolicy.envs.metaworld import MetaWorldEnv
 
@@ -46,6 +46,13 @@ def test_a_demo_replayed_blind_solves_its_own_scene_and_standing_still_none(tmp_
     assert report["reach-v3"]["blind_replay_rate"] == scores["replay"]["reach-v3"]
     assert report["push-v3"]["blind_replay_rate"] is None and report["reach-v3"]["successes"] == 1
     assert format_table(report_rows(report)).splitlines()[0].split() == ["task", "success", "rate", "blind"]
+    # a resumed rollout reuses the floor it scored (same config, same scenes): no demo is replayed again
+    import vidpolicy.envs.replay
+
+    monkeypatch.setattr(vidpolicy.envs.replay, "blind_scores", lambda *a, **k: pytest.fail("scored again"))
+    again = rollout(RolloutConfig(policy="expert", tasks="reach,push", episodes=1, seed=first, max_steps=150,
+                                  out=str(tmp_path / "eval"), videos=False, blind_floor=str(data)))
+    assert again["reach-v3"]["blind_replay_rate"] == scores["replay"]["reach-v3"]
 
 
 def test_demos_without_collects_record_get_a_one_line_error(tmp_path):

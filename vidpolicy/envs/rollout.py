@@ -12,6 +12,7 @@ randomness comes from its seed, so the report equals an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
 
 ACTION_DIM = 4  # Meta-World: xyz displacement + gripper
 EPISODES = "episodes.jsonl"  # one line per finished episode: a killed rollout resumes after the last one
+BLIND_FLOOR = "blind_floor.json"  # --blind-floor's per-task rates, kept so that a resumed rollout reuses them
 JOURNALED = ("success", "success_step", "steps", "return", "expert_sq_error", "expert_magnitude")
 
 
@@ -153,11 +155,7 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
         make_policy, size = _policy_maker(cfg)
     journal = out / EPISODES
     done = {(r["task"], r["seed"]): r for r in read_jsonl(journal)} if resuming else {}
-    floor = {}
-    if cfg.blind_floor:  # first (seconds): the floor the policy has to clear, in the same scenes
-        from vidpolicy.envs.replay import blind_scores
-
-        floor = blind_scores(Path(cfg.blind_floor), cfg.episodes, cfg.seed, cfg.max_steps, tasks)["replay"]
+    floor = _blind_floor(cfg, tasks, out / BLIND_FLOOR) if cfg.blind_floor else {}
     results: dict = {}
     bar = tqdm(total=len(tasks) * cfg.episodes, desc="rollout", unit="ep")
     t0 = time.time()
@@ -200,6 +198,18 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
     plot_success(rates, out / "success.png", title=f"success rate: {Path(cfg.policy).name}")
     print(format_table(results))
     return report
+
+
+def _blind_floor(cfg: RolloutConfig, tasks: list[str], path: Path) -> dict[str, float]:
+    """The floor the policy has to clear: the demos replayed blind in the rollout's scenes (seconds), scored once
+    per run directory (a resumed run has the same config, so the same scenes)."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    from vidpolicy.envs.replay import blind_scores
+
+    floor = blind_scores(Path(cfg.blind_floor), cfg.episodes, cfg.seed, cfg.max_steps, tasks)["replay"]
+    write_json(path, floor)
+    return floor
 
 
 def format_table(results: dict) -> str:
