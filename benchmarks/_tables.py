@@ -119,8 +119,13 @@ def fewshot_table(f: dict, full: bool = False) -> str:
                        + f" | **{100 * pooled(replay):.0f}** |  |")
         counts = {k: len(table[k]["seeds"]) for k in present}
         seeds = max(counts.values())
-        fewer = "".join(f"{short(names[k])}: {n}; " for k, n in counts.items() if n < seeds)  # a grid part-way
-        seed_notes.append((f"{seeds} of {n_seeds} seeds" + (f" at {d[1:]} demos" if several else ""), fewer))
+        lag: dict[int, list[str]] = {}  # a grid part-way: the policies with fewer seeds, by their count
+        for k, n in counts.items():
+            if n < seeds:
+                lag.setdefault(n, []).append(names[k].removeprefix("vidpolicy ") if full else short(names[k]))
+        fewer = "; ".join(f"{' / '.join(who)}: {n}" for n, who in lag.items())  # names hold commas
+        seed_notes.append(f"{seeds} of {n_seeds} seeds" + (f" at {d[1:]} demos" if several else "")
+                          + (f" ({fewer})" if fewer else ""))
         commits |= {c for k in present for c in table[k].get("commits", [])}
         cpus |= {cpu_name(m) for k in present for m in table[k].get("machines", [])}
     commits = oldest_first(list(commits)) or [f["commit"]]
@@ -128,13 +133,11 @@ def fewshot_table(f: dict, full: bool = False) -> str:
     shown = ", ".join(commits) if len(commits) <= 3 else f"{commits[0]} to {commits[-1]} ({len(commits)} commits)"
     b, blind = f["budget"], any(BLIND in t for t in done.values())
     demos = " or ".join(d[1:] for d in done) + " demos per task" + (" (first column)" if several else "")
-    seeds = ", ".join(f"{n} ({few.removesuffix('; ')})" if several and few else n for n, few in seed_notes)
-    fewer = "" if several else seed_notes[0][1]
     spread = "range in brackets" if full else "all: range in brackets"
     out.append(f"\nSuccess %, {demos}, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
-               f"of up to {b['max_steps']} steps, {seeds} ({fewer}{spread}), {b['train_steps']:,} training "
-               f"steps each; {BASELINE_SIZES}. "
-               + ("Blind: each demo's actions open loop in each scene, no observation. " if blind else "")
+               f"of up to {b['max_steps']} steps, {', '.join(seed_notes)}; {spread}; {b['train_steps']:,} "
+               f"training steps each; {BASELINE_SIZES}. "
+               + ("Blind: each demo's actions open loop, no observation. " if blind else "")
                + "vs pre-trained: episodes only pre-trained / only it solved on shared seeds, exact McNemar p. "
                f"{' and '.join(sorted(cpus) or [cpu_name(f.get('cpu', ''))])}, 2 cores; rollouts at {shown}.")
     return "\n".join(out) + "\n"

@@ -97,12 +97,12 @@ def test_the_grid_table_shows_seed_ranges_and_the_paired_test():
                                      "| vidpolicy pre-trained (20x D actionless) | 45 (40-50) | **45 (40-50)** |  |",
                                      "| ACT | 20 | **20** | 1 / 3, p = 0.62 |",
                                      "| vidpolicy A=20xD, act on history | 90 | **90** |  |", ""]
-    assert "(all: range in brackets)" in first[-1]
-    assert "(range in brackets)" in lines(full=True)[-1]
+    assert "; all: range in brackets;" in first[-1]
+    assert "2 of 3 seeds; range in brackets;" in lines(full=True)[-1]
     assert "Blind:" not in first[-1]
     table["blind replay"] = {"replay": {"reach-v3": 0.125}, "best_demo": {"reach-v3": 0.5}}
     assert lines()[4] == "| a demo replayed blind | 12 | **12** |  |" and "Blind: each demo's actions" in lines()[-1]
-    assert "2 of 3 seeds (all: range" in first[-1] and "abc1234" in first[-1] and "CPU sizes" in first[-1]
+    assert "2 of 3 seeds; all: range" in first[-1] and "abc1234" in first[-1] and "CPU sizes" in first[-1]
     assert "p. Intel Xeon, 2 cores" in first[-1]  # no machine in the cells: the report's own
     table["act"]["commits"], table["vpdd A=20xD"]["commits"] = ["c2"], ["c1", "c2"]  # the cells' own commits
     table["act"]["machines"] = ["AMD EPYC", "Intel(R) Xeon(R) Processor"]  # and their processors
@@ -110,7 +110,10 @@ def test_the_grid_table_shows_seed_ranges_and_the_paired_test():
     table["act"]["commits"] = ["c3", "c4", "c5", "c6"]
     table["act"]["seeds"] = [0, 1, 2]  # a grid part-way: the policy with fewer seeds is named
     assert lines()[-1].endswith("rollouts at c1 to c6 (6 commits).")  # none in this history: by name
-    assert "3 of 3 seeds (pre-trained: 2; all: range in brackets" in lines()[-1]
+    assert "3 of 3 seeds (pre-trained: 2); all: range in brackets" in lines()[-1]
+    # the policies behind, grouped by their count; each corpus by its name where several are listed
+    assert "3 of 3 seeds (pre-trained (5x D actionless) / pre-trained (20x D actionless) / A=20xD, act on history: 2" \
+        in lines(full=True)[-1]
     # a second demo count with rollouts: a block of rows each, named in a first column; one without any, none
     more = {"vpdd scratch": {**run(0.3, 0.3), "seeds": [0]}, "blind replay": {"replay": {"reach-v3": 0.25}}}
     two = fewshot_table({"summary": {"D5": table, "D10": more, "D20": {"blind replay": {"replay": {"reach-v3": 0}}}},
@@ -120,7 +123,7 @@ def test_the_grid_table_shows_seed_ranges_and_the_paired_test():
     assert two[5:7] == ["| 10 | vidpolicy from scratch | 30 | **30** |  |",
                         "| 10 | a demo replayed blind | 25 | **25** |  |"]
     assert len(two) == 9 and "5 or 10 demos per task (first column)" in two[-1]
-    assert "3 of 3 seeds at 5 demos (pre-trained: 2), 1 of 3 seeds at 10 demos (all: range in" in two[-1]
+    assert "3 of 3 seeds at 5 demos (pre-trained: 2), 1 of 3 seeds at 10 demos; all: range in" in two[-1]
     from _results_md import markdown  # results.md ends with the full table
 
     rollouts = {k: v for k, v in table.items() if "imagination" not in v}  # its rows want a whole imagination
