@@ -53,6 +53,13 @@ def test_a_demo_replayed_blind_solves_its_own_scene_and_standing_still_none(tmp_
     again = rollout(RolloutConfig(policy="expert", tasks="reach,push", episodes=1, seed=first, max_steps=150,
                                   out=str(tmp_path / "eval"), videos=False, blind_floor=str(data)))
     assert again["reach-v3"]["blind_replay_rate"] == scores["replay"]["reach-v3"]
+    # demos rewritten in place under the same path: their floor is scored again, not the old one reused
+    side_car = data / "meta" / "vidpolicy_collect.json"
+    side_car.write_text(json.dumps(json.loads(side_car.read_text()), indent=1))
+    monkeypatch.setattr(vidpolicy.envs.replay, "blind_scores", lambda *a, **k: {"replay": {"reach-v3": 0.25}})
+    rescored = rollout(RolloutConfig(policy="expert", tasks="reach,push", episodes=1, seed=first, max_steps=150,
+                                     out=str(tmp_path / "eval"), videos=False, blind_floor=str(data)))
+    assert rescored["reach-v3"]["blind_replay_rate"] == 0.25
 
 
 def test_demos_without_collects_record_get_a_one_line_error(tmp_path):

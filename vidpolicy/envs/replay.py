@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidpolicy.common.checksum import sha256_bytes, sha256_file
 from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.envs.collect import SIDE_CAR
 from vidpolicy.envs.metaworld import MetaWorldEnv
@@ -28,6 +29,12 @@ def demo_actions(data: Path) -> dict[str, list[np.ndarray]]:
         rows = frames[frames.episode_index == e["episode_index"]].sort_values("frame_index")
         out.setdefault(e["task"], []).append(np.stack(rows.action.to_numpy()).astype(np.float32))
     return out
+
+
+def demos_digest(data: Path) -> str:
+    """What the demos are: their record and action files' bytes. A floor scored on other demos is not reused."""
+    files = [data / SIDE_CAR, *sorted((data / "data").rglob("*.parquet"))]
+    return sha256_bytes("".join(sha256_file(f) for f in files if f.is_file()).encode())
 
 
 def replay(env, actions: np.ndarray, seed: int, max_steps: int = 500) -> bool:

@@ -202,13 +202,15 @@ def rollout(cfg: RolloutConfig, overwrite: bool = False,
 
 def _blind_floor(cfg: RolloutConfig, tasks: list[str], path: Path) -> dict[str, float]:
     """The floor the policy has to clear: the demos replayed blind in the rollout's scenes (seconds), scored once
-    per run directory (a resumed run has the same config, so the same scenes)."""
-    if path.is_file():
-        return json.loads(path.read_text())
-    from vidpolicy.envs.replay import blind_scores
+    per run directory (a resumed run has the same config, so the same scenes) unless the demos changed since."""
+    from vidpolicy.envs.replay import blind_scores, demos_digest
 
+    digest = demos_digest(Path(cfg.blind_floor))
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    if kept.get("demos") == digest:
+        return kept["replay"]
     floor = blind_scores(Path(cfg.blind_floor), cfg.episodes, cfg.seed, cfg.max_steps, tasks)["replay"]
-    write_json(path, floor)
+    write_json(path, {"demos": digest, "replay": floor})
     return floor
 
 
