@@ -58,11 +58,12 @@ def sample_latency(model: FutureDenoiser, steps_list, policy=None) -> dict:
 
     K, n = model.config.codebook_size, model.tokens_per_clip
     hist, text = torch.randint(0, K, (1, n)), torch.randn(1, model.config.text_dim)
+    state = torch.zeros(1, policy.config.state_dim) if policy is not None and policy.config.state_dim else None
     out = {}
     for S in steps_list:
         def run():
             if policy is not None:
-                policy.plan(hist, text, steps=S)
+                policy.plan(hist, text, steps=S, state=state)
                 return
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
                 ctx = model.context(hist, model.text_input(text))
