@@ -11,7 +11,11 @@ from _tables import fewshot_table, rows
 def fmt(x, pct: bool = False) -> str:
     if x is None:
         return "n/a"
-    return f"{100 * x:.0f}%" if pct else (f"{x:.3g}" if isinstance(x, float) else str(x))
+    if pct:
+        return f"{100 * x:.0f}%"
+    if isinstance(x, float):  # three significant digits, but 1020, not 1.02e+03
+        return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+    return str(x)
 
 
 def _tokenizer_shape(p: dict) -> str:
