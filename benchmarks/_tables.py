@@ -96,6 +96,7 @@ def fewshot_table(f: dict, full: bool = False) -> str:
     done = {d: t for d, t in f["summary"].items() if any("mean" in v for v in t.values())}
     several = len(done) > 1
     out, seed_notes, commits, cpus, n_seeds = [], [], set(), set(), len(f["budget"]["seeds"])
+    complete = True  # every policy has every seed: one short note
     for d, table in done.items():
         ks = [k for k in corpora(table) if "mean" in table[f"vpdd A={k}xD"]]
         names = {**{f"vpdd A={k}xD": f"vidpolicy pre-trained ({k}x D actionless)" for k in (ks if full else ks[-1:])},
@@ -126,6 +127,7 @@ def fewshot_table(f: dict, full: bool = False) -> str:
         fewer = "; ".join(f"{' / '.join(who)}: {n}" for n, who in lag.items())  # names hold commas
         seed_notes.append(f"{seeds} of {n_seeds} seeds" + (f" at {d[1:]} demos" if several else "")
                           + (f" ({fewer})" if fewer else ""))
+        complete &= seeds == n_seeds and not fewer
         commits |= {c for k in present for c in table[k].get("commits", [])}
         cpus |= {cpu_name(m) for k in present for m in table[k].get("machines", [])}
     commits = oldest_first(list(commits)) or [f["commit"]]
@@ -134,8 +136,9 @@ def fewshot_table(f: dict, full: bool = False) -> str:
     b, blind = f["budget"], any(BLIND in t for t in done.values())
     demos = " or ".join(d[1:] for d in done) + " demos per task" + (" (first column)" if several else "")
     spread = "range in brackets" if full else "all: range in brackets"
+    notes = f"{n_seeds} seeds" if complete else ", ".join(seed_notes)
     out.append(f"\nSuccess %, {demos}, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
-               f"of up to {b['max_steps']} steps, {', '.join(seed_notes)}; {spread}; {b['train_steps']:,} "
+               f"of up to {b['max_steps']} steps, {notes}; {spread}; {b['train_steps']:,} "
                f"training steps each; {BASELINE_SIZES}. "
                + ("Blind: each demo's actions open loop, no observation. " if blind else "")
                + "vs pre-trained: episodes only pre-trained / only it solved on shared seeds, exact McNemar p. "

@@ -111,6 +111,9 @@ def test_the_grid_table_shows_seed_ranges_and_the_paired_test():
     table["act"]["seeds"] = [0, 1, 2]  # a grid part-way: the policy with fewer seeds is named
     assert lines()[-1].endswith("rollouts at c1 to c6 (6 commits).")  # none in this history: by name
     assert "3 of 3 seeds (pre-trained: 2); all: range in brackets" in lines()[-1]
+    table["vpdd A=20xD"]["seeds"] = [0, 1, 2]  # every policy has every seed: said once
+    assert "500 steps, 3 seeds; all: range in brackets" in lines()[-1]
+    table["vpdd A=20xD"]["seeds"] = [0, 1]
     # the policies behind, grouped by their count; each corpus by its name where several are listed
     assert "3 of 3 seeds (pre-trained (5x D actionless) / pre-trained (20x D actionless) / A=20xD, act on history: 2" \
         in lines(full=True)[-1]
