@@ -136,7 +136,7 @@ def fewshot_table(f: dict, full: bool = False) -> str:
     b, blind = f["budget"], any(BLIND in t for t in done.values())
     demos = " or ".join(d[1:] for d in done) + " demos per task" + (" (first column)" if several else "")
     spread = "range in brackets" if full else "all: range in brackets"
-    notes = f"{n_seeds} seeds" if complete else ", ".join(seed_notes)
+    notes = f"{n_seeds} seed{'s' * (n_seeds > 1)}" if complete else ", ".join(seed_notes)
     out.append(f"\nSuccess %, {demos}, camera + 4-d agent_pos, {b['eval_episodes']} episodes per task "
                f"of up to {b['max_steps']} steps, {notes}; {spread}; {b['train_steps']:,} "
                f"training steps each; {BASELINE_SIZES}. "
