@@ -156,7 +156,7 @@ def markdown(r: dict) -> str:
         for name, v in r["g1_offline"]["results"].items():
             add("g1_offline", f"{name}: held-out normalised action MSE / bin accuracy",
                 f"{v['normalized_mse']:.3f} / {v['bin_accuracy']:.3f}")
-    for key in ("lerobot_parity", "lerobot_parity_policy"):
+    for key in ("lerobot_parity", "lerobot_parity_policy", "lerobot_parity_policy_vidpolicy"):
         for task, v in r.get(key, {}).get("expert", {}).items():
             add(key, f"scripted expert on {task}, {r[key]['episodes']} seeds: vidpolicy rollout --view lerobot / "
                 f"LeRobot's rollout loop", f"{fmt(v['vidpolicy_rollout'], True)} / {fmt(v['lerobot_loop'], True)}")
@@ -164,7 +164,8 @@ def markdown(r: dict) -> str:
         for task, v in pol.items():
             if task.endswith("-v3"):
                 agree = f"; returns equal in {v['returns_agreeing']}" if "returns_agreeing" in v else ""
-                add(key, f"{pol.get('type', 'vpdd')} policy on {task}: vidpolicy rollout / lerobot-eval",
+                env = " --env.type=vidpolicy" if pol.get("view") == "vidpolicy" else ""
+                add(key, f"{pol.get('type', 'vpdd')} policy on {task}: vidpolicy rollout / lerobot-eval{env}",
                     f"{fmt(v['vidpolicy_rollout'], True)} / {fmt(v['lerobot_eval'], True)}{agree}")
         if "select_action_s" in r.get(key, {}):
             t = r[key]["select_action_s"]

@@ -1,9 +1,12 @@
-"""Do vidpolicy's harness and LeRobot's agree? The scripted expert (and optionally a vpdd policy) on the same
+"""Do vidpolicy's harness and LeRobot's agree? The scripted expert (and optionally a policy) on the same
 Meta-World tasks and seeds in ``vidpolicy rollout --view lerobot`` and in LeRobot's own rollout loop; and what the
-LeRobot plugin's pipelines add to a policy's ``select_action`` time.
+LeRobot plugin's pipelines add to a vpdd policy's ``select_action`` time. A policy trained on demos of vidpolicy's
+own view (the few-shot grid's: 96², agent_pos) runs in lerobot-eval as ``--env.type=vidpolicy`` (``--view
+vidpolicy``), seeing the frames ``vidpolicy rollout`` shows it.
 
     python benchmarks/lerobot_parity.py --quick
     python benchmarks/lerobot_parity.py --policy runs/policy_lr --episodes 10
+    python benchmarks/lerobot_parity.py --policy runs/act/checkpoints/last/pretrained_model --view vidpolicy
 """
 
 from __future__ import annotations
@@ -71,21 +74,33 @@ def lerobot_loop_expert(task: str, seeds: list[int]) -> list[bool]:
     return out
 
 
-def vidpolicy_rollout(policy: str, tasks: str, episodes: int, out: Path) -> dict:
+def vidpolicy_rollout(policy: str, tasks: str, episodes: int, out: Path, view: str = "lerobot") -> dict:
     from vidpolicy.envs.rollout import RolloutConfig, rollout
 
-    return rollout(RolloutConfig(policy=policy, view="lerobot", tasks=tasks, episodes=episodes, out=str(out),
-                                 videos=False, expert_labels=False, steps_after_success=0))  # LeRobot stops there
+    return rollout(RolloutConfig(policy=policy, view=view, state="agent_pos", tasks=tasks, episodes=episodes,
+                                 out=str(out), videos=False, expert_labels=False,
+                                 steps_after_success=0))  # LeRobot stops there
 
 
-def lerobot_eval(policy: str, task: str, episodes: int, out: Path) -> tuple[float, list[float]]:
-    """Success rate and each episode's return."""
+def env_args(policy: str, view: str) -> list[str]:
+    """lerobot-eval's environment for ``view``; vidpolicy's at the policy's image size, through yuv420p where
+    ``vidpolicy rollout`` passes that policy's frames so (a vpdd policy does it itself)."""
+    if view == "lerobot":
+        return ["--env.type=metaworld"]
+    from vidpolicy.envs.lerobot_policy import LeRobotPolicy
+
+    seen = LeRobotPolicy(policy, state_dim=4)
+    return ["--env.type=vidpolicy", f"--env.size={seen.image_size}", f"--env.yuv420={str(seen.yuv420).lower()}"]
+
+
+def lerobot_eval(policy: str, task: str, episodes: int, out: Path, env: list[str]) -> tuple[list[bool], list[float]]:
+    """Each episode's success and return."""
     exe = Path(sys.executable).with_name("lerobot-eval")
-    subprocess.run([str(exe), f"--policy.path={policy}", "--env.type=metaworld", f"--env.task={task}",
+    subprocess.run([str(exe), f"--policy.path={policy}", *env, f"--env.task={task}",
                     f"--eval.n_episodes={episodes}", "--eval.batch_size=1", "--eval.use_async_envs=false",
-                    "--policy.device=cpu", f"--output_dir={out}"], check=True, capture_output=True)
-    info = json.loads((out / "eval_info.json").read_text())
-    return info["overall"]["pc_success"] / 100, info["per_task"][0]["metrics"]["sum_rewards"]
+                    "--policy.device=cpu", "--seed=1000", f"--output_dir={out}"], check=True, capture_output=True)
+    metrics = json.loads((out / "eval_info.json").read_text())["per_task"][0]["metrics"]
+    return [bool(s) for s in metrics["successes"]], metrics["sum_rewards"]
 
 
 def latency(policy: str, calls: int = 40) -> dict:
@@ -113,42 +128,62 @@ def latency(policy: str, calls: int = 40) -> dict:
     return out
 
 
+def expert_parity(tasks: list[str], episodes: int, tmp: Path) -> dict:
+    """The scripted expert in ``vidpolicy rollout --view lerobot`` and in LeRobot's loop, episode by episode."""
+    seeds = [1000 + k for k in range(episodes)]  # lerobot-eval's default seeds
+    _keep_raw()
+    ours = vidpolicy_rollout("expert", ",".join(tasks), episodes, tmp / "expert")
+    out = {}
+    for task in tasks:
+        name = f"{task}-v3"
+        theirs = lerobot_loop_expert(name, seeds)
+        out[name] = {"vidpolicy_rollout": ours[name]["success_rate"], "lerobot_loop": float(np.mean(theirs)),
+                     "episodes_agreeing": sum(int(a is not None) == b for a, b in
+                                              zip(ours[name]["success_steps"], theirs))}
+    return out
+
+
+def policy_parity(policy: str, view: str, tasks: list[str], episodes: int, tmp: Path) -> dict:
+    """A policy directory in ``vidpolicy rollout`` and in lerobot-eval: success and each episode's return."""
+    ours = vidpolicy_rollout(policy, ",".join(tasks), episodes, tmp / "policy", view)
+    kind = json.loads((Path(policy) / "config.json").read_text())["type"]
+    env = env_args(policy, view)
+    out: dict = {"path": policy, "type": kind, "view": view, "lerobot_eval_env": env}
+    for t in tasks:
+        successes, returns = lerobot_eval(policy, f"{t}-v3", episodes, tmp / f"ev_{t}", env)
+        mine = ours[f"{t}-v3"]
+        out[f"{t}-v3"] = {  # the same trajectory gives the same return to rounding
+            "vidpolicy_rollout": mine["success_rate"], "lerobot_eval": float(np.mean(successes)),
+            "successes": successes, "returns": returns,
+            "returns_agreeing": int(np.isclose(mine["returns"], returns, rtol=1e-5).sum())}
+    return out
+
+
 def main() -> None:
     quiet()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="reach,button-press-topdown,drawer-close")
     ap.add_argument("--episodes", type=int, default=10)
-    ap.add_argument("--policy", help="a policy directory (vpdd or any LeRobot policy) trained on --view lerobot demos")
+    ap.add_argument("--policy", help="a policy directory (vpdd or any LeRobot policy) trained on --view's demos")
+    ap.add_argument("--view", default="lerobot", choices=("lerobot", "vidpolicy"),
+                    help="the view of the policy's demos; vidpolicy compares the policy only (default: lerobot)")
     ap.add_argument("--quick", action="store_true", help="2 episodes of one task")
     args = ap.parse_args()
+    if args.view == "vidpolicy" and not args.policy:
+        ap.error("--view vidpolicy compares a policy: give --policy")
     if args.quick:
         args.tasks, args.episodes = "reach", 2
     tasks = args.tasks.split(",")
-    seeds = [1000 + k for k in range(args.episodes)]  # lerobot-eval's default seeds
-    result: dict = {"episodes": args.episodes, "seeds": seeds, "expert": {}}
-    _keep_raw()
+    result: dict = {"episodes": args.episodes, "seeds": [1000 + k for k in range(args.episodes)]}
     with tempfile.TemporaryDirectory() as tmp:
-        ours = vidpolicy_rollout("expert", args.tasks, args.episodes, Path(tmp) / "expert")
-        for task in tasks:
-            name = f"{task}-v3"
-            theirs = lerobot_loop_expert(name, seeds)
-            result["expert"][name] = {"vidpolicy_rollout": ours[name]["success_rate"],
-                                      "lerobot_loop": float(np.mean(theirs)),
-                                      "episodes_agreeing": sum(int(a is not None) == b for a, b in
-                                                               zip(ours[name]["success_steps"], theirs))}
+        if args.view == "lerobot":
+            result["expert"] = expert_parity(tasks, args.episodes, Path(tmp))
         if args.policy:
-            pol = vidpolicy_rollout(args.policy, args.tasks, args.episodes, Path(tmp) / "policy")
-            kind = json.loads((Path(args.policy) / "config.json").read_text())["type"]
-            result["policy"] = {"path": args.policy, "type": kind}
-            for t in tasks:
-                rate, returns = lerobot_eval(args.policy, f"{t}-v3", args.episodes, Path(tmp) / f"ev_{t}")
-                ours = pol[f"{t}-v3"]
-                result["policy"][f"{t}-v3"] = {  # the same trajectory gives the same return to rounding
-                    "vidpolicy_rollout": ours["success_rate"], "lerobot_eval": rate,
-                    "returns_agreeing": int(np.isclose(ours["returns"], returns, rtol=1e-5).sum())}
-            if kind == "vpdd":  # the plugin's cost over vidpolicy's own path
+            result["policy"] = policy_parity(args.policy, args.view, tasks, args.episodes, Path(tmp))
+            if result["policy"]["type"] == "vpdd":  # the plugin's cost over vidpolicy's own path
                 result["select_action_s"] = latency(args.policy)
-    save("lerobot_parity_policy" if args.policy else "lerobot_parity", result)
+    name = "lerobot_parity" + ("_policy" if args.policy else "") + ("_vidpolicy" if args.view == "vidpolicy" else "")
+    save(name, result)
 
 
 if __name__ == "__main__":

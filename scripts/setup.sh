@@ -13,6 +13,6 @@ PY=python3
 if command -v pyenv >/dev/null 2>&1 && [ -f .python-version ]; then PY="$(pyenv which python3 2>/dev/null || echo python3)"; fi
 "$PY" -c 'import sys; assert sys.version_info >= (3, 12), f"vidpolicy needs Python >= 3.12, found {sys.version.split()[0]}"'
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-# the LeRobot plugin (plugins/lerobot_policy_vpdd) makes `--policy.type=vpdd` in lerobot-train / lerobot-eval
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]" -e plugins/lerobot_policy_vpdd
+# the LeRobot plugins (plugins/) make `--policy.type=vpdd` and `--env.type=vidpolicy` in lerobot-train / lerobot-eval
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]" -e plugins/lerobot_policy_vpdd -e plugins/lerobot_env_vidpolicy
 echo "vidpolicy installed in .venv ($(.venv/bin/python --version))"

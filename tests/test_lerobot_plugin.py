@@ -1,5 +1,5 @@
-"""vidpolicy as a LeRobot policy type: registration, lerobot-train / lerobot-eval on our policy, our rollout on
-LeRobot's policies, demos recorded as LeRobot's Meta-World shows them."""
+"""vidpolicy as a LeRobot policy type and env type: registration, lerobot-train / lerobot-eval on our policy and in
+our view, our rollout on LeRobot's policies, demos recorded as LeRobot's Meta-World shows them."""
 
 from __future__ import annotations
 
@@ -42,8 +42,9 @@ def lerobot_policy(policy, lerobot_demos) -> Path:
     return out
 
 
-def test_vpdd_is_a_registered_lerobot_policy_type():
+def test_vpdd_and_vidpolicy_are_registered_lerobot_types():
     from lerobot.configs import PreTrainedConfig
+    from lerobot.envs.configs import EnvConfig
     from lerobot.policies.factory import get_policy_class
     from lerobot.utils.import_utils import register_third_party_plugins
 
@@ -52,6 +53,9 @@ def test_vpdd_is_a_registered_lerobot_policy_type():
     register_third_party_plugins()
     assert "vpdd" in PreTrainedConfig.get_known_choices()
     assert get_policy_class("vpdd") is VPDDPolicy
+    env = EnvConfig.get_choice_class("vidpolicy")(task="reach", size=32, state="full")
+    assert env.features["pixels/corner"].shape == (32, 32, 3) and env.features["agent_pos"].shape == (39,)
+    assert env.features_map["pixels/corner"] == "observation.images.corner"  # the key `vidpolicy collect` records
 
 
 def test_collect_lerobot_view_records_what_lerobot_eval_shows(lerobot_demos):
@@ -106,27 +110,37 @@ def test_lerobot_train_checkpoint_acts_as_vidpolicy_does(policy, lerobot_demos, 
     assert json.loads((ckpt / "config.json").read_text())["type"] == "vpdd"
 
 
-def test_rollout_runs_a_lerobot_act_policy(lerobot_demos, tmp_path, capsys):
-    out = tmp_path / "act"
+def _train_act(demos: Path, out: Path) -> Path:
+    """A 2-step ACT (deterministic: no sampling) trained by lerobot-train on ``demos``; its policy directory."""
     r = _lerobot("lerobot-train", "--policy.type=act", "--policy.pretrained_backbone_weights=null",
                  "--policy.dim_model=32", "--policy.n_encoder_layers=1", "--policy.n_decoder_layers=1",
                  "--policy.dim_feedforward=64", "--policy.chunk_size=8", "--policy.n_action_steps=8",
                  "--policy.push_to_hub=false", "--policy.device=cpu", "--dataset.repo_id=local/demos",
-                 f"--dataset.root={lerobot_demos}", "--steps=2", "--batch_size=2", "--save_freq=2", "--num_workers=0",
+                 f"--dataset.root={demos}", "--steps=2", "--batch_size=2", "--save_freq=2", "--num_workers=0",
                  "--wandb.enable=false", f"--output_dir={out}")
     assert r.returncode == 0, r.stderr[-3000:]
-    ckpt = out / "checkpoints" / "last" / "pretrained_model"
+    return out / "checkpoints" / "last" / "pretrained_model"
+
+
+def _eval_returns(out: Path, *args: str, steps: int = 0) -> list[float]:
+    """Each episode's return in lerobot-eval (``steps``: Meta-World's episodes cut short, as the test's own)."""
+    script = ("tests/lerobot_eval_short.py", str(steps)) if steps else ("lerobot-eval",)
+    r = _lerobot(*script, *args, "--eval.batch_size=1", "--eval.use_async_envs=false", "--policy.device=cpu",
+                 "--seed=1000", f"--output_dir={out}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads((out / "eval_info.json").read_text())["per_task"][0]["metrics"]["sum_rewards"]
+
+
+def test_rollout_runs_a_lerobot_act_policy(lerobot_demos, tmp_path, capsys):
+    ckpt = _train_act(lerobot_demos, tmp_path / "act")
     _sees_frames_as_its_demos_video(ckpt, tmp_path, capsys)
     r = run_cli("rollout", "--policy", str(ckpt), "--view", "lerobot", "--tasks", "reach", "--episodes", "2",
                 "--max-steps", "8", "--no-yuv420", "--out", str(tmp_path / "roll"))  # lerobot-eval shows raw frames
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((tmp_path / "roll" / "results.json").read_text())
     assert res["reach-v3"]["episodes"] == 2 and res["reach-v3"]["seeds"] == [1000, 1001]
-    r = _lerobot("tests/lerobot_eval_short.py", "8", f"--policy.path={ckpt}", "--env.type=metaworld",
-                 "--env.task=reach-v3", "--eval.n_episodes=2", "--eval.batch_size=1", "--eval.use_async_envs=false",
-                 "--policy.device=cpu", "--seed=1000", f"--output_dir={tmp_path / 'eval'}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    theirs = json.loads((tmp_path / "eval" / "eval_info.json").read_text())["per_task"][0]["metrics"]["sum_rewards"]
+    theirs = _eval_returns(tmp_path / "eval", f"--policy.path={ckpt}", "--env.type=metaworld", "--env.task=reach-v3",
+                           "--eval.n_episodes=2", steps=8)
     # the same policy, seeds and steps in both harnesses: the same trajectories, so the same dense-reward sums
     np.testing.assert_allclose(res["reach-v3"]["returns"], theirs, rtol=1e-5)
     assert abs(theirs[0] - theirs[1]) > 1e-3  # two different episodes: the comparison can tell them apart
@@ -184,3 +198,23 @@ def test_mismatched_policy_files_and_directories_are_refused_by_name(lerobot_pol
     (tmp_path / "empty").mkdir()
     r = run_cli("rollout", "--policy", str(tmp_path / "empty"), "--tasks", "reach", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "not a policy directory" in r.stderr
+
+
+def test_lerobot_eval_scores_in_vidpolicy_view_as_rollout_does(tmp_path):
+    """`--env.type=vidpolicy`: a policy trained on `vidpolicy collect` demos (96², agent_pos) meets in lerobot-eval
+    the frames, state, scenes and yuv420p round trip that `vidpolicy rollout` gives it: the same returns."""
+    demos = tmp_path / "demos"
+    r = run_cli("collect", "--tasks", "reach", "--state", "agent_pos", "--episodes", "2", "--out", str(demos))
+    assert r.returncode == 0, r.stderr[-2000:]
+    ckpt = _train_act(demos, tmp_path / "act")
+    r = run_cli("rollout", "--policy", str(ckpt), "--state", "agent_pos", "--tasks", "reach", "--episodes", "2",
+                "--max-steps", "12", "--steps-after-success", "0", "--out", str(tmp_path / "roll"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    ours = json.loads((tmp_path / "roll" / "results.json").read_text())["reach-v3"]["returns"]
+    env = [f"--policy.path={ckpt}", "--env.type=vidpolicy", "--env.task=reach", "--env.episode_length=12",
+           "--eval.n_episodes=2"]
+    theirs = _eval_returns(tmp_path / "eval", *env, "--env.yuv420=true")
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    assert abs(theirs[0] - theirs[1]) > 1e-3  # two scenes: the comparison can tell episodes apart
+    raw = _eval_returns(tmp_path / "raw", *env)  # frames not through yuv420p: not what rollout showed the policy
+    assert not np.allclose(raw, theirs, rtol=1e-5)
