@@ -103,6 +103,12 @@ def headline(r: dict) -> str:
         row(f"scripted expert, {len(e)} tasks x {r['lerobot_parity']['episodes']} seeds: vidpolicy rollout / "
             "LeRobot's loop", " / ".join(fmt(sum(v[k] for v in e.values()) / len(e), True)
                                         for k in ("vidpolicy_rollout", "lerobot_loop")), "lerobot_parity")
+    if "lerobot_parity_policy_vidpolicy" in r:
+        p = r["lerobot_parity_policy_vidpolicy"]
+        eps = [v for k, v in p["policy"].items() if k.endswith("-v3")]
+        kind = {"act": "ACT", "diffusion": "Diffusion Policy", "vpdd": "vidpolicy"}.get(p["policy"]["type"], "")
+        row(f"grid {kind}, {len(eps)} tasks x {p['episodes']} seeds: equal returns in vidpolicy rollout / lerobot-eval",
+            f"{sum(v['returns_agreeing'] for v in eps)} of {len(eps) * p['episodes']}", "lerobot_parity_policy_vidpolicy")
     return "\n".join(rows) + "\n"
 
 
