@@ -48,6 +48,7 @@ def test_vpdd_and_vidpolicy_are_registered_lerobot_types():
     from lerobot.policies.factory import get_policy_class
     from lerobot.utils.import_utils import register_third_party_plugins
 
+    from vidpolicy.envs.tasks import INSTRUCTIONS
     from vidpolicy.policies.lerobot_vpdd.modeling_vpdd import VPDDPolicy
 
     register_third_party_plugins()
@@ -56,6 +57,9 @@ def test_vpdd_and_vidpolicy_are_registered_lerobot_types():
     env = EnvConfig.get_choice_class("vidpolicy")(task="reach", size=32, state="full")
     assert env.features["pixels/corner"].shape == (32, 32, 3) and env.features["agent_pos"].shape == (39,)
     assert env.features_map["pixels/corner"] == "observation.images.corner"  # the key `vidpolicy collect` records
+    vec = env.create_envs(n_envs=2)["vidpolicy"][0]  # lerobot-eval's loop reads the instruction from the env
+    assert vec.call("task_description") == (INSTRUCTIONS["reach-v3"],) * 2 and vec.call("_max_episode_steps")[0] == 500
+    vec.close()
 
 
 def test_collect_lerobot_view_records_what_lerobot_eval_shows(lerobot_demos):
