@@ -1,5 +1,5 @@
 """vidpolicy's view of Meta-World as a LeRobot environment type: ``lerobot-eval --env.type=vidpolicy`` (and
-``lerobot-train --env.type=vidpolicy`` for evaluation during training) score a policy trained on ``vidpolicy
+``lerobot-train --env.type=vidpolicy --env_eval_freq=N`` during training) score a policy trained on ``vidpolicy
 collect`` demos in LeRobot's own loop, seeing what ``vidpolicy rollout`` shows it: the corner camera at ``size``²
 without shadows (``observation.images.corner``), the 4-d agent_pos or the full 39-d state (``observation.state``),
 our instruction per task, ``reset(seed)`` placing the scene as ``vidpolicy rollout --seed`` does. ``yuv420``
