@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from _results_md import fmt, markdown
-from _tables import cpu_name, fewshot_table
+from _tables import BASELINES, cpu_name, fewshot_table
 
 from vidpolicy.common.workers import die_with_parent
 
@@ -106,9 +106,10 @@ def headline(r: dict) -> str:
     if "lerobot_parity_policy_vidpolicy" in r:
         p = r["lerobot_parity_policy_vidpolicy"]
         eps = [v for k, v in p["policy"].items() if k.endswith("-v3")]
-        kind = {"act": "ACT", "diffusion": "Diffusion Policy", "vpdd": "vidpolicy"}.get(p["policy"]["type"], "")
+        kind = BASELINES.get(p["policy"]["type"], p["policy"]["type"])
+        agreeing = sum(v["returns_agreeing"] for v in eps)
         row(f"grid {kind}, {len(eps)} tasks x {p['episodes']} seeds: equal returns in vidpolicy rollout / lerobot-eval",
-            f"{sum(v['returns_agreeing'] for v in eps)} of {len(eps) * p['episodes']}", "lerobot_parity_policy_vidpolicy")
+            f"{agreeing} of {len(eps) * p['episodes']}", "lerobot_parity_policy_vidpolicy")
     return "\n".join(rows) + "\n"
 
 
