@@ -24,10 +24,9 @@ from vidpolicy.common.media import yuv420_round_trip
 from vidpolicy.envs.collect import IMAGE_KEY
 from vidpolicy.envs.metaworld import MetaWorldEnv
 from vidpolicy.envs.tasks import INSTRUCTIONS, resolve_tasks
-from vidpolicy.envs.views import STATES, state_kind
+from vidpolicy.envs.views import ACTION_DIM, STATES, state_kind
 
 CAMERA = IMAGE_KEY.removeprefix(f"{OBS_IMAGES}.")  # "corner": the camera key `vidpolicy collect` records
-ACTION_DIM = 4
 
 
 class VidpolicyMetaWorld(gym.Env):

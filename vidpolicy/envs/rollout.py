@@ -32,10 +32,9 @@ from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.envs.lerobot_policy import LeRobotPolicy, is_lerobot_policy
 from vidpolicy.envs.metaworld import MetaWorldEnv
 from vidpolicy.envs.tasks import resolve_tasks
-from vidpolicy.envs.views import STATES, check_view, make_env, state_kind
+from vidpolicy.envs.views import ACTION_DIM, STATES, check_view, make_env, state_kind
 from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
 
-ACTION_DIM = 4  # Meta-World: xyz displacement + gripper
 EPISODES = "episodes.jsonl"  # one line per finished episode: a killed rollout resumes after the last one
 BLIND_FLOOR = "blind_floor.json"  # --blind-floor's per-task rates, kept so that a resumed rollout reuses them
 JOURNALED = ("success", "success_step", "steps", "return", "expert_sq_error", "expert_magnitude")

@@ -9,6 +9,7 @@ from vidpolicy.common.errors import VidpolicyError
 
 VIEWS = ("vidpolicy", "lerobot")
 STATES = {"full": 39, "agent_pos": 4}  # Meta-World's observation (objects included) / hand xyz + gripper
+ACTION_DIM = 4  # Meta-World: xyz displacement + gripper
 
 
 def state_kind(view: str, state: str | None) -> str:
