@@ -128,11 +128,10 @@ def latency(policy: str, calls: int = 40) -> dict:
     return out
 
 
-def expert_parity(tasks: list[str], episodes: int, tmp: Path) -> dict:
+def expert_parity(tasks: list[str], seeds: list[int], tmp: Path) -> dict:
     """The scripted expert in ``vidpolicy rollout --view lerobot`` and in LeRobot's loop, episode by episode."""
-    seeds = [1000 + k for k in range(episodes)]  # lerobot-eval's default seeds
     _keep_raw()
-    ours = vidpolicy_rollout("expert", ",".join(tasks), episodes, tmp / "expert")
+    ours = vidpolicy_rollout("expert", ",".join(tasks), len(seeds), tmp / "expert")
     out = {}
     for task in tasks:
         name = f"{task}-v3"
@@ -174,10 +173,11 @@ def main() -> None:
     if args.quick:
         args.tasks, args.episodes = "reach", 2
     tasks = args.tasks.split(",")
-    result: dict = {"episodes": args.episodes, "seeds": [1000 + k for k in range(args.episodes)]}
+    seeds = [1000 + k for k in range(args.episodes)]  # lerobot-eval's default seeds, and rollout's
+    result: dict = {"episodes": args.episodes, "seeds": seeds}
     with tempfile.TemporaryDirectory() as tmp:
         if args.view == "lerobot":
-            result["expert"] = expert_parity(tasks, args.episodes, Path(tmp))
+            result["expert"] = expert_parity(tasks, seeds, Path(tmp))
         if args.policy:
             result["policy"] = policy_parity(args.policy, args.view, tasks, args.episodes, Path(tmp))
             if result["policy"]["type"] == "vpdd":  # the plugin's cost over vidpolicy's own path
