@@ -92,6 +92,27 @@ def test_every_command_has_one_line_help_per_flag(cmd):
     assert not re.search(r"\d ?dB", r.stdout), "a measurement in --help: it belongs in docs/experiments.md"
 
 
+def test_help_and_a_wrong_flag_answer_without_loading_a_model_library():
+    """`--help` took ~6 s when every command's flags imported torch and diffusers; now only a run loads them."""
+    script = """
+import contextlib, io, json, sys
+import vidpolicy.cli as cli
+codes = []
+for argv in (["--help"], ["tokenizer", "train", "--help"], ["tokenize", "--help"], ["pretrain", "--help"],
+             ["finetune", "--help"], ["rollout", "--help"], ["demo", "--help"], ["rollout", "--no-such-flag"]):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            cli.main(argv)
+        except SystemExit as e:
+            codes.append(e.code)
+heavy = ("torch", "diffusers", "transformers", "lerobot", "mujoco", "metaworld", "av", "decord")
+print(json.dumps({"codes": codes, "loaded": [m for m in heavy if m in sys.modules]}))
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = json.loads(r.stdout)
+    assert out["codes"] == [0] * 7 + [2] and out["loaded"] == []
+
+
 def test_the_readme_set_up_commands_are_what_ci_runs():
     from _util import ROOT
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from vidpolicy.common.cli_args import opt
 from vidpolicy.common.io import write_json
-from vidpolicy.pipeline import run_pipeline
 
 
 @dataclass
@@ -33,6 +32,8 @@ SIZES = {
 
 
 def run_demo(cfg: DemoConfig, overwrite: bool = False) -> dict:
+    from vidpolicy.pipeline import run_pipeline  # torch and the stages: not needed to read the flags
+
     s = {**SIZES[cfg.quick], "view": cfg.view}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,11 +5,14 @@ Any sentence-transformers / Hugging Face path works instead. Embeddings are cach
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from vidpolicy.common.errors import VidpolicyError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
 TEXT_DIM = 384
@@ -46,6 +49,8 @@ class TextEncoder:
         return TEXT_DIM if self.name == DEFAULT_TEXT_ENCODER else int(self._load().get_sentence_embedding_dimension())
 
     def __call__(self, texts: list[str]) -> torch.Tensor:
+        import torch  # here, not at the top: stage configs read DEFAULT_TEXT_ENCODER without loading torch
+
         missing = sorted({t for t in texts if t not in self._cache})
         if missing:
             with torch.inference_mode():

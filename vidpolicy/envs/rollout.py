@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +21,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vidpolicy.common.cli_args import opt
 from vidpolicy.common.config import prepare_run_dir
 from vidpolicy.common.io import append_jsonl, read_jsonl, write_json
 from vidpolicy.common.media import side_by_side, write_mp4
@@ -31,6 +29,7 @@ from vidpolicy.common.errors import VidpolicyError
 from vidpolicy.common.runlock import releases_run_locks
 from vidpolicy.envs.lerobot_policy import LeRobotPolicy, is_lerobot_policy
 from vidpolicy.envs.metaworld import MetaWorldEnv
+from vidpolicy.envs.rollout_config import RolloutConfig
 from vidpolicy.envs.tasks import resolve_tasks
 from vidpolicy.envs.views import ACTION_DIM, STATES, check_view, make_env, state_kind
 from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
@@ -38,31 +37,6 @@ from vidpolicy.policies.vpdd.configuration_vpdd import CONFIG_NAME
 EPISODES = "episodes.jsonl"  # one line per finished episode: a killed rollout resumes after the last one
 BLIND_FLOOR = "blind_floor.json"  # --blind-floor's per-task rates, kept so that a resumed rollout reuses them
 JOURNALED = ("success", "success_step", "steps", "return", "expert_sq_error", "expert_magnitude")
-
-
-@dataclass
-class RolloutConfig:
-    policy: str = opt("expert", "a policy directory (vidpolicy or LeRobot), or `expert`")
-    env: str = opt("metaworld", "simulator (metaworld)")
-    tasks: str = opt("", "comma-separated Meta-World tasks or MT10 / MT50")
-    view: str = opt("vidpolicy", "vidpolicy or lerobot: the view of its demos")
-    state: str | None = opt(None, "full or agent_pos: the state of its demos (default: the view's own)")
-    episodes: int = opt(10, "episodes per task")
-    out: str = opt("", "report directory: results.json, videos/, success.png")
-    seed: int = opt(1000, "seed of the first episode (lerobot-eval's default too)")
-    max_steps: int = opt(500, "episode step limit (Meta-World: 500)")
-    size: int = opt(96, "camera image side (a policy directory's own size wins)")
-    steps_after_success: int = opt(5, "frames kept in the video after the first success", advanced=True)
-    videos: bool = opt(True, "write one mp4 per episode")
-    sampling_steps: int | None = opt(None, "override the policy's reverse-diffusion steps", advanced=True)
-    execute: int | None = opt(None, "override the actions run per imagined chunk", advanced=True)
-    guidance: float | None = opt(None, "override the policy's classifier-free guidance (1: off)", advanced=True)
-    yuv420: bool | None = opt(None, "pass live frames through yuv420p chroma (default: as the demos' video)",
-                              advanced=True)
-    action_decode: str | None = opt(None, "override the token head's decoding: mode or mean", advanced=True)
-    expert_labels: bool = opt(True, "score each action against the scripted expert's", advanced=True)
-    device: str = opt("auto", "cpu, cuda[:N] or auto (cuda when there is one)")
-    blind_floor: str | None = opt(None, "a `collect` dataset whose demos are also replayed blind in the same scenes")
 
 
 class ExpertPolicy:
