@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,13 @@ def quiet() -> None:
         quiet_libraries()
     if not sys.stderr.isatty():
         os.environ.setdefault("TQDM_MININTERVAL", "60")
+
+
+def first_sentence(doc: str) -> str:
+    """A module docstring's first sentence, on one line: a benchmark's --help description."""
+    text = " ".join(doc.split())
+    end = re.search(r"[.?](?=\s)", text)
+    return text[: end.end()] if end else text
 
 
 def commit() -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import quiet, save
+from _common import first_sentence, quiet, save
 
 from vidpolicy.finetune.binning import RULES
 
@@ -76,7 +76,7 @@ def outcomes(results: dict) -> dict:
 
 def main() -> None:
     quiet()
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--datasets", nargs="*", default=[], help="LeRobotDatasets whose actions are binned offline")
     ap.add_argument("--policy", help="a trained vidpolicy policy (token head) to roll out with each rule")
     ap.add_argument("--against", help="that policy's finished rollout as it is (reused, not rerun)")

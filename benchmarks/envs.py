@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from _common import quiet, save
+from _common import first_sentence, quiet, save
 from vidpolicy.common.malloc import keep_freed_memory
 from vidpolicy.envs.collect import CollectConfig, collect
 from vidpolicy.envs.metaworld import MetaWorldEnv
@@ -53,7 +53,7 @@ def episodes_per_minute(tasks: str = "reach,push", episodes: int = 3) -> float:
 
 def main() -> None:
     quiet()
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--quick", action="store_true", help="a quarter of the frames and episodes")
     k = 4 if ap.parse_args().quick else 1
     keep_freed_memory()  # as the CLI does for its process: the stages run here as library calls

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from vidpolicy.envs.metaworld import SCENES
 
-from _common import cell_done, claim_cell, quiet, record_cells, restore_cells, run_cells
+from _common import cell_done, claim_cell, first_sentence, quiet, record_cells, restore_cells, run_cells
 
 TASKS = ("reach,drawer-close,window-open,"  # easy
          "coffee-push,sweep-into,hammer,"  # medium
@@ -191,7 +191,7 @@ def ledger_mismatch(ledger: Path, mine: dict) -> str:
 
 def main() -> None:
     quiet()
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--plan", action="store_true", help="print the grid with estimated CPU time and stop")
     ap.add_argument("--report", action="store_true", help="summarize the cells done so far; run none")
     ap.add_argument("--quick", action="store_true", help="the smallest grid (one seed, one D, tiny budgets)")

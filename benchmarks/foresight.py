@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import quiet, save
+from _common import first_sentence, quiet, save
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 BUCKETS = (0, 50, 150, 500)  # plans grouped by the step they were made at
@@ -79,7 +79,7 @@ def summary(rows: list[dict]) -> dict:
 
 def main() -> None:
     quiet()
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--policy", required=True, help="a vidpolicy policy directory (camera + agent_pos)")
     ap.add_argument("--tasks", default="reach,drawer-close,window-open,coffee-push,sweep-into,hammer,push,pick-place")
     ap.add_argument("--episodes", type=int, default=2, help="episodes per task (seeds 1000+, as the grid's)")

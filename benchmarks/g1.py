@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import OUT, cell_done, cell_result, claim_cell, quiet, run_cells, save
+from _common import OUT, cell_done, cell_result, claim_cell, first_sentence, quiet, run_cells, save
 
 G1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "robot" / "g1_pick_bottle"
 HUMAN = G1.parents[1] / "human"
@@ -137,7 +137,7 @@ class Runner:
 
 def main() -> None:
     quiet()
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--quick", action="store_true", help="tiny budgets, one seed, 16 samples")
     ap.add_argument("--dataset", default=str(G1))
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="fine-tuning seeds (default: 0)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import quiet, save
+from _common import first_sentence, quiet, save
 
 
 def rss_mib() -> float:
@@ -28,7 +28,7 @@ def rss_mib() -> float:
 
 def main() -> None:
     quiet()
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--quick", action="store_true", help="1 M clips instead of 10 M")
     args = ap.parse_args()
     from vidpolicy.datasets.token_index import ClipIndex, index_problem, write_columns

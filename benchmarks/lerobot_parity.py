@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import quiet, save
+from _common import first_sentence, quiet, save
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -160,7 +160,7 @@ def policy_parity(policy: str, view: str, tasks: list[str], episodes: int, tmp: 
 
 def main() -> None:
     quiet()
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--tasks", default="reach,button-press-topdown,drawer-close")
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--policy", help="a policy directory (vpdd or any LeRobot policy) trained on --view's demos")

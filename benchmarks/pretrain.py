@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from _common import matmul_peak, quiet, save, timed
+from _common import first_sentence, matmul_peak, quiet, save, timed
 from vidpolicy.pretrain.model import FutureDenoiser
 from vidpolicy.pretrain.schedule import MaskReplaceScheduler
 from vidpolicy.pretrain.timesteps import TimestepSampler
@@ -96,7 +96,7 @@ def accuracy(model_dir: str, tokens_dir: str, steps_list, pairs: int = 32) -> di
 def main() -> None:
     quiet()
     keep_freed_memory()  # as the CLI does for its process: the stages run here as library calls
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--model", help="a pretrain run directory (for accuracy on held-out pairs)")
     ap.add_argument("--tokens", help="token directory with the held-out pairs")
     ap.add_argument("--policy", help="a policy directory: time imagination with the action model")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import first_sentence
 from _imagination import action_errors
 
 ALPHAS = (1e-2, 1e-1, 1, 10, 100, 1000)
@@ -179,7 +180,7 @@ def pixels(eps, picks, side: int = 24) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--train", required=True, help="LeRobotDataset the probes are fitted on")
     ap.add_argument("--test", required=True, help="LeRobotDataset they are scored on")
     ap.add_argument("--video", action="append", required=True, help="NAME=DIR (or NAME=random:DIR); repeatable")

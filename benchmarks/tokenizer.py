@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import commit, cpu_model, previous, quiet, save, timed
+from _common import commit, cpu_model, first_sentence, previous, quiet, save, timed
 from vidpolicy.common.pretrained import load_model, save_model
 from vidpolicy.common.threads import torch_threads
 from vidpolicy.datasets.clips import ClipSpec, VideoClipDataset, clip_starts
@@ -137,7 +137,7 @@ def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
 def main() -> None:
     quiet()
     keep_freed_memory()  # as the CLI does for its process: the stages run here as library calls
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--videos", help="video directory (default ../shared/data/human, else generated)")
     ap.add_argument("--budget-min", type=float, default=20.0, help="CPU training minutes per size for PSNR")
     ap.add_argument("--sizes", type=int, nargs="*", default=[64, 96], help="clip sizes for the PSNR runs")
