@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -45,9 +46,16 @@ def run_cli(*args: str, timeout: int = 600, env: dict | None = None) -> subproce
     return r
 
 
+def free_port() -> int:
+    """A port no one listens on now: tests run two at a time (pytest-xdist), each launch needs its own."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("torchrun")
-    return subprocess.run([str(exe), "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
+    return subprocess.run([str(exe), "--nproc_per_node", "2", "--master_port", str(free_port()),
                            *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from _util import ROOT, moving_square, run_cli
+from _util import ROOT, free_port, moving_square, run_cli
 
 
 def _start(*args: str) -> subprocess.Popen:
@@ -112,7 +112,7 @@ def test_a_hung_rank_ends_the_job_within_a_minute_and_the_rerun_resumes(tiny_tok
     out = tmp_path / "ddp"
     args = ["pretrain", "--tokens", str(tokens), "--tokenizer", str(tiny_tokenizer), "--out", str(out), *PRE]
     exe = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.Popen([str(exe), "--nproc_per_node", "2", "--master_port", str(29600 + os.getpid() % 1000),
+    proc = subprocess.Popen([str(exe), "--nproc_per_node", "2", "--master_port", str(free_port()),
                              "-m", "vidpolicy", *args, "--max-steps", "100000"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1", "VIDPOLICY_HEARTBEAT_STALE_S": "4"})

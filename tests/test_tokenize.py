@@ -18,7 +18,7 @@ from vidpolicy.datasets.tokens import TokenDataset
 from vidpolicy.datasets.video import VideoError, VideoSource
 from vidpolicy.tokenizer.config import TokenizeConfig
 from vidpolicy.tokenizer.tokenize import tokenize
-from _util import ROOT, run_cli, torchrun
+from _util import ROOT, free_port, run_cli, torchrun
 
 
 def _index(path):
@@ -114,7 +114,7 @@ def test_two_processes_cover_every_clip_exactly_once(tiny_tokenizer, video_dir, 
 
 def test_two_nodes_of_two_processes_cover_every_clip_exactly_once(tiny_tokenizer, video_dir, tmp_path):
     """Two torchrun launches as two nodes (--nnodes 2, one per --node_rank) of 2 processes each, on this machine."""
-    out, port = tmp_path / "nodes", str(29700 + os.getpid() % 1000)
+    out, port = tmp_path / "nodes", str(free_port())
     exe = Path(sys.executable).with_name("torchrun")
     nodes = [subprocess.Popen([str(exe), "--nnodes", "2", "--nproc_per_node", "2", "--node_rank", str(k),
                                "--master_addr", "127.0.0.1", "--master_port", port, "-m", "vidpolicy", "tokenize",
