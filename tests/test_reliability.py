@@ -93,7 +93,7 @@ def test_every_command_has_one_line_help_per_flag(cmd):
 
 
 def test_help_and_a_wrong_flag_answer_without_loading_a_model_library():
-    """`--help` took ~6 s when every command's flags imported torch and diffusers; now only a run loads them."""
+    """Reading the flags loads no model, simulator or video library: only a run does (`--help` answers at once)."""
     script = """
 import contextlib, io, json, sys
 import vidpolicy.cli as cli
