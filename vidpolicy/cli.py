@@ -132,23 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _set_environment(verbose: bool) -> None:
-    """Environment variables the libraries read when imported: set before anything loads them."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from installed packages; never wait on a hub
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if not verbose:
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" follows it
-        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # LeRobot's per-episode "Map" bars
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-
 def _setup_process(verbose: bool) -> None:
-    """What every command wants of its process, set once its flags are read (so `--help` and a wrong flag answer
-    without loading torch) and before any library call."""
+    """What every command wants of its process, set before any library call: after its flags are read, which loads
+    none (so `--help` and a wrong flag answer without torch)."""
     from vidpolicy.common.malloc import keep_freed_memory
     from vidpolicy.common.workers import die_with_parent, launched_by_torchrun
 
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from installed packages; never wait on a hub
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not verbose:
         quiet_libraries()
     if launched_by_torchrun():
@@ -167,7 +159,9 @@ def quiet_libraries() -> None:
     import av
     import decord
 
-    _set_environment(verbose=False)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" follows it
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # LeRobot's per-episode "Map" bars
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     av.logging.set_libav_level(av.logging.ERROR)  # libx264 statistics, muxer notes: FFmpeg prints below ERROR
     decord.logging.set_level(decord.logging.ERROR)
     # the scripted experts' gains exceed the action bounds by design; the env clips them
@@ -193,10 +187,8 @@ def _leave_distributed(code: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    verbose = "--verbose" in argv or os.environ.get("VIDPOLICY_VERBOSE") == "1"
-    _set_environment(verbose)
     args = build_parser().parse_args(argv)
-    _setup_process(verbose)
+    _setup_process(verbose="--verbose" in argv or os.environ.get("VIDPOLICY_VERBOSE") == "1")
     code = 0
     try:
         args.func(args)
