@@ -13,6 +13,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from _util import moving_square, run_cli  # noqa: E402
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config):
+    """Two test files at a time when pytest-xdist is installed (each file's tests in one process, so its fixtures
+    are built once); without it, or with -n given, or inside a worker, pytest runs as asked."""
+    if (config.pluginmanager.hasplugin("xdist") and config.option.numprocesses is None
+            and not config.option.usepdb and not hasattr(config, "workerinput")):
+        config.option.numprocesses, config.option.dist = 2, "loadfile"
+    return (yield)
+
+
 @pytest.fixture(scope="session")
 def video_dir(tmp_path_factory) -> Path:
     from vidpolicy.common.media import write_mp4
