@@ -24,8 +24,10 @@ import numpy as np
 import torch
 
 from _common import first_sentence, quiet, save
+from vidpolicy.envs.rollout_config import RolloutConfig
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+FIRST_SEED = RolloutConfig.seed  # lerobot-eval's default first seed too
 
 
 class _Expert(torch.nn.Module):
@@ -75,10 +77,10 @@ def lerobot_loop_expert(task: str, seeds: list[int]) -> list[bool]:
 
 
 def vidpolicy_rollout(policy: str, tasks: str, episodes: int, out: Path, view: str = "lerobot") -> dict:
-    from vidpolicy.envs.rollout import RolloutConfig, rollout
+    from vidpolicy.envs.rollout import rollout
 
     return rollout(RolloutConfig(policy=policy, view=view, state="agent_pos", tasks=tasks, episodes=episodes,
-                                 out=str(out), videos=False, expert_labels=False,
+                                 seed=FIRST_SEED, out=str(out), videos=False, expert_labels=False,
                                  steps_after_success=0))  # LeRobot stops there
 
 
@@ -87,10 +89,10 @@ def env_args(policy: str, view: str) -> list[str]:
     ``vidpolicy rollout`` passes that policy's frames so (a vpdd policy does it itself)."""
     if view == "lerobot":
         return ["--env.type=metaworld"]
-    from vidpolicy.envs.lerobot_policy import LeRobotPolicy
+    from vidpolicy.envs.lerobot_policy import camera_view
 
-    seen = LeRobotPolicy(policy, state_dim=4)
-    return ["--env.type=vidpolicy", f"--env.size={seen.image_size}", f"--env.yuv420={str(seen.yuv420).lower()}"]
+    _, _, size, yuv420 = camera_view(policy)
+    return ["--env.type=vidpolicy", f"--env.size={size}", f"--env.yuv420={str(yuv420).lower()}"]
 
 
 def lerobot_eval(policy: str, task: str, episodes: int, out: Path, env: list[str]) -> tuple[list[bool], list[float]]:
@@ -98,7 +100,8 @@ def lerobot_eval(policy: str, task: str, episodes: int, out: Path, env: list[str
     exe = Path(sys.executable).with_name("lerobot-eval")
     subprocess.run([str(exe), f"--policy.path={policy}", *env, f"--env.task={task}",
                     f"--eval.n_episodes={episodes}", "--eval.batch_size=1", "--eval.use_async_envs=false",
-                    "--policy.device=cpu", "--seed=1000", f"--output_dir={out}"], check=True, capture_output=True)
+                    "--policy.device=cpu", f"--seed={FIRST_SEED}", f"--output_dir={out}"],
+                   check=True, capture_output=True)
     metrics = json.loads((out / "eval_info.json").read_text())["per_task"][0]["metrics"]
     return [bool(s) for s in metrics["successes"]], metrics["sum_rewards"]
 
@@ -173,7 +176,7 @@ def main() -> None:
     if args.quick:
         args.tasks, args.episodes = "reach", 2
     tasks = args.tasks.split(",")
-    seeds = [1000 + k for k in range(args.episodes)]  # lerobot-eval's default seeds, and rollout's
+    seeds = [FIRST_SEED + k for k in range(args.episodes)]
     result: dict = {"episodes": args.episodes, "seeds": seeds}
     with tempfile.TemporaryDirectory() as tmp:
         if args.view == "lerobot":

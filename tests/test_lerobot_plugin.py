@@ -158,7 +158,7 @@ def _sees_frames_as_its_demos_video(ckpt: Path, tmp_path: Path, capsys) -> None:
     import shutil
 
     from vidpolicy.common.media import yuv420_round_trip
-    from vidpolicy.envs.lerobot_policy import LeRobotPolicy, training_pix_fmt
+    from vidpolicy.envs.lerobot_policy import LeRobotPolicy, camera_view, training_pix_fmt
 
     seen, raw = LeRobotPolicy(ckpt, 4), LeRobotPolicy(ckpt, 4, yuv420=False)
     assert training_pix_fmt(ckpt, seen.image_key) == "yuv420p" and seen.yuv420 and not raw.yuv420
@@ -179,6 +179,8 @@ def _sees_frames_as_its_demos_video(ckpt: Path, tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert training_pix_fmt(moved, seen.image_key) is None and not LeRobotPolicy(moved, 4).yuv420
     assert "pixel format of its training video is unknown" in capsys.readouterr().err
+    (moved / "model.safetensors").unlink()  # the camera's view comes from the policy's files, not its weights
+    assert camera_view(moved, yuv420=True)[1:] == (seen.image_key, seen.image_size, True)
 
 
 def test_mismatched_policy_files_and_directories_are_refused_by_name(lerobot_policy, tmp_path):

@@ -43,32 +43,39 @@ def training_pix_fmt(path: str | Path, image_key: str) -> str | None:
     return video_pix_fmt(feature) or ""
 
 
+def camera_view(path: str | Path, yuv420: bool | None = None, device: str = "cpu"):
+    """From the policy's files alone (no weights): its config, its one camera's key and side, and whether live frames
+    go through yuv420p (``yuv420`` None: when its training video was yuv420p; a vidpolicy policy's own processor does
+    it itself)."""
+    from lerobot.configs import PreTrainedConfig
+    from lerobot.configs.types import FeatureType
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    register_third_party_plugins()
+    config = PreTrainedConfig.from_pretrained(Path(path))
+    config.device = str(resolve(device))
+    images = [k for k, ft in config.input_features.items() if ft.type is FeatureType.VISUAL]
+    if len(images) != 1:
+        raise VidpolicyError(f"{path}: the policy reads {len(images)} cameras ({', '.join(images) or 'none'}); "
+                             f"Meta-World gives one")
+    image_key = images[0]
+    if yuv420 is None and config.type != "vpdd":  # vidpolicy's own processor matches the recording itself
+        pix_fmt = training_pix_fmt(path, image_key)
+        if pix_fmt is None:
+            print(f"warning: {path}: the pixel format of its training video is unknown (the dataset in "
+                  f"train_config.json is gone); live frames go in raw (--yuv420 passes them through yuv420p)",
+                  file=sys.stderr)
+        yuv420 = halves_chroma(pix_fmt)
+    return config, image_key, int(config.input_features[image_key].shape[-1]), bool(yuv420)
+
+
 class LeRobotPolicy:
     def __init__(self, path: str | Path, state_dim: int, yuv420: bool | None = None, device: str = "cpu"):
-        """``yuv420``: pass live frames through yuv420p and back (None: when the training video was yuv420p; a
-        vidpolicy policy's own processor does it itself)."""
-        from lerobot.configs import PreTrainedConfig
-        from lerobot.configs.types import FeatureType
+        """``yuv420``: as in `camera_view`."""
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
-        from lerobot.utils.import_utils import register_third_party_plugins
 
-        register_third_party_plugins()
         self.path = Path(path)
-        config = PreTrainedConfig.from_pretrained(self.path)
-        config.device = str(resolve(device))
-        images = [k for k, ft in config.input_features.items() if ft.type is FeatureType.VISUAL]
-        if len(images) != 1:
-            raise VidpolicyError(f"{path}: the policy reads {len(images)} cameras ({', '.join(images) or 'none'}); "
-                                 f"Meta-World gives one")
-        self.image_key, self.image_size = images[0], int(config.input_features[images[0]].shape[-1])
-        if yuv420 is None and config.type != "vpdd":  # vidpolicy's own processor matches the recording itself
-            pix_fmt = training_pix_fmt(self.path, self.image_key)
-            if pix_fmt is None:
-                print(f"warning: {path}: the pixel format of its training video is unknown (the dataset in "
-                      f"train_config.json is gone); live frames go in raw (--yuv420 passes them through yuv420p)",
-                      file=sys.stderr)
-            yuv420 = halves_chroma(pix_fmt)
-        self.yuv420 = bool(yuv420)
+        config, self.image_key, self.image_size, self.yuv420 = camera_view(path, yuv420, device)
         state = config.input_features.get("observation.state")
         self.state = state is not None
         if state is not None and int(state.shape[0]) != state_dim:
