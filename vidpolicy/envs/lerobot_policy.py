@@ -43,7 +43,7 @@ def training_pix_fmt(path: str | Path, image_key: str) -> str | None:
     return video_pix_fmt(feature) or ""
 
 
-def camera_view(path: str | Path, yuv420: bool | None = None, device: str = "cpu"):
+def camera_view(path: str | Path, yuv420: bool | None = None):
     """From the policy's files alone (no weights): its config, its one camera's key and side, and whether live frames
     go through yuv420p (``yuv420`` None: when its training video was yuv420p; a vidpolicy policy's own processor does
     it itself)."""
@@ -53,7 +53,6 @@ def camera_view(path: str | Path, yuv420: bool | None = None, device: str = "cpu
 
     register_third_party_plugins()
     config = PreTrainedConfig.from_pretrained(Path(path))
-    config.device = str(resolve(device))
     images = [k for k, ft in config.input_features.items() if ft.type is FeatureType.VISUAL]
     if len(images) != 1:
         raise VidpolicyError(f"{path}: the policy reads {len(images)} cameras ({', '.join(images) or 'none'}); "
@@ -75,7 +74,8 @@ class LeRobotPolicy:
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
         self.path = Path(path)
-        config, self.image_key, self.image_size, self.yuv420 = camera_view(path, yuv420, device)
+        config, self.image_key, self.image_size, self.yuv420 = camera_view(path, yuv420)
+        config.device = str(resolve(device))
         state = config.input_features.get("observation.state")
         self.state = state is not None
         if state is not None and int(state.shape[0]) != state_dim:
