@@ -3,6 +3,7 @@ vidpolicy pre-trained on the largest corpus episode by episode, and the plot of 
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -114,6 +115,26 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
                     a, b = {k: a[k] for k in common}, {k: b[k] for k in common}
                     table[name][key] = paired(a, b) if ref_wins else paired(b, a)
         out[f"D{d}"] = table
+    return out
+
+
+def against(root: Path, cells: list[Cell], ledger: Path) -> dict:
+    """A grid with a changed budget (``fewshot.py --budget``) beside the default grid's committed cells of the same
+    name: per rollout cell, episodes solved in each and the paired test (wins: only here); per imagine cell, the
+    imagined clip's token accuracy in each."""
+    out = {}
+    for c in (c for c in cells if c.stage in ("rollout", "imagine") and is_done(root, c)):
+        if not (path := ledger / f"{c.name}.json").exists():
+            continue
+        here, there = cell_result(root, c.name), json.loads(path.read_text())
+        if c.stage == "imagine":
+            out[c.name] = {"here": here["imagined"]["token_accuracy"], "default": there["imagined"]["token_accuracy"],
+                           "copy_history": here["copy_history"]["token_accuracy"]}
+            continue
+        a, b = (outcomes({0: {t: v for t, v in r.items() if isinstance(v, dict)}}) for r in (here, there))
+        common = a.keys() & b.keys()
+        a, b = {k: a[k] for k in common}, {k: b[k] for k in common}
+        out[c.name] = {"here": sum(a.values()), "default": sum(b.values()), "episodes": len(common), **paired(a, b)}
     return out
 
 

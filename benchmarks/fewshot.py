@@ -18,6 +18,7 @@ video model never see actionless video.
     python benchmarks/fewshot.py --quick           # the <= 15-minute grid, run
     python benchmarks/fewshot.py                   # the default grid (many CPU-hours: rerun to resume)
     python benchmarks/fewshot.py --only 'D5/A20x/vpdd/seed0/*'   # these cells and what they read, first
+    python benchmarks/fewshot.py --budget pretrain_steps=16000 --only 'D10/A20x/vpdd/seed0/*'   # a grid beside it
 
 Several processes can share the grid, each taking the next ready cell no other holds: one per core (with
 OMP_NUM_THREADS=1) keeps every core busy, the single-threaded simulator's rollouts included.
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from dataclasses import fields as fields_of
 from fnmatch import fnmatch
 from pathlib import Path
@@ -175,6 +176,22 @@ def claim(root: Path, cell: Cell) -> Path:
     return claim_cell(root, cell.name, keep=cell.stage != "imagine")
 
 
+def with_budget(b: Budget, pairs: list[str]) -> tuple[Budget, str]:
+    """``b`` with KEY=VALUE changes to its numeric fields, and the suffix that names the grid they make (its own
+    directory beside the default one, e.g. ``default-pretrain_steps16000``; "" when nothing changes)."""
+    numeric = {f.name: type(getattr(b, f.name)) for f in fields_of(Budget) if type(getattr(b, f.name)) in (int, float)}
+    changes: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in numeric:
+            raise SystemExit(f"--budget {pair}: expected KEY=VALUE, KEY one of {', '.join(numeric)}")
+        try:
+            changes[key] = numeric[key](value)
+        except ValueError:
+            raise SystemExit(f"--budget {pair}: {value!r} is not a number of type {numeric[key].__name__}") from None
+    return replace(b, **changes), "".join(f"-{k}{v}" for k, v in changes.items() if v != getattr(b, k))
+
+
 def settings(b: Budget, tasks: str, human: bool) -> dict:
     """What changes the result of a cell: a ledger holds the results of one grid's settings (its settings.json)."""
     adds_cells = ("demos", "multiples", "seeds", "variants", "variant_seeds")  # these only add or drop cells
@@ -200,17 +217,21 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "fewshot_grid"))
     ap.add_argument("--only", nargs="+", default=(), metavar="GLOB",
                     help="run only the cells matching these globs and what they read (default: the whole grid)")
+    ap.add_argument("--budget", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="change the budget, e.g. pretrain_steps=16000: a grid of its own, compared with the default "
+                         "grid's committed cells (default: none)")
     ap.add_argument("--ledger", default=None, help=f"committed leaf results to restore and extend (default: "
                     f"{LEDGER.relative_to(LEDGER.parents[3])} for the default grid when its settings match)")
     args = ap.parse_args()
-    b = Budget.quick() if args.quick else Budget()
+    b, suffix = with_budget(Budget.quick() if args.quick else Budget(), args.budget)
     if args.quick and args.tasks == TASKS:
         args.tasks = "reach,push"
-    root, cells = Path(args.out) / ("quick" if args.quick else "default"), grid(b)
+    name = ("quick" if args.quick else "default") + suffix
+    root, cells = Path(args.out) / name, grid(b)
     human = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
     human = None if args.no_human or not human.exists() else human
     mine = settings(b, args.tasks, human is not None)
-    default_grid = not args.quick and args.tasks == TASKS and human is not None
+    default_grid = not args.quick and not suffix and args.tasks == TASKS and human is not None
     ledger = Path(args.ledger) if args.ledger else LEDGER if default_grid else None
     if ledger and (diff := ledger_mismatch(ledger, mine)):
         if args.ledger:
@@ -239,14 +260,19 @@ def main() -> None:
         print(f"recorded {n} cells in {ledger}")
     from _common import save
 
-    from _fewshot_report import plot, summarize
+    from _fewshot_report import against, plot, summarize
 
     summary = summarize(root, cells)
+    compared = against(root, cells, LEDGER / "cells") if suffix and not args.quick else {}
+    for cell, r in compared.items():
+        print(f"{cell}: {r['here']} here, {r['default']} in the default grid" + (
+            f" (only here {r['wins']}, only there {r['losses']}, p = {r['p_value']:.2g})" if "wins" in r else ""))
     plot(summary, root / "success_vs_actionless.png", b.multiples)
     ran_on = sorted({m for t in summary.values() for r in t.values() for m in r.get("machines", [])})
-    save("fewshot_quick" if args.quick else "fewshot", {
+    save("fewshot_" + name.replace("-", "_") if suffix or args.quick else "fewshot", {
         "tasks": args.tasks, "budget": asdict(b), "summary": summary,
         **({"cpu": " and ".join(ran_on)} if ran_on else {}),  # the cells' processors, not this report's
+        **({"against_default": compared} if compared else {}),
         "cells_done": sum(is_done(root, c) for c in cells), "cells": len(cells),
         "plot": str(root / "success_vs_actionless.png")})
 

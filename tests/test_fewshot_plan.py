@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from _util import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -115,3 +117,13 @@ def test_the_plan_prices_fine_tuning_by_what_the_video_model_does():
     assert cost(0, "vpdd-history") > cost(0, "vpdd") == cost(20, "vpdd-tuned")
     # frozen (the paper's recipe, acting on the imagined future or the present): no backward pass through it
     assert cost(20, "vpdd") == cost(20, "vpdd-history") < cost(0, "vpdd") / 2
+
+
+def test_a_changed_budget_names_a_grid_of_its_own_and_bad_changes_stop_with_one_line():
+    b, suffix = fewshot.with_budget(fewshot.Budget(), ["pretrain_steps=16000", "train_steps=2000"])
+    assert b.pretrain_steps == 16000 and b.train_steps == 2000 and suffix == "-pretrain_steps16000"  # 2000: unchanged
+    assert fewshot.with_budget(fewshot.Budget(), []) == (fewshot.Budget(), "")
+    for bad, says in (("pretrain_steps", "KEY one of"), ("seeds=3", "KEY one of"), ("small=1", "KEY one of"),
+                      ("pretrain_steps=lots", "not a number of type int")):
+        with pytest.raises(SystemExit, match=says):
+            fewshot.with_budget(fewshot.Budget(), [bad])

@@ -165,3 +165,23 @@ def test_collect_keeps_a_newer_committed_result_and_merges_only_what_is_named(tm
     assert sorted(named) == ["fewshot", "g1"] and named["g1"]["v"] == "new"
     with pytest.raises(SystemExit, match="no gpu.json"):
         run_all.gather(committed, ["gpu"])
+
+
+def test_a_changed_budget_is_compared_episode_by_episode_with_the_default_grids_ledger(tmp_path):
+    cells = fewshot.grid(fewshot.Budget(demos=(5,), multiples=(0, 4), seeds=(0,), eval_episodes=4))
+    roll, imagine = fewshot.Cell("rollout", 5, 4, "vpdd", 0), fewshot.Cell("imagine", 5, 4, "vpdd", 0)
+    here, ledger = tmp_path / "here", tmp_path / "ledger"
+    for root, steps, acc in ((here, [10, None, 9, 30], 0.7), (ledger, [None, None, 9, None], 0.6)):
+        for cell, result in ((roll, {"reach-v3": {"successes": 4 - steps.count(None), "episodes": 4,
+                                                   "success_steps": steps}, "wall_s": 3.0}),
+                             (imagine, {"imagined": {"token_accuracy": acc}, "copy_history": {"token_accuracy": 0.5}})):
+            fewshot.claim(root, cell)
+            finish_cell(root, cell.name, result)
+    for cell in (roll, imagine):  # the ledger holds each cell's done.json as <cell>.json
+        (ledger / f"{cell.name}.json").write_text((ledger / cell.name / "done.json").read_text())
+    fewshot.claim(here, other := fewshot.Cell("rollout", 5, 0, "vpdd", 0))  # not in the ledger: left out
+    finish_cell(here, other.name, {"reach-v3": {"successes": 0, "episodes": 4, "success_steps": [None] * 4}})
+    # two episodes solved only here, none only there: exact two-sided p = 2 / 2**2
+    assert _fewshot_report.against(here, cells, ledger) == {
+        roll.name: {"here": 3, "default": 1, "episodes": 4, "wins": 2, "losses": 0, "p_value": 0.5},
+        imagine.name: {"here": 0.7, "default": 0.6, "copy_history": 0.5}}
