@@ -231,8 +231,8 @@ def main() -> None:
     human = Path(__file__).resolve().parents[2] / "shared" / "data" / "human"
     human = None if args.no_human or not human.exists() else human
     mine = settings(b, args.tasks, human is not None)
-    default_grid = not args.quick and not suffix and args.tasks == TASKS and human is not None
-    ledger = Path(args.ledger) if args.ledger else LEDGER if default_grid else None
+    standard = not args.quick and args.tasks == TASKS and human is not None  # the default grid's tasks and corpus
+    ledger = Path(args.ledger) if args.ledger else LEDGER if standard and not suffix else None
     if ledger and (diff := ledger_mismatch(ledger, mine)):
         if args.ledger:
             raise SystemExit(f"{ledger / 'settings.json'}: recorded by a grid with other settings: {diff}")
@@ -263,7 +263,7 @@ def main() -> None:
     from _fewshot_report import against, plot, summarize
 
     summary = summarize(root, cells)
-    compared = against(root, cells, LEDGER / "cells") if suffix and not args.quick else {}
+    compared = against(root, cells, LEDGER / "cells") if standard and suffix else {}
     for cell, r in compared.items():
         print(f"{cell}: {r['here']} here, {r['default']} in the default grid" + (
             f" (only here {r['wins']}, only there {r['losses']}, p = {r['p_value']:.2g})" if "wins" in r else ""))
