@@ -42,6 +42,11 @@ def magnitude(rows: list[dict]) -> list[float | None]:
     return [(sum(v) / len(v) if (v := [x for x in d if x is not None]) else None) for d in per_dim]
 
 
+def task_reports(result: dict) -> dict[str, dict]:
+    """A rollout cell's report per task (its done.json without the bookkeeping: wall_s, commit, cpu, ...)."""
+    return {t: v for t, v in result.items() if isinstance(v, dict)}
+
+
 def outcomes(seeds: dict[int, dict]) -> dict[tuple, bool]:
     """Each episode of a policy's rollouts, keyed by (seed, task, episode): solved or not."""
     return {(s, t, i): step is not None for s, r in seeds.items() for t in r
@@ -79,7 +84,7 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
         for c in cells:
             if c.stage == "rollout" and c.demos == d and is_done(root, c):
                 result = cell_result(root, c.name)
-                runs.setdefault(label(c), {})[c.seed] = {t: v for t, v in result.items() if isinstance(v, dict)}
+                runs.setdefault(label(c), {})[c.seed] = task_reports(result)
                 commits.setdefault(label(c), set()).add(result.get("commit", "unknown"))
                 machines.setdefault(label(c), set()).add(result.get("cpu", "unknown"))
         table = {}
@@ -131,7 +136,7 @@ def against(root: Path, cells: list[Cell], ledger: Path) -> dict:
             out[c.name] = {"here": here["imagined"]["token_accuracy"], "default": there["imagined"]["token_accuracy"],
                            "copy_history": here["copy_history"]["token_accuracy"]}
             continue
-        a, b = (outcomes({0: {t: v for t, v in r.items() if isinstance(v, dict)}}) for r in (here, there))
+        a, b = (outcomes({0: task_reports(r)}) for r in (here, there))
         common = a.keys() & b.keys()
         a, b = {k: a[k] for k in common}, {k: b[k] for k in common}
         out[c.name] = {"here": sum(a.values()), "default": sum(b.values()), "episodes": len(common), **paired(a, b)}

@@ -269,7 +269,7 @@ def main() -> None:
             f" (only here {r['wins']}, only there {r['losses']}, p = {r['p_value']:.2g})" if "wins" in r else ""))
     plot(summary, root / "success_vs_actionless.png", b.multiples)
     ran_on = sorted({m for t in summary.values() for r in t.values() for m in r.get("machines", [])})
-    save("fewshot_" + name.replace("-", "_") if suffix or args.quick else "fewshot", {
+    save("fewshot" if name == "default" else "fewshot_" + name.replace("-", "_"), {
         "tasks": args.tasks, "budget": asdict(b), "summary": summary,
         **({"cpu": " and ".join(ran_on)} if ran_on else {}),  # the cells' processors, not this report's
         **({"against_default": compared} if compared else {}),
