@@ -200,6 +200,20 @@ def record_cells(root: Path, ledger: Path, names: list[str]) -> int:
     return new
 
 
+def share_cells(root: Path, source: Path, names: list[str]) -> int:
+    """Link each cell in ``names`` that the grid at ``source`` finished and ``root`` has not begun to its directory
+    there, so that ``root`` reads it instead of computing it again; how many were linked."""
+    linked = 0
+    for name in (n for n in names if cell_done(source, n) and not os.path.lexists(root / n)):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            (root / name).symlink_to((source / name).resolve(), target_is_directory=True)
+            linked += 1
+        except FileExistsError:  # another worker of the grid linked it first
+            pass
+    return linked
+
+
 def restore_cells(root: Path, ledger: Path) -> int:
     """Mark every cell the ledger holds done under ``root`` (its done.json, nothing else); how many were restored."""
     restored = 0

@@ -9,7 +9,7 @@ from statistics import median
 from vidpolicy.finetune.config import FinetuneConfig
 
 from _common import cell_result, cpu_model
-from fewshot import HELDOUT, VARIANTS, Budget, Cell, is_done
+from fewshot import HELDOUT, VARIANTS, Budget, Cell, is_done, needs
 
 # rough CPU seconds on 2 cores of the Intel Xeon of sessions 29-35: per demo episode collected or replayed blind,
 # per optimizer step (vidpolicy's with its video model training, as from scratch), per evaluated step
@@ -84,3 +84,26 @@ def plan_table(cells: list[Cell], b: Budget, n_tasks: int, root: Path | None = N
                  "(stage: measured / reference): " + ", ".join(f"{s} {x:.2f}" for s, x in scale.items()) if scale
                  else ""))
     return "\n".join(lines)
+
+
+def reads(cell: Cell) -> set[str]:
+    """The Budget fields ``cell``'s own result depends on, beside its D, k, policy and seed (k = 0 pre-trains one
+    step whatever pretrain_steps says; LeRobot's baselines have sizes of their own)."""
+    if cell.stage == "pretrain":
+        return {"tokenizer_steps", "small"} | ({"pretrain_steps"} if cell.multiple else set())
+    if cell.stage == "train":
+        return {"train_steps"} | ({"small"} if cell.family == "vpdd" else set())
+    return {"others": {"other_episodes", "other_tasks"}, "blind": {"eval_episodes", "max_steps"},
+            "rollout": {"eval_episodes", "max_steps"}, "imagine": {"imagine_samples"}}.get(cell.stage, set())
+
+
+def unchanged_by(cells: list[Cell], changed: set[str]) -> list[Cell]:
+    """The cells whose results do not depend on the Budget fields ``changed``: neither they nor any cell they read,
+    transitively, reads one (a grid with a changed budget shares these with the default grid)."""
+    clean: dict[Cell, bool] = {}
+
+    def unchanged(c: Cell) -> bool:
+        if c not in clean:
+            clean[c] = not reads(c) & changed and all(unchanged(n) for n in needs(c))
+        return clean[c]
+    return [c for c in cells if unchanged(c)]

@@ -129,7 +129,7 @@ def against(root: Path, cells: list[Cell], ledger: Path) -> dict:
     imagined clip's token accuracy in each."""
     out = {}
     for c in (c for c in cells if c.stage in ("rollout", "imagine") and is_done(root, c)):
-        if not (path := ledger / f"{c.name}.json").exists():
+        if not (path := ledger / f"{c.name}.json").exists() or (root / c.name).is_symlink():  # linked: the same run
             continue
         here, there = cell_result(root, c.name), json.loads(path.read_text())
         if c.stage == "imagine":

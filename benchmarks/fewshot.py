@@ -20,6 +20,9 @@ video model never see actionless video.
     python benchmarks/fewshot.py --only 'D5/A20x/vpdd/seed0/*'   # these cells and what they read, first
     python benchmarks/fewshot.py --budget pretrain_steps=16000 --only 'D10/A20x/vpdd/seed0/*'   # a grid beside it
 
+A grid with a changed budget reads the default grid's finished cells that no changed field reaches (the demos and
+corpora, or the pre-training when only fine-tuning changes) through links, instead of computing them again.
+
 Several processes can share the grid, each taking the next ready cell no other holds: one per core (with
 OMP_NUM_THREADS=1) keeps every core busy, the single-threaded simulator's rollouts included.
 """
@@ -35,7 +38,8 @@ from pathlib import Path
 
 from vidpolicy.envs.metaworld import SCENES
 
-from _common import cell_done, claim_cell, first_sentence, quiet, record_cells, restore_cells, run_cells
+from _common import (cell_done, claim_cell, first_sentence, quiet, record_cells, restore_cells, run_cells,
+                     share_cells)
 
 TASKS = ("reach,drawer-close,window-open,"  # easy
          "coffee-push,sweep-into,hammer,"  # medium
@@ -218,12 +222,13 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", default=(), metavar="GLOB",
                     help="run only the cells matching these globs and what they read (default: the whole grid)")
     ap.add_argument("--budget", nargs="+", default=[], metavar="KEY=VALUE",
-                    help="change the budget, e.g. pretrain_steps=16000: a grid of its own, compared with the default "
-                         "grid's committed cells (default: none)")
+                    help="change the budget, e.g. pretrain_steps=16000: a grid of its own, sharing the default grid's "
+                         "cells the change leaves alone, compared with its committed ones (default: none)")
     ap.add_argument("--ledger", default=None, help=f"committed leaf results to restore and extend (default: "
                     f"{LEDGER.relative_to(LEDGER.parents[3])} for the default grid when its settings match)")
     args = ap.parse_args()
-    b, suffix = with_budget(Budget.quick() if args.quick else Budget(), args.budget)
+    base = Budget.quick() if args.quick else Budget()
+    b, suffix = with_budget(base, args.budget)
     if args.quick and args.tasks == TASKS:
         args.tasks = "reach,push"
     name = ("quick" if args.quick else "default") + suffix
@@ -240,6 +245,12 @@ def main() -> None:
         ledger = None
     if ledger and (n := restore_cells(root, ledger / "cells")):
         print(f"restored {n} finished cells from {ledger}")
+    if standard and suffix and (default := root.parent / "default").is_dir():
+        from _fewshot_plan import unchanged_by
+
+        changed = {k for k, v in asdict(b).items() if v != getattr(base, k)}
+        if n := share_cells(root, default, [c.name for c in unchanged_by(cells, changed)]):
+            print(f"sharing {n} finished cells of {default} that {', '.join(sorted(changed))} leaves unchanged")
     todo = select(cells, root, tuple(args.only))
     from _fewshot_plan import plan_table
 

@@ -11,7 +11,7 @@ from _util import ROOT
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import _fewshot_plan  # noqa: E402
 import fewshot  # noqa: E402
-from _common import finish_cell  # noqa: E402
+from _common import cell_done, cell_result, finish_cell, share_cells  # noqa: E402
 
 
 def test_the_grid_runs_each_cell_after_the_cells_it_reads():
@@ -127,3 +127,35 @@ def test_a_changed_budget_names_a_grid_of_its_own_and_bad_changes_stop_with_one_
                       ("pretrain_steps=lots", "not a number of type int")):
         with pytest.raises(SystemExit, match=says):
             fewshot.with_budget(fewshot.Budget(), [bad])
+
+
+def test_a_changed_budget_shares_only_the_cells_no_changed_field_reaches():
+    cells = fewshot.grid(fewshot.Budget())
+
+    def shared(*changed):
+        return {c.name for c in _fewshot_plan.unchanged_by(cells, set(changed))}
+    pre = shared("pretrain_steps")  # the corpora, the baselines and scratch (one pre-training step) stay
+    assert {"others", "D10/demos", "D10/A20x/actionless", "D10/heldout", "D10/blind", "D10/A0x/pretrain",
+            "D10/A0x/vpdd/seed0/rollout", "D10/diffusion/seed2/rollout"} <= pre
+    assert not pre & {"D10/A1x/pretrain", "D10/A20x/vpdd/seed0/train", "D10/A20x/vpdd-history/seed0/rollout",
+                      "D10/A20x/vpdd/seed0/imagine"}
+    fine = shared("train_steps")
+    assert "D10/A20x/pretrain" in fine and not any(n.endswith(("/train", "/rollout", "/imagine")) for n in fine)
+    assert not shared("max_steps") & {c.name for c in cells if c.stage in ("rollout", "blind")}
+    # every field that changes a cell's result is read by some stage: a new field is never shared past
+    read = set().union(*map(_fewshot_plan.reads, cells))
+    assert read == set(fewshot.settings(fewshot.Budget(), "", False)) - {"tasks", "human_videos", "scenes"}
+
+
+def test_a_grid_beside_another_links_only_the_cells_that_one_finished_and_it_has_not_begun(tmp_path):
+    here, there = tmp_path / "default-x", tmp_path / "default"
+    for name in ("D5/demos", "others"):
+        (there / name).mkdir(parents=True)
+        finish_cell(there, name, {"episodes": 40})
+    (there / "D5/heldout").mkdir(parents=True)  # begun there, not finished
+    (here / "others").mkdir(parents=True)  # begun here: its own run goes on
+    names = ["D5/demos", "D5/heldout", "others", "D5/blind"]
+    assert share_cells(here, there, names) == 1 and share_cells(here, there, names) == 0
+    assert cell_done(here, "D5/demos") and cell_result(here, "D5/demos")["episodes"] == 40
+    assert (here / "D5/demos").is_symlink() and not (here / "D5/heldout").exists()
+    assert not cell_done(here, "others") and not (here / "others").is_symlink()

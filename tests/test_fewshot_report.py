@@ -12,7 +12,7 @@ from _util import ROOT
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import _fewshot_report  # noqa: E402
 import fewshot  # noqa: E402
-from _common import finish_cell  # noqa: E402
+from _common import finish_cell, share_cells  # noqa: E402
 from _tables import rows  # noqa: E402
 
 
@@ -181,6 +181,10 @@ def test_a_changed_budget_is_compared_episode_by_episode_with_the_default_grids_
         (ledger / f"{cell.name}.json").write_text((ledger / cell.name / "done.json").read_text())
     fewshot.claim(here, other := fewshot.Cell("rollout", 5, 0, "vpdd", 0))  # not in the ledger: left out
     finish_cell(here, other.name, {"reach-v3": {"successes": 0, "episodes": 4, "success_steps": [None] * 4}})
+    fewshot.claim(ledger, shared := fewshot.Cell("rollout", 5, None, "act", 0))  # the default grid's own: left out
+    finish_cell(ledger, shared.name, {"reach-v3": {"successes": 0, "episodes": 4, "success_steps": [None] * 4}})
+    (ledger / f"{shared.name}.json").write_text((ledger / shared.name / "done.json").read_text())
+    assert share_cells(here, ledger, [shared.name]) == 1 and fewshot.is_done(here, shared)
     # two episodes solved only here, none only there: exact two-sided p = 2 / 2**2
     assert _fewshot_report.against(here, cells, ledger) == {
         roll.name: {"here": 3, "default": 1, "episodes": 4, "wins": 2, "losses": 0, "p_value": 0.5},
