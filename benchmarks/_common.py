@@ -157,6 +157,18 @@ def lock_cell(root: Path, name: str) -> int | None:
     return fd
 
 
+def pending(root: Path, names: list[str], targets: list[str], needs: Callable[[str], list[str]]) -> list[str]:
+    """The cells of ``names`` (in their order) still to run for ``targets``: each target not done, and every cell one
+    reads that is not done, transitively (a restored leaf's inputs are not recomputed)."""
+    want, todo = set(), [n for n in targets if not cell_done(root, n)]
+    while todo:
+        n = todo.pop()
+        if n not in want:
+            want.add(n)
+            todo += [d for d in needs(n) if not cell_done(root, d)]
+    return [n for n in names if n in want]
+
+
 def run_cells(root: Path, names: list[str], needs: Callable[[str], list[str]], run: Callable[[str], dict],
               poll_s: float = 30.0) -> None:
     """Run every cell not yet done, the first ready one first (all of its ``needs`` done), until all are done.
@@ -212,6 +224,20 @@ def share_cells(root: Path, source: Path, names: list[str]) -> int:
         except FileExistsError:  # another worker of the grid linked it first
             pass
     return linked
+
+
+def record_ledger(root: Path, ledger: Path, settings: dict, names: list[str]) -> int:
+    """Record the finished cells of ``names`` in ``ledger`` (its cells/) beside the settings that made them."""
+    ledger.mkdir(parents=True, exist_ok=True)
+    (ledger / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return record_cells(root, ledger / "cells", names)
+
+
+def ledger_mismatch(ledger: Path, mine: dict) -> str:
+    """How the grid that wrote ``ledger`` differs from ``mine`` ("" when it does not, or wrote nothing yet)."""
+    path = ledger / "settings.json"
+    theirs = json.loads(path.read_text()) if path.exists() else mine
+    return ", ".join(f"{k} {theirs.get(k)} (here {v})" for k, v in mine.items() if theirs.get(k) != v)
 
 
 def restore_cells(root: Path, ledger: Path) -> int:

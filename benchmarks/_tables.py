@@ -150,3 +150,23 @@ def _success(v: dict, spread: bool = True) -> str:
     """A success cell: the mean over seeds, in percent, and (``spread``) its range when the seeds differ."""
     mid = f"{100 * v['mean']:.0f}"
     return mid if v["min"] == v["max"] or not spread else f"{mid} ({100 * v['min']:.0f}-{100 * v['max']:.0f})"
+
+
+G1_LABELS = {"vpdd-regression": "vidpolicy", "vpdd-tokens": "its token head", "diffusion": "Diffusion Policy",
+             "act": "ACT"}
+
+
+def g1_headline(g: dict) -> tuple[str, str]:
+    """The README's G1 row: per policy, the first action's normalised MSE on its median joint, the mean over seeds
+    with their range (the token head as the paper decodes it, its mode), beside the training mean."""
+    answers = []
+    for policy, label in G1_LABELS.items():
+        runs = [r.get("default", r.get("mode")) for k, r in g["results"].items() if k.split("/")[0] == policy]
+        x = [r["first_action_median_dim"] for r in runs]
+        spread = f" ({min(x):.2f}-{max(x):.2f})" if len(x) > 1 else ""
+        answers += [f"{label} {sum(x) / len(x):.2f}{spread}"] if x else []
+    seeds = len({k.split("/")[1] for k in g["results"]})
+    question = (f"G1 robot offline (26 joints, {g['budget']['train_steps']} steps each, {g['heldout_episodes']} "
+                f"held-out episodes{f', {seeds} seeds' * (seeds > 1)}): first action's normalised MSE, median joint")
+    return question, ", ".join(answers + [f"training mean {g['training_mean']['first_action_median_dim']:.2f}"])
+

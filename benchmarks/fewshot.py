@@ -30,7 +30,6 @@ OMP_NUM_THREADS=1) keeps every core busy, the single-threaded simulator's rollou
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict, dataclass, replace
 from dataclasses import fields as fields_of
 from fnmatch import fnmatch
@@ -38,8 +37,8 @@ from pathlib import Path
 
 from vidpolicy.envs.metaworld import SCENES
 
-from _common import (cell_done, claim_cell, first_sentence, quiet, record_cells, restore_cells, run_cells,
-                     share_cells)
+from _common import (cell_done, claim_cell, first_sentence, ledger_mismatch, pending, quiet, record_ledger,
+                     restore_cells, run_cells, share_cells)
 
 TASKS = ("reach,drawer-close,window-open,"  # easy
          "coffee-push,sweep-into,hammer,"  # medium
@@ -160,13 +159,9 @@ def select(cells: list[Cell], root: Path, patterns: tuple[str, ...] = ()) -> lis
     cell) that are not done, and every cell they read that is not done, transitively."""
     targets = [c for c in cells if any(fnmatch(c.name, p) for p in patterns)] if patterns else [
         c for c in cells if c.stage in LEAVES]
-    want, todo = set(), [c for c in targets if not is_done(root, c)]
-    while todo:
-        c = todo.pop()
-        if c not in want:
-            want.add(c)
-            todo += [n for n in needs(c) if not is_done(root, n)]
-    return [c for c in cells if c in want]
+    by_name = {c.name: c for c in cells}
+    return [by_name[n] for n in pending(root, list(by_name), [c.name for c in targets],
+                                        lambda n: [d.name for d in needs(by_name[n])])]
 
 
 def is_done(root: Path, cell: Cell) -> bool:
@@ -201,13 +196,6 @@ def settings(b: Budget, tasks: str, human: bool) -> dict:
     adds_cells = ("demos", "multiples", "seeds", "variants", "variant_seeds")  # these only add or drop cells
     return {"tasks": tasks, "human_videos": human, "scenes": SCENES,
             **{f.name: getattr(b, f.name) for f in fields_of(Budget) if f.name not in adds_cells}}
-
-
-def ledger_mismatch(ledger: Path, mine: dict) -> str:
-    """How the grid that wrote ``ledger`` differs from ``mine`` ("" when it does not, or wrote nothing yet)."""
-    path = ledger / "settings.json"
-    theirs = json.loads(path.read_text()) if path.exists() else mine
-    return ", ".join(f"{k} {theirs.get(k)} (here {v})" for k, v in mine.items() if theirs.get(k) != v)
 
 
 def main() -> None:
@@ -250,7 +238,7 @@ def main() -> None:
 
         changed = {k for k, v in asdict(b).items() if v != getattr(base, k)}
         if n := share_cells(root, default, [c.name for c in unchanged_by(cells, changed)]):
-            print(f"sharing {n} finished cells of {default} that {', '.join(sorted(changed))} leaves unchanged")
+            print(f"sharing {n} finished cell{'s' * (n > 1)} of {default} that {', '.join(sorted(changed))} leaves unchanged")
     todo = select(cells, root, tuple(args.only))
     from _fewshot_plan import plan_table
 
@@ -265,9 +253,7 @@ def main() -> None:
         run_cells(root, list(by_name), lambda n: [c.name for c in needs(by_name[n])],
                   lambda n: runner.run(by_name[n]))
     if ledger:
-        (ledger / "settings.json").parent.mkdir(parents=True, exist_ok=True)
-        (ledger / "settings.json").write_text(json.dumps(mine, indent=2) + "\n")
-        n = record_cells(root, ledger / "cells", [c.name for c in cells if c.stage in LEAVES])
+        n = record_ledger(root, ledger, mine, [c.name for c in cells if c.stage in LEAVES])
         print(f"recorded {n} cells in {ledger}")
     from _common import save
 

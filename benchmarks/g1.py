@@ -4,11 +4,12 @@ ACT are trained on the first 16 episodes and scored on the last 4: normalised MS
 training episodes' variance, averaged) of the first action and of the first 4 actions of each chunk, beside
 predicting the training mean. The token head is scored with both decodings (the paper's mode, and the mean).
 
-Cells resume one by one as in fewshot.py. vidpolicy's video model is trained from scratch on the 16 episodes
-(its tokenizer on the dataset's video and ../shared/data/human: pixels only, no actions).
+Cells resume one by one as in fewshot.py, and the scores (the eval cells) go to a committed ledger
+(benchmarks/results/g1/default) that a fresh checkout restores. vidpolicy's video model is trained from scratch on
+the 16 episodes (its tokenizer on the dataset's video and ../shared/data/human: pixels only, no actions).
 
     python benchmarks/g1.py --quick      # minutes: tiny budgets, one seed, 16 samples
-    python benchmarks/g1.py              # the default budget (about two CPU-hours on 2 cores)
+    python benchmarks/g1.py              # the default budget, three seeds (about two CPU-hours a seed on 2 cores)
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import OUT, cell_done, cell_result, claim_cell, first_sentence, quiet, run_cells, save
+from _common import (OUT, cell_done, cell_result, claim_cell, first_sentence, ledger_mismatch, pending, quiet,
+                     record_ledger, restore_cells, run_cells, save)
 
 G1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "robot" / "g1_pick_bottle"
 HUMAN = G1.parents[1] / "human"
@@ -37,18 +39,24 @@ BASELINES = {
             "--policy.chunk_size=20", "--policy.n_action_steps=20"],
 }
 POLICIES = ("vpdd-tokens", "vpdd-regression", "diffusion", "act")
+LEDGER = Path(__file__).resolve().parent / "results" / "g1" / "default"  # the eval cells' results, committed
 
 
 @dataclass(frozen=True)
 class Budget:
     tokenizer_steps: int = 600
     train_steps: int = 1000  # every policy, its own trainer
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0, 1, 2)  # fine-tuning seeds of every policy
     samples: int = 128  # held-out (episode, step) pairs scored
 
     @classmethod
     def quick(cls) -> "Budget":
-        return cls(tokenizer_steps=30, train_steps=20, samples=16)
+        return cls(tokenizer_steps=30, train_steps=20, seeds=(0,), samples=16)
+
+    def settings(self, dataset: Path) -> dict:
+        """What changes an eval cell's result (a ledger holds one setting's): the seeds only add cells."""
+        return {"dataset": dataset.name, "human_videos": HUMAN.exists(), "held_out": HELD_OUT, "chunk": CHUNK,
+                **{k: v for k, v in asdict(self).items() if k != "seeds"}}
 
 
 def needs(name: str) -> list[str]:
@@ -140,7 +148,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--quick", action="store_true", help="tiny budgets, one seed, 16 samples")
     ap.add_argument("--dataset", default=str(G1))
-    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="fine-tuning seeds (default: 0)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="fine-tuning seeds (default: 0 1 2)")
     ap.add_argument("--out", default=str(OUT / "g1"))
     ap.add_argument("--report", action="store_true", help="score what is done so far; run nothing")
     args = ap.parse_args()
@@ -150,13 +158,21 @@ def main() -> None:
     if not Path(args.dataset).exists():
         sys.exit(f"{args.dataset}: no such dataset (../shared/data is not here)")
     root = Path(args.out) / ("quick" if args.quick else "default")
+    mine, evals = b.settings(Path(args.dataset)), [n for n in cells(b) if n.startswith("eval/")]
+    ledger = None if args.quick or Path(args.dataset).resolve() != G1.resolve() else LEDGER
+    if ledger and (diff := ledger_mismatch(ledger, mine)):
+        print(f"not using {ledger}: recorded with other settings ({diff})")
+        ledger = None
+    if ledger and (n := restore_cells(root, ledger / "cells")):
+        print(f"restored {n} finished cells from {ledger}")
     runner = Runner(root, b, Path(args.dataset))
     if not args.report:
-        run_cells(root, cells(b), needs, runner.run)
+        run_cells(root, pending(root, cells(b), evals, needs), needs, runner.run)
+    if ledger and (n := record_ledger(root, ledger, mine, evals)):
+        print(f"recorded {n} cells in {ledger}")
     from _g1_eval import mean_baseline
 
-    results = {name.split("/", 1)[1]: cell_result(root, name) for name in cells(b)
-               if name.startswith("eval/") and cell_done(root, name)}
+    results = {name.split("/", 1)[1]: cell_result(root, name) for name in evals if cell_done(root, name)}
     samples_mean = mean_baseline(Path(args.dataset), runner.n_eps - HELD_OUT, b.samples, CHUNK)
     save("g1_quick" if args.quick else "g1", {"dataset": args.dataset, "budget": asdict(b), "chunk": CHUNK,
                                               "heldout_episodes": HELD_OUT, "training_mean": samples_mean,

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from _results_md import fmt, markdown
-from _tables import BASELINES, cpu_name, fewshot_table
+from _tables import BASELINES, cpu_name, fewshot_table, g1_headline
 
 from vidpolicy.common.workers import die_with_parent
 
@@ -77,14 +77,7 @@ def headline(r: dict) -> str:
         rows.append(f"| {question} | {answer} | {where}, {r[key]['commit']} |")
 
     if r.get("g1", {}).get("results"):
-        g = r["g1"]
-        names = {"vpdd-regression/seed0": "vidpolicy", "vpdd-tokens/seed0": "its token head",
-                 "diffusion/seed0": "Diffusion Policy", "act/seed0": "ACT"}
-        scores = [(label, g["results"][k].get("default", g["results"][k].get("mode")))
-                  for k, label in names.items() if k in g["results"]] + [("training mean", g["training_mean"])]
-        row(f"G1 robot offline (26 joints, {g['budget']['train_steps']} steps each, {g['heldout_episodes']} held-out "
-            "episodes): first action's normalised MSE, median joint",
-            ", ".join(f"{label} {s['first_action_median_dim']:.2f}" for label, s in scores), "g1")
+        row(*g1_headline(r["g1"]), "g1")
     if "tokenize" in r:
         t = r["tokenize"]
         best = max((p for p in t["psnr_after_budget"] if p["size"] == 96 and p["budget_min"] == 20),
