@@ -238,7 +238,8 @@ def main() -> None:
 
         changed = {k for k, v in asdict(b).items() if v != getattr(base, k)}
         if n := share_cells(root, default, [c.name for c in unchanged_by(cells, changed)]):
-            print(f"sharing {n} finished cell{'s' * (n > 1)} of {default} that {', '.join(sorted(changed))} leaves unchanged")
+            print(f"sharing {n} finished cell{'s' * (n > 1)} of {default} that {', '.join(sorted(changed))} "
+                  "leaves unchanged")
     todo = select(cells, root, tuple(args.only))
     from _fewshot_plan import plan_table
 
