@@ -169,4 +169,3 @@ def g1_headline(g: dict) -> tuple[str, str]:
     question = (f"G1 robot offline (26 joints, {g['budget']['train_steps']} steps each, {g['heldout_episodes']} "
                 f"held-out episodes{f', {seeds} seeds' * (seeds > 1)}): first action's normalised MSE, median joint")
     return question, ", ".join(answers + [f"training mean {g['training_mean']['first_action_median_dim']:.2f}"])
-
