@@ -20,8 +20,9 @@ video model never see actionless video.
     python benchmarks/fewshot.py --only 'D5/A20x/vpdd/seed0/*'   # these cells and what they read, first
     python benchmarks/fewshot.py --budget pretrain_steps=16000 --only 'D10/A20x/vpdd/seed0/*'   # a grid beside it
 
-A grid with a changed budget reads the default grid's finished cells that no changed field reaches (the demos and
-corpora, or the pre-training when only fine-tuning changes) through links, instead of computing them again.
+A grid with a changed budget (on the default tasks and corpus) reads the default grid's finished cells that no
+changed field reaches (the demos and corpora, or the pre-training when only fine-tuning changes) through links,
+instead of computing them again.
 
 Several processes can share the grid, each taking the next ready cell no other holds: one per core (with
 OMP_NUM_THREADS=1) keeps every core busy, the single-threaded simulator's rollouts included.
