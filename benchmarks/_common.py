@@ -240,6 +240,19 @@ def ledger_mismatch(ledger: Path, mine: dict) -> str:
     return ", ".join(f"{k} {theirs.get(k)} (here {v})" for k, v in mine.items() if theirs.get(k) != v)
 
 
+def open_ledger(root: Path, ledger: Path | None, mine: dict, strict: bool = False) -> Path | None:
+    """``ledger``, its cells restored under ``root``, when the grid that wrote it had the settings ``mine``; else None
+    (``strict``: a one-line SystemExit instead, for a ledger the user named)."""
+    if ledger and (diff := ledger_mismatch(ledger, mine)):
+        if strict:
+            raise SystemExit(f"{ledger / 'settings.json'}: recorded by a grid with other settings: {diff}")
+        print(f"not using {ledger}: recorded by a grid with other settings ({diff})")
+        return None
+    if ledger and (n := restore_cells(root, ledger / "cells")):
+        print(f"restored {n} finished cells from {ledger}")
+    return ledger
+
+
 def restore_cells(root: Path, ledger: Path) -> int:
     """Mark every cell the ledger holds done under ``root`` (its done.json, nothing else); how many were restored."""
     restored = 0

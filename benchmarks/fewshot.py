@@ -38,8 +38,8 @@ from pathlib import Path
 
 from vidpolicy.envs.metaworld import SCENES
 
-from _common import (cell_done, claim_cell, first_sentence, ledger_mismatch, pending, quiet, record_ledger,
-                     restore_cells, run_cells, share_cells)
+from _common import (cell_done, claim_cell, first_sentence, open_ledger, pending, quiet, record_ledger, run_cells,
+                     share_cells)
 
 TASKS = ("reach,drawer-close,window-open,"  # easy
          "coffee-push,sweep-into,hammer,"  # medium
@@ -227,13 +227,7 @@ def main() -> None:
     mine = settings(b, args.tasks, human is not None)
     standard = not args.quick and args.tasks == TASKS and human is not None  # the default grid's tasks and corpus
     ledger = Path(args.ledger) if args.ledger else LEDGER if standard and not suffix else None
-    if ledger and (diff := ledger_mismatch(ledger, mine)):
-        if args.ledger:
-            raise SystemExit(f"{ledger / 'settings.json'}: recorded by a grid with other settings: {diff}")
-        print(f"not using {ledger}: recorded by a grid with other settings ({diff})")
-        ledger = None
-    if ledger and (n := restore_cells(root, ledger / "cells")):
-        print(f"restored {n} finished cells from {ledger}")
+    ledger = open_ledger(root, ledger, mine, strict=bool(args.ledger))
     if standard and suffix and (default := root.parent / "default").is_dir():
         from _fewshot_plan import unchanged_by
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import (OUT, cell_done, cell_result, claim_cell, first_sentence, ledger_mismatch, pending, quiet,
-                     record_ledger, restore_cells, run_cells, save)
+from _common import (OUT, cell_done, cell_result, claim_cell, first_sentence, open_ledger, pending, quiet,
+                     record_ledger, run_cells, save)
 
 G1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "robot" / "g1_pick_bottle"
 HUMAN = G1.parents[1] / "human"
@@ -159,12 +159,7 @@ def main() -> None:
         sys.exit(f"{args.dataset}: no such dataset (../shared/data is not here)")
     root = Path(args.out) / ("quick" if args.quick else "default")
     mine, evals = b.settings(Path(args.dataset)), [n for n in cells(b) if n.startswith("eval/")]
-    ledger = None if args.quick or Path(args.dataset).resolve() != G1.resolve() else LEDGER
-    if ledger and (diff := ledger_mismatch(ledger, mine)):
-        print(f"not using {ledger}: recorded with other settings ({diff})")
-        ledger = None
-    if ledger and (n := restore_cells(root, ledger / "cells")):
-        print(f"restored {n} finished cells from {ledger}")
+    ledger = open_ledger(root, None if args.quick or Path(args.dataset).resolve() != G1.resolve() else LEDGER, mine)
     runner = Runner(root, b, Path(args.dataset))
     if not args.report:
         run_cells(root, pending(root, cells(b), evals, needs), needs, runner.run)

@@ -18,7 +18,7 @@ from _util import ROOT
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import _fewshot_plan  # noqa: E402
 import fewshot  # noqa: E402
-from _common import cell_done, finish_cell, lock_cell, run_cells  # noqa: E402
+from _common import cell_done, finish_cell, ledger_mismatch, lock_cell, run_cells  # noqa: E402
 
 
 def test_a_finished_cell_is_skipped_and_a_half_finished_one_restarts_clean(tmp_path):
@@ -231,10 +231,10 @@ def test_a_fresh_checkout_restores_finished_leaves_and_runs_only_what_is_missing
     # a ledger belongs to one grid's settings: more seeds may join it, other training budgets may not
     mine = fewshot.settings(b, fewshot.TASKS, human=True)
     (ledger / "settings.json").write_text(json.dumps(mine))
-    assert fewshot.ledger_mismatch(ledger, mine) == ""
-    assert fewshot.ledger_mismatch(ledger, fewshot.settings(fewshot.Budget(seeds=(0, 1, 2)), fewshot.TASKS, True)) == ""
-    assert fewshot.ledger_mismatch(ledger, fewshot.settings(fewshot.Budget(train_steps=100), fewshot.TASKS, False)) == (
+    assert ledger_mismatch(ledger, mine) == ""
+    assert ledger_mismatch(ledger, fewshot.settings(fewshot.Budget(seeds=(0, 1, 2)), fewshot.TASKS, True)) == ""
+    assert ledger_mismatch(ledger, fewshot.settings(fewshot.Budget(train_steps=100), fewshot.TASKS, False)) == (
         "human_videos True (here False), train_steps 2000 (here 100)")
     # a ledger from before scenes were recorded drew them otherwise (a fixed set of 50): never mixed in
     (ledger / "settings.json").write_text(json.dumps({k: v for k, v in mine.items() if k != "scenes"}))
-    assert fewshot.ledger_mismatch(ledger, mine).startswith("scenes None (here seeded")
+    assert ledger_mismatch(ledger, mine).startswith("scenes None (here seeded")

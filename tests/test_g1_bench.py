@@ -8,7 +8,7 @@ from _util import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import g1  # noqa: E402
-from _common import finish_cell, pending, record_ledger, restore_cells  # noqa: E402
+from _common import finish_cell, open_ledger, pending, record_ledger, restore_cells  # noqa: E402
 from _tables import g1_headline  # noqa: E402
 
 
@@ -26,6 +26,9 @@ def test_a_restored_score_is_not_retrained_and_a_new_seed_runs_whole(tmp_path):
     assert "eval/act/seed0" not in todo and "train/act/seed0" not in todo  # restored: its training is not redone
     assert todo[0] == "tokenizer" and {"train/act/seed1", "eval/act/seed1", "train/vpdd-tokens/seed0"} <= set(todo)
     assert len(todo) == len(g1.cells(b)) - 2  # every cell but the restored score and its training
+    # another training budget's scores are not mixed in
+    assert open_ledger(tmp_path / "other", ledger, g1.Budget(train_steps=50).settings(g1.G1)) is None
+    assert not (tmp_path / "other").exists()
 
 
 def test_the_readme_row_gives_each_policys_mean_over_seeds_and_their_range():
