@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from _common import cell_result
 from fewshot import VARIANTS, Cell, is_done
 
@@ -21,6 +23,21 @@ def paired(a: dict, b: dict) -> dict:
     n = wins + losses
     p = min(1.0, 2 * sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n) if n else 1.0
     return {"wins": wins, "losses": losses, "p_value": p}
+
+
+def difference(a: dict, b: dict, resamples: int = 10_000, seed: int = 0) -> dict:
+    """Two policies on the same episodes, keyed (seed, task, episode) -> solved: a's success minus b's (the mean over
+    (seed, task) clusters) and its 95% bootstrap interval over those clusters (resampled with replacement, percentile
+    method), so that a task or a seed one policy happens to do well on widens the interval instead of deciding it."""
+    clusters: dict[tuple, list[int]] = {}
+    for k in a:
+        clusters.setdefault(k[:2], []).append(int(a[k]) - int(b[k]))
+    if not clusters:
+        return {}
+    means = np.array([sum(v) / len(v) for v in clusters.values()])
+    draws = np.random.default_rng(seed).integers(len(means), size=(resamples, len(means)))
+    lo, hi = np.quantile(means[draws].mean(axis=1), [0.025, 0.975])
+    return {"difference": float(means.mean()), "ci95": [float(lo), float(hi)], "clusters": len(means)}
 
 
 def label(cell: Cell) -> str:
@@ -72,10 +89,10 @@ def pooled(per_task: dict[str, float]) -> float:
 
 def summarize(root: Path, cells: list[Cell]) -> dict:
     """Per D and policy: success per task (mean and spread over seeds) and pooled; each policy against vidpolicy
-    pre-trained on the largest corpus, episode by episode (exact McNemar over tasks x seeds x episodes), and each
-    other vidpolicy against vidpolicy from scratch (``vs_scratch``); where the blind cell is done, its replay
-    (``BLIND``: per task, a random demo's success and the share of scenes some demo solves) and each policy's
-    success split by it (``blind_split``)."""
+    pre-trained on the largest corpus, episode by episode (exact McNemar over tasks x seeds x episodes; the success
+    difference with its bootstrap interval over tasks x seeds), and each other vidpolicy against vidpolicy from
+    scratch (``vs_scratch``); where the blind cell is done, its replay (``BLIND``: per task, a random demo's success
+    and the share of scenes some demo solves) and each policy's success split by it (``blind_split``)."""
     out: dict = {}
     for d in sorted({c.demos for c in cells if c.demos is not None}):
         runs: dict[str, dict[int, dict]] = {}
@@ -118,7 +135,8 @@ def summarize(root: Path, cells: list[Cell]) -> dict:
                 a, b = outcomes(runs[ref]), outcomes(runs[name])
                 if common := sorted(a.keys() & b.keys()):
                     a, b = {k: a[k] for k in common}, {k: b[k] for k in common}
-                    table[name][key] = paired(a, b) if ref_wins else paired(b, a)
+                    a, b = (a, b) if ref_wins else (b, a)
+                    table[name][key] = {**paired(a, b), **difference(a, b)}
         out[f"D{d}"] = table
     return out
 
@@ -139,7 +157,8 @@ def against(root: Path, cells: list[Cell], ledger: Path) -> dict:
         a, b = (outcomes({0: task_reports(r)}) for r in (here, there))
         common = a.keys() & b.keys()
         a, b = {k: a[k] for k in common}, {k: b[k] for k in common}
-        out[c.name] = {"here": sum(a.values()), "default": sum(b.values()), "episodes": len(common), **paired(a, b)}
+        out[c.name] = {"here": sum(a.values()), "default": sum(b.values()), "episodes": len(common), **paired(a, b),
+                       **difference(a, b)}
     return out
 
 

@@ -17,6 +17,17 @@ def pct(x: float) -> str:
 
 
 ONLY = "episodes only vidpolicy on the largest corpus / only this one solved"
+LEAD = "its success minus this one's, points (95% interval)"
+
+
+def ahead_by(vs: dict) -> str:
+    """A paired comparison's success difference in points with its bootstrap interval: "-3 (-12 to +4)"; "" for one
+    made before the report computed it."""
+    def points(x: float) -> str:
+        return f"{n:+d}" if (n := round(100 * x)) else "0"
+    if "ci95" not in vs:
+        return ""
+    return f"{points(vs['difference'])} ({points(vs['ci95'][0])} to {points(vs['ci95'][1])})"
 
 
 def rows(r: dict) -> list[tuple[str, str, str]]:
@@ -27,16 +38,18 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
                 if "mean" in v:
                     vs = v.get("vs_pretrained")
                     out.append((key, f"{d}, {name}: success mean (min-max over seeds {v['seeds']})"
-                                + (f"; {ONLY}" if vs else ""),
+                                + (f"; {ONLY}; {LEAD}" if vs else ""),
                                 f"{pct(v['mean'])} ({pct(v['min'])}-{pct(v['max'])})"
-                                + (f"; {vs['wins']} / {vs['losses']} (p = {vs['p_value']:.2g})" if vs else "")))
+                                + (f"; {vs['wins']} / {vs['losses']} (p = {vs['p_value']:.2g}); {ahead_by(vs)}"
+                                   if vs else "")))
                 if split := v.get("blind_split"):
                     (a, n), (b, m) = split["blind"], split["not_blind"]
                     out.append((key, f"{d}, {name}: success in the scenes some demo's blind replay solves / in the "
                                 "others (pooled over seeds)", f"{pct(a / n)} of {n} / {pct(b / m)} of {m}"))
                 if vs := v.get("vs_scratch"):
                     out.append((key, f"{d}, {name}: episodes only it / only vidpolicy from scratch solved, on the "
-                                f"seeds both ran", f"{vs['wins']} / {vs['losses']} (p = {vs['p_value']:.2g})"))
+                                f"seeds both ran; its success minus scratch's, points (95% interval)",
+                                f"{vs['wins']} / {vs['losses']} (p = {vs['p_value']:.2g}); {ahead_by(vs)}"))
                 if name == BLIND:
                     out.append((key, f"{d}, {BLIND}: each demo's actions open loop in each scene, no observation: "
                                 "success of a random demo / scenes some demo solves",
@@ -108,10 +121,10 @@ def fewshot_table(f: dict, full: bool = False) -> str:
         lead = f"| {d[1:]} " if several else ""
         if not out:
             out = [("| demos " if several else "") + "| policy | " + " | ".join(t.removesuffix("-v3") for t in tasks)
-                   + " | all | vs pre-trained |", "| --- " * (len(tasks) + 3 + several) + "|"]
+                   + " | all | pre-trained ahead by |", "| --- " * (len(tasks) + 3 + several) + "|"]
         for k in present:
             t, vs = table[k], table[k].get("vs_pretrained")
-            paired = f"{vs['wins']} / {vs['losses']}, p = {vs['p_value']:.2g}" if vs else ""
+            paired = ", ".join(x for x in (ahead_by(vs), f"p = {vs['p_value']:.2g}") if x) if vs else ""
             out.append(f"{lead}| {names[k]} | " + " | ".join(_success(t["per_task"][x], full) for x in tasks)
                        + f" | **{_success(t)}** | {paired} |")
         if BLIND in table:  # the floor: no policy, no camera
@@ -141,7 +154,8 @@ def fewshot_table(f: dict, full: bool = False) -> str:
                f"of up to {b['max_steps']} steps, {notes}; {spread}; {b['train_steps']:,} "
                f"training steps each; {BASELINE_SIZES}. "
                + ("Blind: each demo's actions open loop, no observation. " if blind else "")
-               + "vs pre-trained: episodes only pre-trained / only it solved on shared seeds, exact McNemar p. "
+               + "Ahead by: pre-trained's success minus this one's on shared seeds, points (95% bootstrap "
+               "interval over tasks x seeds), exact McNemar p. "
                f"{' and '.join(sorted(cpus) or [cpu_name(f.get('cpu', ''))])}, 2 cores; rollouts at {shown}.")
     return "\n".join(out) + "\n"
 

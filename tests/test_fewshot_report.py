@@ -45,17 +45,22 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     table = _fewshot_report.summarize(tmp_path, cells)["D5"]
     assert table["vpdd A=4xD"]["imagination"]["copy_history"]["token_accuracy"] == 0.4
     assert table["vpdd A=4xD"]["mean"] == 1.0 and table["vpdd scratch"]["mean"] == 0.25
-    # 3 episodes only the pre-trained policy solved, none the other way: exact two-sided p = 2 / 2**3
-    assert table["vpdd scratch"]["vs_pretrained"] == {"wins": 3, "losses": 0, "p_value": 0.25}
-    assert table["act"]["vs_pretrained"] == {"wins": 0, "losses": 0, "p_value": 1.0}
+    # 3 episodes only the pre-trained policy solved, none the other way: exact two-sided p = 2 / 2**3; one (seed,
+    # task) cluster, so the bootstrap interval is the difference itself
+    assert table["vpdd scratch"]["vs_pretrained"] == {"wins": 3, "losses": 0, "p_value": 0.25, "difference": 0.75,
+                                                      "ci95": [0.75, 0.75], "clusters": 1}
+    assert table["act"]["vs_pretrained"] == {"wins": 0, "losses": 0, "p_value": 1.0, "difference": 0.0,
+                                             "ci95": [0.0, 0.0], "clusters": 1}
     assert table["diffusion"]["expert_magnitude"] == [0.5, 0.5, None] and "expert_magnitude" not in table["act"]
     assert table["diffusion"]["machines"] == ["AMD EPYC"] and table["act"]["machines"] == ["unknown"]
-    assert table["vpdd A=4xD, act on history"]["vs_pretrained"] == {"wins": 1, "losses": 0, "p_value": 1.0}
-    # every other vidpolicy against scratch, wins its own: the gap at its corpus size
-    assert table["vpdd A=4xD"]["vs_scratch"] == {"wins": 3, "losses": 0, "p_value": 0.25}
+    assert table["vpdd A=4xD, act on history"]["vs_pretrained"]["wins"] == 1
+    # every other vidpolicy against scratch, wins and the difference its own: the gap at its corpus size
+    assert table["vpdd A=4xD"]["vs_scratch"] == {"wins": 3, "losses": 0, "p_value": 0.25, "difference": 0.75,
+                                                 "ci95": [0.75, 0.75], "clusters": 1}
     assert table["vpdd A=4xD, act on history"]["vs_scratch"]["wins"] == 2 and "vs_scratch" not in table["act"]
     assert ("fewshot", "D5, vpdd A=4xD: episodes only it / only vidpolicy from scratch solved, on the seeds both "
-            "ran", "3 / 0 (p = 0.25)") in rows({"fewshot": {"summary": {"D5": table}}})
+            "ran; its success minus scratch's, points (95% interval)", "3 / 0 (p = 0.25); +75 (+75 to +75)") in rows(
+        {"fewshot": {"summary": {"D5": table}}})
     # every policy's success where some demo's blind replay solves the scene, and where none does
     assert table["vpdd A=4xD"]["blind_split"] == {"blind": [2, 2], "not_blind": [2, 2]}
     assert table["vpdd scratch"]["blind_split"] == {"blind": [1, 2], "not_blind": [0, 2]}
@@ -71,13 +76,30 @@ def test_the_paired_comparison_on_a_constructed_example(tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 1000
 
 
+def test_the_success_difference_has_a_bootstrap_interval_over_seeds_and_tasks():
+    # two (seed, task) clusters, 4 episodes each: a leads b by 1.0 in the first and by 0 in the second. Resampling two
+    # clusters gives means 1, 0.5, 0 with probabilities 1/4, 1/2, 1/4: the 95% interval spans 0 to 1
+    a = {(0, "reach", i): True for i in range(4)} | {(1, "reach", i): i < 2 for i in range(4)}
+    b = {(0, "reach", i): False for i in range(4)} | {(1, "reach", i): i < 2 for i in range(4)}
+    d = _fewshot_report.difference(a, b)
+    assert d == {"difference": 0.5, "ci95": [0.0, 1.0], "clusters": 2}
+    assert _fewshot_report.difference(b, a)["ci95"] == [-1.0, 0.0]  # the other way round: mirrored
+    # the same lead spread over four tasks of one seed: only the tasks' spread widens it, not the episode count
+    many = {(0, t, i): True for t in "abcd" for i in range(4)}
+    half = {(0, t, i): t in "ab" for t in "abcd" for i in range(4)}
+    lo, hi = _fewshot_report.difference(many, half)["ci95"]
+    assert 0 <= lo < 0.5 < hi <= 1 and _fewshot_report.difference(many, half)["difference"] == 0.5
+    assert _fewshot_report.difference({}, {}) == {}
+
+
 def test_the_grid_table_shows_seed_ranges_and_the_paired_test():
     from _tables import fewshot_table
 
     def run(lo, hi):
         return {"seeds": [0, 1], "mean": (lo + hi) / 2, "min": lo, "max": hi,
                 "per_task": {"reach-v3": {"mean": (lo + hi) / 2, "min": lo, "max": hi}}}
-    table = {"act": {**run(0.2, 0.2), "vs_pretrained": {"wins": 1, "losses": 3, "p_value": 0.625}},
+    table = {"act": {**run(0.2, 0.2), "vs_pretrained": {"wins": 1, "losses": 3, "p_value": 0.625,
+                                                        "difference": -0.004, "ci95": [-0.121, 0.046]}},
              "vpdd A=20xD": run(0.4, 0.5), "vpdd scratch": {"imagination": {}},
              "vpdd A=20xD, act on history": run(0.9, 0.9),  # a variant: benchmarks/results only
              "vpdd A=5xD": run(0.7, 0.7), "vpdd A=40xD": {"imagination": {}}}  # a smaller corpus: the plot's
@@ -87,15 +109,16 @@ def test_the_grid_table_shows_seed_ranges_and_the_paired_test():
         return fewshot_table({"summary": {"D5": table}, "budget": budget, "commit": "abc1234",
                               "cpu": "Intel(R) Xeon(R) Processor"}, full).splitlines()
     first = lines()
-    assert first[0] == "| policy | reach | all | vs pre-trained |"
+    assert first[0] == "| policy | reach | all | pre-trained ahead by |"
     # the README's: a task's mean, the pooled range
     assert first[2] == "| vidpolicy pre-trained (20x D actionless) | 45 | **45 (40-50)** |  |"
-    assert first[3] == "| ACT | 20 | **20** | 1 / 3, p = 0.62 |"  # no scratch row: it has no rollout yet
+    # the difference in points with its interval (rounded: -0.4 is 0), then McNemar's p; no scratch row: no rollout
+    assert first[3] == "| ACT | 20 | **20** | 0 (-12 to +5), p = 0.62 |"
     assert not any("**90**" in line or "**70**" in line for line in first)
     # benchmarks/results.md's: every corpus and variant, each task's range too
     assert lines(full=True)[2:7] == ["| vidpolicy pre-trained (5x D actionless) | 70 | **70** |  |",
                                      "| vidpolicy pre-trained (20x D actionless) | 45 (40-50) | **45 (40-50)** |  |",
-                                     "| ACT | 20 | **20** | 1 / 3, p = 0.62 |",
+                                     "| ACT | 20 | **20** | 0 (-12 to +5), p = 0.62 |",
                                      "| vidpolicy A=20xD, act on history | 90 | **90** |  |", ""]
     assert "; all: range in brackets;" in first[-1]
     assert "2 of 3 seeds; range in brackets;" in lines(full=True)[-1]
@@ -103,10 +126,10 @@ def test_the_grid_table_shows_seed_ranges_and_the_paired_test():
     table["blind replay"] = {"replay": {"reach-v3": 0.125}, "best_demo": {"reach-v3": 0.5}}
     assert lines()[4] == "| a demo replayed blind | 12 | **12** |  |" and "Blind: each demo's actions" in lines()[-1]
     assert "2 of 3 seeds; all: range" in first[-1] and "abc1234" in first[-1] and "CPU sizes" in first[-1]
-    assert "p. Intel Xeon, 2 cores" in first[-1]  # no machine in the cells: the report's own
+    assert "McNemar p. Intel Xeon, 2 cores" in first[-1]  # no machine in the cells: the report's own
     table["act"]["commits"], table["vpdd A=20xD"]["commits"] = ["c2"], ["c1", "c2"]  # the cells' own commits
     table["act"]["machines"] = ["AMD EPYC", "Intel(R) Xeon(R) Processor"]  # and their processors
-    assert lines()[-1].endswith("rollouts at c1, c2.") and "p. AMD EPYC and Intel Xeon, 2 cores" in lines()[-1]
+    assert lines()[-1].endswith("rollouts at c1, c2.") and "McNemar p. AMD EPYC and Intel Xeon, 2 cores" in lines()[-1]
     table["act"]["commits"] = ["c3", "c4", "c5", "c6"]
     table["act"]["seeds"] = [0, 1, 2]  # a grid part-way: the policy with fewer seeds is named
     assert lines()[-1].endswith("rollouts at c1 to c6 (6 commits).")  # none in this history: by name
@@ -121,8 +144,9 @@ def test_the_grid_table_shows_seed_ranges_and_the_paired_test():
     more = {"vpdd scratch": {**run(0.3, 0.3), "seeds": [0]}, "blind replay": {"replay": {"reach-v3": 0.25}}}
     two = fewshot_table({"summary": {"D5": table, "D10": more, "D20": {"blind replay": {"replay": {"reach-v3": 0}}}},
                          "budget": budget, "commit": "abc1234"}).splitlines()
-    assert two[:2] == ["| demos | policy | reach | all | vs pre-trained |", "| --- | --- | --- | --- | --- |"]
-    assert two[3:5] == ["| 5 | ACT | 20 | **20** | 1 / 3, p = 0.62 |", "| 5 | a demo replayed blind | 12 | **12** |  |"]
+    assert two[:2] == ["| demos | policy | reach | all | pre-trained ahead by |", "| --- | --- | --- | --- | --- |"]
+    assert two[3:5] == ["| 5 | ACT | 20 | **20** | 0 (-12 to +5), p = 0.62 |",
+                        "| 5 | a demo replayed blind | 12 | **12** |  |"]
     assert two[5:7] == ["| 10 | vidpolicy from scratch | 30 | **30** |  |",
                         "| 10 | a demo replayed blind | 25 | **25** |  |"]
     assert len(two) == 9 and "5 or 10 demos per task (first column)" in two[-1]
@@ -187,5 +211,6 @@ def test_a_changed_budget_is_compared_episode_by_episode_with_the_default_grids_
     assert share_cells(here, ledger, [shared.name]) == 1 and fewshot.is_done(here, shared)
     # two episodes solved only here, none only there: exact two-sided p = 2 / 2**2
     assert _fewshot_report.against(here, cells, ledger) == {
-        roll.name: {"here": 3, "default": 1, "episodes": 4, "wins": 2, "losses": 0, "p_value": 0.5},
+        roll.name: {"here": 3, "default": 1, "episodes": 4, "wins": 2, "losses": 0, "p_value": 0.5, "difference": 0.5,
+                    "ci95": [0.5, 0.5], "clusters": 1},
         imagine.name: {"here": 0.7, "default": 0.6, "copy_history": 0.5}}
