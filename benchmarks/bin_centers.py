@@ -83,7 +83,8 @@ def main() -> None:
     ap.add_argument("--tasks", default=None, help="Meta-World tasks (default: the grid's)")
     ap.add_argument("--episodes", type=int, default=10, help="episodes per task (default: 10)")
     ap.add_argument("--max-steps", type=int, default=500, help="episode step limit (default: 500)")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "bin_centers"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "bin_centers"),
+                    help="where its rollouts go (default: benchmarks/out/bin_centers)")
     args = ap.parse_args()
     result: dict = {"offline": {d: round_trip(dataset_actions(Path(d))) for d in args.datasets}}
     if args.policy:

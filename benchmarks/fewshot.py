@@ -202,12 +202,14 @@ def settings(b: Budget, tasks: str, human: bool) -> dict:
 def main() -> None:
     quiet()
     ap = argparse.ArgumentParser(description=first_sentence(__doc__))
-    ap.add_argument("--plan", action="store_true", help="print the grid with estimated CPU time and stop")
+    ap.add_argument("--plan", action="store_true", help="print the grid with estimated CPU time and stop (after "
+                    "restoring the ledger's and linking the default grid's finished cells, as a run does)")
     ap.add_argument("--report", action="store_true", help="summarize the cells done so far; run none")
     ap.add_argument("--quick", action="store_true", help="the smallest grid (one seed, one D, tiny budgets)")
-    ap.add_argument("--tasks", default=TASKS)
+    ap.add_argument("--tasks", default=TASKS, help=f"comma-separated Meta-World tasks (default: {TASKS})")
     ap.add_argument("--no-human", action="store_true", help="leave ../shared/data/human out of pre-training")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "fewshot_grid"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "fewshot_grid"),
+                    help="where the grids' cells go (default: benchmarks/out/fewshot_grid)")
     ap.add_argument("--only", nargs="+", default=(), metavar="GLOB",
                     help="run only the cells matching these globs and what they read (default: the whole grid)")
     ap.add_argument("--budget", nargs="+", default=[], metavar="KEY=VALUE",

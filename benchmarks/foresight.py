@@ -81,9 +81,10 @@ def main() -> None:
     quiet()
     ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--policy", required=True, help="a vidpolicy policy directory (camera + agent_pos)")
-    ap.add_argument("--tasks", default="reach,drawer-close,window-open,coffee-push,sweep-into,hammer,push,pick-place")
+    ap.add_argument("--tasks", default="reach,drawer-close,window-open,coffee-push,sweep-into,hammer,push,pick-place",
+                    help="comma-separated Meta-World tasks (default: the grid's eight)")
     ap.add_argument("--episodes", type=int, default=2, help="episodes per task (seeds 1000+, as the grid's)")
-    ap.add_argument("--max-steps", type=int, default=500)
+    ap.add_argument("--max-steps", type=int, default=500, help="episode step limit (default: 500)")
     ap.add_argument("--offline", help="the grid's imagine cell of this policy (its held-out scores, for the table)")
     ap.add_argument("--name", default="foresight", help="the result's name in benchmarks/out")
     args = ap.parse_args()

@@ -147,9 +147,10 @@ def main() -> None:
     quiet()
     ap = argparse.ArgumentParser(description=first_sentence(__doc__))
     ap.add_argument("--quick", action="store_true", help="tiny budgets, one seed, 16 samples")
-    ap.add_argument("--dataset", default=str(G1))
+    ap.add_argument("--dataset", default=str(G1),
+                    help="a LeRobotDataset (default: ../shared/data/robot/g1_pick_bottle)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="fine-tuning seeds (default: 0 1 2)")
-    ap.add_argument("--out", default=str(OUT / "g1"))
+    ap.add_argument("--out", default=str(OUT / "g1"), help="where the cells go (default: benchmarks/out/g1)")
     ap.add_argument("--report", action="store_true", help="score what is done so far; run nothing")
     args = ap.parse_args()
     b = Budget.quick() if args.quick else Budget()

@@ -259,7 +259,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: the code path, not the numbers")
     ap.add_argument("--quick", action="store_true", help="the same as --smoke (every benchmark has --quick)")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "gpu.json"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "gpu.json"),
+                    help="the JSON report (default: benchmarks/out/gpu.json)")
     ap.add_argument("--budget", type=float, default=450.0, help="seconds for the whole run (default: 450)")
     args = ap.parse_args()
     run = Run(args.smoke or args.quick, Path(args.out), args.budget)

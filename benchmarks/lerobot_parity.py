@@ -164,8 +164,9 @@ def policy_parity(policy: str, view: str, tasks: list[str], episodes: int, tmp: 
 def main() -> None:
     quiet()
     ap = argparse.ArgumentParser(description=first_sentence(__doc__))
-    ap.add_argument("--tasks", default="reach,button-press-topdown,drawer-close")
-    ap.add_argument("--episodes", type=int, default=10)
+    ap.add_argument("--tasks", default="reach,button-press-topdown,drawer-close",
+                    help="comma-separated Meta-World tasks (default: reach,button-press-topdown,drawer-close)")
+    ap.add_argument("--episodes", type=int, default=10, help="episodes per task (default: 10)")
     ap.add_argument("--policy", help="a policy directory (vpdd or any LeRobot policy) trained on --view's demos")
     ap.add_argument("--view", default="lerobot", choices=("lerobot", "vidpolicy"),
                     help="the view of the policy's demos; vidpolicy compares the policy only (default: lerobot)")

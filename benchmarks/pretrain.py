@@ -100,7 +100,8 @@ def main() -> None:
     ap.add_argument("--model", help="a pretrain run directory (for accuracy on held-out pairs)")
     ap.add_argument("--tokens", help="token directory with the held-out pairs")
     ap.add_argument("--policy", help="a policy directory: time imagination with the action model")
-    ap.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50, 100])
+    ap.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50, 100],
+                    help="denoising steps to time (and score) imagining at (default: 10 25 50 100)")
     ap.add_argument("--accuracy-only", action="store_true",
                     help="only measure --model/--tokens accuracy, merged into an existing out/pretrain.json")
     ap.add_argument("--quick", action="store_true", help="sampling latency at 10 and 25 steps only")

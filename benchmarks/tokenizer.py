@@ -145,7 +145,8 @@ def main() -> None:
                     help="also train 96² tokenizers for this many CPU-min each: decoder blocks with and without axial "
                          "attention, on centre squares and on 5 squares per frame (the default: attention, 5)")
     ap.add_argument("--repeats", type=int, default=3, help="decode / tokenize measurements, alternated (median)")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "tokenizer_runs"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "tokenizer_runs"),
+                    help="where its tokenizers go (default: benchmarks/out/tokenizer_runs)")
     ap.add_argument("--quick", action="store_true", help="one 3-minute run at 96², one repeat")
     args = ap.parse_args()
     if args.quick:
