@@ -72,6 +72,29 @@ def test_unknown_config_key_and_wrong_type_exit_2(tmp_path):
     assert r.returncode == 2 and "batch_size" in r.stderr
 
 
+def test_a_required_flag_may_come_from_the_config_file(tmp_path):
+    import argparse
+
+    from vidpolicy.common.cli_args import add_config_args, config_from_args
+    from vidpolicy.common.errors import VidpolicyError
+    from vidpolicy.tokenizer.config import TokenizerTrainConfig
+
+    p = argparse.ArgumentParser()
+    add_config_args(p, TokenizerTrainConfig, required=("videos", "out"))
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"videos": "v", "out": "o", "max_steps": 7}))
+    got = config_from_args(TokenizerTrainConfig, p.parse_args(["--config", str(cfg), "--max-steps", "9"]))
+    assert (got.videos, got.out, got.max_steps) == ("v", "o", 9)  # the file's, a flag over it
+    with pytest.raises(VidpolicyError, match="^--videos and --out are required"):
+        config_from_args(TokenizerTrainConfig, p.parse_args([]))
+    with pytest.raises(VidpolicyError, match="^--out is required"):
+        config_from_args(TokenizerTrainConfig, p.parse_args(["--videos", "v"]))
+    r = run_cli("finetune", "--out", str(tmp_path / "p"))  # one line, argparse's exit status, nothing written
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: --pretrained and --dataset are required (on the command line or in a --config file)"]
+    assert not (tmp_path / "p").exists()
+
+
 def test_finished_run_is_not_overwritten(tmp_path, video_dir):
     base = ["tokenizer", "train", "--videos", str(video_dir), "--out", str(tmp_path / "t"), "--size", "32",
             "--codebook-size", "16", "--embedding-dim", "8", "--hidden-channels", "16", "--res-layers", "1",

@@ -2,7 +2,7 @@
 
 Each field becomes ``--field-name`` with the help text from its metadata (``advanced=True``: listed in the
 "advanced" group, for tuning knobs few users touch); ``--config FILE.json`` supplies a base config (strictly checked)
-that explicit flags override.
+that explicit flags override; a required flag may come from it instead of the command line.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import field
 from typing import Any
 
 from vidpolicy.common.config import from_dict, load_config, preset_values, to_dict
+from vidpolicy.common.errors import VidpolicyError
 
 
 def opt(default: Any, help: str, **kw) -> Any:
@@ -43,11 +44,11 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, required: tuple[
         tp = _base_type(hints[f.name])
         helptext = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if f.name not in required and default not in (None, "", [], ()):
+        if f.name in required:  # checked in config_from_args: a --config may give it
+            helptext += " (required)"
+        elif default not in (None, "", [], ()):
             helptext += f" (default: {default})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": helptext}
-        if f.name in required:
-            kwargs["required"] = True
         origin = typing.get_origin(tp)
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -65,12 +66,18 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, required: tuple[
                             help="model sizes: tiny (tests), small (CPU), base or large (GPU) (default: small)")
     parser.add_argument("--config", dest="_config", default=None, metavar="FILE.json",
                         help="start from a saved config.json; flags given here override it")
+    parser.set_defaults(_required=tuple(required))
 
 
 def config_from_args(cls: type, args: argparse.Namespace, **forced) -> Any:
     base = to_dict(load_config(cls, args._config)) if getattr(args, "_config", None) else {}
     names = {f.name for f in dataclasses.fields(cls)}
     given = {k: v for k, v in vars(args).items() if k in names}
+    if missing := [n for n in getattr(args, "_required", ()) if n not in given and n not in base]:
+        *rest, last = ["--" + n.replace("_", "-") for n in missing]
+        flags = f"{', '.join(rest)} and {last}" if rest else last
+        raise VidpolicyError(f"{flags} {'are' if len(missing) > 1 else 'is'} required (on the command line or in "
+                             "a --config file)")
     preset = preset_values(cls, args._preset) if getattr(args, "_preset", None) else {}
     return from_dict(cls, {**preset, **base, **given, **forced},
                      source=getattr(args, "_config", None) or "command line")

@@ -36,7 +36,7 @@ IMAGE_KEY = "observation.images.corner"
 @dataclass
 class CollectConfig:
     env: str = opt("metaworld", "simulator (metaworld)")
-    tasks: str = opt("", "comma-separated Meta-World tasks (reach,push or reach-v3) or MT10 / MT50")
+    tasks: str = opt("", "comma-separated tasks (reach,push or reach-v3) or MT10 / MT50")
     episodes: int = opt(10, "successful episodes per task")
     out: str = opt("", "LeRobotDataset root to create (or extend)")
     view: str = opt("vidpolicy", "vidpolicy or lerobot (as lerobot-eval sees Meta-World)")

@@ -18,7 +18,7 @@ from vidpolicy.common.versions import check
 class PretrainConfig:
     tokens: list[str] = opt([], "token directories from `vidpolicy tokenize` (several mix)")
     tokenizer: str = opt("", "the tokenizer run directory the tokens were made with")
-    out: str = opt("", "run directory: model/, scheduler/, tokenizer/, checkpoints/, logs/, loss.png")
+    out: str = opt("", "run directory: model/, scheduler/, tokenizer/, checkpoints/")
     token_weights: list[float] | None = opt(None, "sampling weight per token directory (default: equal)")
     gap: int = opt(20, "the future clip starts this many frames after the history clip")
     # network

@@ -10,7 +10,7 @@ from vidpolicy.common.cli_args import opt
 
 @dataclass
 class TokenizerTrainConfig:
-    videos: str = opt("", "directory of videos (searched recursively) or a .txt list of paths")
+    videos: str = opt("", "a folder of videos (searched recursively) or a .txt list of paths")
     out: str = opt("", "run directory: model/, checkpoints/, logs/, loss.png, eval.json")
     frames: int = opt(4, "frames per clip")
     size: int = opt(96, "clip side in pixels (shorter side resized, centre square)")
