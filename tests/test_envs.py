@@ -38,6 +38,31 @@ def test_reset_step_render_shapes_and_upright():
     env.close()
 
 
+def test_a_branch_is_undone_and_the_episode_goes_on_as_if_not_taken():
+    envs = [MetaWorldEnv("push", size=32) for _ in range(2)]
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (16, 4)).astype(np.float32)
+    for env in envs:
+        env.reset(3)
+        for a in actions[:6]:
+            env.step(a)
+    taken, plain = envs
+    before = taken.render()
+    with taken.branch():  # the expert moves the hand and maybe the puck for 15 steps
+        expert = taken.expert()
+        obs = taken._observation(taken._obs)
+        for _ in range(15):
+            obs, *_ = taken.step(expert(obs))
+        assert np.abs(obs["state"][:3] - plain._obs[:3]).max() > 0.01 and taken.steps == 21
+    assert taken.steps == 6 and np.array_equal(taken.render(), before)
+    for a in actions[6:]:  # both go on with the same actions: identical to the last bit
+        (o1, r1, d1, i1), (o2, r2, d2, i2) = taken.step(a), plain.step(a)
+        assert np.array_equal(o1["state"], o2["state"]) and np.array_equal(o1["image"], o2["image"])
+        assert (r1, d1, i1) == (r2, d2, i2)
+    for env in envs:
+        env.close()
+
+
 def test_every_seed_is_its_own_scene_and_lerobots_for_that_seed():
     from vidpolicy.envs.lerobot_view import LeRobotMetaWorldEnv
 

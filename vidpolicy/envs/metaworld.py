@@ -8,7 +8,10 @@ and as good for the tokenizer (docs/experiments.md). Observations are dicts:
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -107,6 +110,30 @@ class MetaWorldEnv:
         self.steps += 1
         done = bool(terminated or truncated or self.steps >= self.max_steps)
         return self._observation(state), float(reward), done, {"success": bool(info.get("success", 0.0))}
+
+    @contextmanager
+    def branch(self) -> Iterator["MetaWorldEnv"]:
+        """Step ahead and come back: on leaving the block the simulation (MuJoCo's integration state, the solver's
+        warm start included) and the episode's bookkeeping are as they were on entering it, so the episode goes on,
+        to the last bit, as if the branch had not been taken (a lookahead: where the expert would take the scene)."""
+        import mujoco
+
+        sim, spec = self._sim, mujoco.mjtState.mjSTATE_INTEGRATION
+        physics = np.empty(mujoco.mj_stateSize(sim.model, spec))
+        mujoco.mj_getState(sim.model, sim.data, physics, spec)
+        # Meta-World keeps the previous observation, the step count and the last stable observation on the env
+        kept = {k: copy.deepcopy(v) for k, v in vars(sim).items()
+                if isinstance(v, (np.ndarray, np.generic, int, float))}
+        steps, obs = self.steps, self._obs
+        try:
+            yield self
+        finally:
+            mujoco.mj_setState(sim.model, sim.data, physics, spec)
+            mujoco.mj_forward(sim.model, sim.data)  # positions, contacts, ... for what reads them before a step
+            mujoco.mj_setState(sim.model, sim.data, physics, spec)  # and the solver's warm start, which it moved
+            for k, v in kept.items():
+                setattr(sim, k, v)
+            self.steps, self._obs = steps, obs
 
     def expert(self):
         """Meta-World's scripted expert for this task: ``expert(obs) -> action`` (it reads the full state)."""
