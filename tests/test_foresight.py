@@ -99,3 +99,27 @@ def test_action_errors_compare_a_plan_with_the_experts_actions():
     assert slow["chunk"] == pytest.approx((2 * (0.25 + 0.5) + 0.0625 + 0.125) / 8)
     assert slow["magnitude"] == pytest.approx(0.5)  # moving at half the expert's speed
     assert action_errors(expert, expert, np.ones(2)) == {"first_action": 0.0, "chunk": 0.0, "magnitude": 1.0}
+
+
+def test_the_true_future_is_the_clip_the_expert_then_shows_and_the_episode_is_untouched():
+    import sys
+
+    from _util import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from oracle_future import expert_future
+
+    from vidpolicy.envs.metaworld import MetaWorldEnv
+
+    env = MetaWorldEnv("push", size=32, max_steps=12)
+    obs = env.reset(5)
+    expert, seen, predicted = env.expert(), [obs["image"]], {}
+    for step in range(12):  # the expert drives; at every step, the clip 4 steps ahead (2 frames), from a branch
+        predicted[step] = expert_future(env, seen, gap=4, frames=2)
+        obs, *_ = env.step(expert(obs))
+        seen.append(obs["image"])
+    for step, clip in predicted.items():  # past the step limit (12): the episode's last clip
+        end = min(step + 4, 12)
+        assert np.array_equal(clip, np.stack(seen[end - 1: end + 1])), step
+    assert not np.array_equal(predicted[0], predicted[6])  # the scene moved: the check can fail
+    env.close()

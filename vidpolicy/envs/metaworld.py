@@ -89,10 +89,11 @@ class MetaWorldEnv:
             frame = frame[::-1, ::-1]  # the corner camera's image comes out upside down
         return np.ascontiguousarray(frame)
 
-    def _observation(self, state: np.ndarray) -> dict:
+    def _observation(self, state: np.ndarray, render: bool = True) -> dict:
         self._obs = state  # the full state, for the scripted expert
         seen = state[:4] if self.state == "agent_pos" else state
-        return {"image": self.render(), "state": seen.astype(np.float32), "instruction": self.instruction}
+        return {"image": self.render() if render else None, "state": seen.astype(np.float32),
+                "instruction": self.instruction}
 
     def reset(self, seed: int = 0) -> dict:
         self.env.seed(seed)
@@ -104,12 +105,13 @@ class MetaWorldEnv:
         """``action`` as float32 inside the action box (what ``step`` executes)."""
         return np.clip(np.asarray(action, dtype=np.float32), self.action_low, self.action_high)
 
-    def step(self, action: np.ndarray) -> tuple[dict, float, bool, dict]:
+    def step(self, action: np.ndarray, render: bool = True) -> tuple[dict, float, bool, dict]:
+        """One step; ``render=False`` leaves the observation's image None (a lookahead that needs no picture)."""
         action = self.clip_action(action)
         state, reward, terminated, truncated, info = self._sim.step(action)  # Meta-World's own env
         self.steps += 1
         done = bool(terminated or truncated or self.steps >= self.max_steps)
-        return self._observation(state), float(reward), done, {"success": bool(info.get("success", 0.0))}
+        return self._observation(state, render), float(reward), done, {"success": bool(info.get("success", 0.0))}
 
     @contextmanager
     def branch(self) -> Iterator["MetaWorldEnv"]:

@@ -39,11 +39,11 @@ def demos_digest(data: Path) -> str:
 
 def replay(env, actions: np.ndarray, seed: int, max_steps: int = 500) -> bool:
     """Whether ``actions``, executed open loop in scene ``seed`` of ``env`` (a MetaWorldEnv), succeed at any step.
-    The simulator's own step: no frame is rendered, none is read."""
+    No frame is rendered, none is read."""
     env.reset(seed)
     for a in actions[:max_steps]:
-        *_, info = env._sim.step(env.clip_action(a))
-        if info.get("success", 0.0):
+        *_, info = env.step(a, render=False)
+        if info["success"]:
             return True
     return False
 
