@@ -104,6 +104,15 @@ def test_acting_on_the_imagined_clip_reads_all_of_it(policy, tmp_path):
     with bf16(p.device), torch.no_grad():
         ctx = p.video.context(hist, p.video.text_input(text))
         assert torch.equal(read[0], p.video.denoise(clip, torch.zeros(2, dtype=torch.long), ctx)[1])
+    # a given future (the diagnosis) is read instead, and nothing is imagined: the clip returned is that future
+    other, denoise, passes = clip.roll(1, 0), p.video.denoise, []
+    p.video.denoise = lambda *a: passes.append(1) or denoise(*a)
+    read.clear()
+    given, _ = p.plan(hist, text, generator=torch.Generator().manual_seed(1), state=state, future=other)
+    p.video.denoise = denoise
+    assert torch.equal(given, other) and len(passes) == 1  # one video pass: the given clip's features
+    with bf16(p.device), torch.no_grad():
+        assert torch.equal(read[0], p.video.denoise(other, torch.zeros(2, dtype=torch.long), ctx)[1])
     # training: whatever the actions' t, the action model reads the true future's features at t = 0
     from vidpolicy.finetune.objective import JointDenoiser
 

@@ -108,8 +108,9 @@ class VPDDPolicy:
         nothing (the clip is the last history clip, and ``future`` is not read). ``state``: normalised robot
         states ``(b, state_dim)`` (see `VPDDProcessor.state`) for a policy that reads them. ``future`` (tokens
         ``(b, n)``), a diagnosis: the action model reads that future instead of the imagined one, noised as it would
-        see the imagined one (each step's t; the whole clip for act_on "imagined") or to ``future_t`` at every step
-        (0: all of it in view). Runs on the policy's device (``generator`` too)."""
+        see the imagined one (each step's t; the whole clip for act_on "imagined", which then imagines none and
+        returns it) or to ``future_t`` at every step (0: all of it in view). Runs on the policy's device
+        (``generator`` too)."""
         v, a, cfg, dev = self.video, self.action, self.config, self.device
         history_tokens, text = history_tokens.to(dev), text.to(dev)
         state, future = (None if x is None else x.to(dev) for x in (state, future))
@@ -135,10 +136,11 @@ class VPDDPolicy:
                 return torch.full((b,), t, dtype=torch.long, device=dev)
 
             whole = None
-            if cfg.act_on == "imagined":  # the whole clip first; the action model then reads all of it
-                clip = sample_tokens(lambda x, t: {"video": video(x["video"], at(t))[0]}, self.scheduler,
-                                     {"video": (v.tokens_per_clip, K)}, b, steps, top_r, generator, dev)["video"]
-                whole = features_of(clip if future is None else future, at(future_t or 0))
+            if cfg.act_on == "imagined":  # the whole clip first (unless given); the action model reads all of it
+                clip = future if future is not None else sample_tokens(
+                    lambda x, t: {"video": video(x["video"], at(t))[0]}, self.scheduler,
+                    {"video": (v.tokens_per_clip, K)}, b, steps, top_r, generator, dev)["video"]
+                whole = features_of(clip, at(future_t or 0))
             elif cfg.act_on == "history":  # nothing imagined: the clip returned is the present, held still
                 clip = copy_last_clip(history_tokens, v.tokens_per_clip)
                 whole = v.denoise(torch.full_like(clip, K), at(v.config.num_timesteps), ctx)[1]
