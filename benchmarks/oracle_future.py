@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from _common import OUT, first_sentence, quiet, save
+from foresight import clip_ending
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 FUTURES = ("imagined", "true", "copy")
@@ -37,8 +37,7 @@ def expert_future(env, seen: list[np.ndarray], gap: int, frames: int, process=la
             obs, *_ = env.step(expert(None), render=k >= n - frames)
             if obs["image"] is not None:
                 ahead.append(process(obs["image"]))
-    clip = (seen + ahead)[-frames:]
-    return np.stack([clip[0]] * (frames - len(clip)) + clip)  # the first frame repeated, as clip_indices pads
+    return clip_ending(seen + ahead, len(seen) + len(ahead) - 1, frames)
 
 
 class Foresighted:
@@ -110,10 +109,11 @@ def main() -> None:
     args = ap.parse_args()
     from _fewshot_report import difference, paired
 
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    from vidpolicy.envs.tasks import resolve_tasks
+
     where = OUT / args.name
     where.mkdir(parents=True, exist_ok=True)
-    tasks = [t if t.endswith("-v3") else f"{t}-v3" for t in args.tasks.split(",")]
+    tasks = resolve_tasks(args.tasks)
     rows = {f: run(args.policy, f, tasks, args.episodes, where / f"{f}.jsonl") for f in args.futures}
     solved = {f: {(0, r["task"], r["seed"]): r["success"] for r in v} for f, v in rows.items()}
     result = {"policy": args.policy, "episodes": args.episodes, "tasks": tasks,

@@ -36,11 +36,13 @@ class LeRobotMetaWorldEnv(MetaWorldEnv):
         self.steps = 0
         self._obs: np.ndarray | None = None  # Meta-World's full 39-d observation (for the scripted expert only)
 
-    def _observation(self, raw: np.ndarray, render: bool = True) -> dict:  # LeRobot's env renders every step
+    def _observation(self, raw: np.ndarray, render: bool = True) -> dict:
         self._obs = raw
+        if not render:  # LeRobot's formatting renders the 480² frame; its agent_pos is the raw state's first 4
+            return {"image": None, "state": np.asarray(raw[:4], np.float32), "instruction": self.instruction}
         obs = self.env._format_raw_obs(raw)
-        return {"image": np.ascontiguousarray(obs["pixels"]) if render else None,
-                "state": np.asarray(obs["agent_pos"], np.float32), "instruction": self.instruction}
+        return {"image": np.ascontiguousarray(obs["pixels"]), "state": np.asarray(obs["agent_pos"], np.float32),
+                "instruction": self.instruction}
 
     def reset(self, seed: int = 0) -> dict:
         self._sim.seed(seed)  # as LeRobot's MetaworldEnv.reset(seed)
